@@ -1,0 +1,166 @@
+import { randomBytes } from 'node:crypto';
+import type { Certificate } from '../core/certificate.js';
+import { HispError } from '../core/errors.js';
+import {
+  DEFAULT_CIPHER,
+  DEFAULT_DIGEST,
+  DEFAULT_KEY_TRANSPORT,
+  MICALG,
+  type KeyTransportName,
+  type SendCipher,
+  type SigningDigest,
+} from './algorithms.js';
+import { createEnvelope, type RecipientIdentifierForm } from './create-envelope.js';
+import { encodeBase64Lines, MimeEntity, toCanonicalCrlf } from './mime-entity.js';
+import { signDetached, type SigningCredential } from './sign-detached.js';
+
+export interface WrapOptions {
+  /** One or more signers; each SignerInfo carries its certificate chain. */
+  signers: readonly SigningCredential[];
+  /** Every certificate to encrypt to, one RecipientInfo each (R-ENC-5). */
+  recipients: readonly Certificate[];
+  /** Default sha256. SHA-1 is never offered (R-SIG-4). */
+  digest?: SigningDigest;
+  /** Default aes256-cbc (requirements §5 decision 2). */
+  cipher?: SendCipher;
+  /** Default rsa-oaep-sha1, the Java RI's default and what .NET Framework peers open (§5 decision 2). */
+  keyTransport?: KeyTransportName;
+  /** Default issuerAndSerialNumber. */
+  recipientIdentifier?: RecipientIdentifierForm;
+  /**
+   * Outer (unencrypted) Subject. Off (undefined) by default, so the real Subject is copied as peers
+   * expect; a string replaces it, so that nothing of the message travels in clear.
+   */
+  genericSubject?: string;
+  /** signingTime attribute; default now. */
+  signingTime?: Date;
+  /** Domain for a generated Message-ID when the message has none. */
+  messageIdDomain?: string;
+}
+
+export interface WrapResult {
+  /** The Direct message: RFC 5322 outer headers and an application/pkcs7-mime body, CRLF. */
+  message: Buffer;
+  /** Message-ID of the message (the one given, or the one added). */
+  messageId: string;
+  /** What was added or removed on the way (missing Date/Message-ID added, Bcc dropped). */
+  notes: string[];
+}
+
+/** Outer header fields copied from the original (R-FMT-2); others stay inside the envelope only. */
+const OUTER_FIELDS = ['from', 'to', 'cc', 'subject', 'date', 'message-id'];
+
+/**
+ * Wraps, signs and encrypts an RFC 5322 message the way the Direct Applicability Statement asks:
+ * the whole message as message/rfc822 (RFC 5751 §3.1), a detached signature in multipart/signed
+ * (RFC 5751 §3.4.3), then enveloped to every recipient certificate (RFC 5751 §3.3), with the outer
+ * entity of R-FMT-4 and the outer headers of R-FMT-2.
+ */
+export function wrapMessage(original: Buffer, options: WrapOptions): WrapResult {
+  const notes: string[] = [];
+  const digest = options.digest ?? DEFAULT_DIGEST;
+  const canonical = toCanonicalCrlf(original);
+  const parsed = MimeEntity.parse(canonical);
+  if (!parsed.header('from')) throw new HispError('HISP_MIME_MALFORMED', 'the message has no From field');
+  if (!parsed.header('to') && !parsed.header('cc')) {
+    throw new HispError('HISP_MIME_MALFORMED', 'the message has no To or Cc field');
+  }
+
+  // Bcc must not travel (ETT rule 120): drop it before anything is signed. Missing Date and
+  // Message-ID are added as a submission server would (RFC 6409 §8.2, §8.3): Direct tracks
+  // MDNs by Message-ID (R-MDN-9).
+  const kept = parsed.headers.filter((h) => h.name.toLowerCase() !== 'bcc');
+  if (kept.length !== parsed.headers.length) notes.push('Bcc removed');
+  const added: string[] = [];
+  let messageId = parsed.header('message-id');
+  if (!messageId) {
+    const domain = options.messageIdDomain ?? domainOf(parsed.header('from') ?? '') ?? 'hisp.invalid';
+    messageId = `<${randomBytes(16).toString('hex')}@${domain}>`;
+    added.push(`Message-ID: ${messageId}\r\n`);
+    notes.push('Message-ID added');
+  }
+  if (!parsed.header('date')) {
+    added.push(`Date: ${rfc5322Date(options.signingTime ?? new Date())}\r\n`);
+    notes.push('Date added');
+  }
+  const headerBytes = Buffer.concat([...kept.map((h) => h.raw), Buffer.from(added.join(''), 'latin1')]);
+  const inner = Buffer.concat([headerBytes, Buffer.from('\r\n'), parsed.body]);
+
+  // RFC 2046 §5.2.1: message/rfc822 takes 7bit, 8bit or binary; label 8-bit content honestly.
+  const eightBit = inner.some((b) => b > 0x7f);
+  const signedPart = Buffer.concat([
+    Buffer.from(`Content-Type: message/rfc822\r\n${eightBit ? 'Content-Transfer-Encoding: 8bit\r\n' : ''}\r\n`),
+    inner,
+  ]);
+  const signature = signDetached(signedPart, options.signers, digest, options.signingTime);
+
+  const boundary = freshBoundary(signedPart);
+  const signedEntity = Buffer.concat([
+    Buffer.from(
+      `Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=${MICALG[digest]};\r\n` +
+        ` boundary="${boundary}"\r\n\r\n--${boundary}\r\n`,
+    ),
+    signedPart,
+    Buffer.from(
+      `\r\n--${boundary}\r\n` +
+        'Content-Type: application/pkcs7-signature; name=smime.p7s\r\n' +
+        'Content-Transfer-Encoding: base64\r\n' +
+        'Content-Disposition: attachment; filename=smime.p7s\r\n\r\n',
+    ),
+    Buffer.from(encodeBase64Lines(signature)),
+    Buffer.from(`--${boundary}--\r\n`),
+  ]);
+
+  const cipher = options.cipher ?? DEFAULT_CIPHER;
+  const envelope = createEnvelope(signedEntity, [...options.recipients], {
+    cipher,
+    keyTransport: options.keyTransport ?? DEFAULT_KEY_TRANSPORT,
+    recipientIdentifier: options.recipientIdentifier ?? 'issuerAndSerialNumber',
+  });
+
+  const outer: Buffer[] = [];
+  for (const name of OUTER_FIELDS) {
+    if (name === 'subject' && options.genericSubject !== undefined) {
+      outer.push(Buffer.from(`Subject: ${options.genericSubject}\r\n`));
+      continue;
+    }
+    for (const h of kept) if (h.name.toLowerCase() === name) outer.push(h.raw);
+  }
+  outer.push(Buffer.from(added.join(''), 'latin1'));
+  // RFC 8551 §3.2.2 names AES-GCM envelopes authEnveloped-data; R-FMT-4 fixes the rest of the entity.
+  const smimeType = cipher.endsWith('gcm') ? 'authEnveloped-data' : 'enveloped-data';
+  outer.push(
+    Buffer.from(
+      'MIME-Version: 1.0\r\n' +
+        `Content-Type: application/pkcs7-mime; smime-type=${smimeType}; name=smime.p7m\r\n` +
+        'Content-Transfer-Encoding: base64\r\n' +
+        'Content-Disposition: attachment; filename=smime.p7m\r\n\r\n',
+    ),
+  );
+  outer.push(Buffer.from(encodeBase64Lines(envelope)));
+  return { message: Buffer.concat(outer), messageId, notes };
+}
+
+/** A boundary of US-ASCII without ':' and at most 70 characters (R-FMT-6) absent from the content. */
+function freshBoundary(content: Buffer): string {
+  for (;;) {
+    const b = `----=_hisp_${randomBytes(18).toString('hex')}`;
+    if (content.indexOf(b) === -1) return b;
+  }
+}
+
+function domainOf(from: string): string | undefined {
+  const m = /@([A-Za-z0-9.-]+)/.exec(from);
+  return m?.[1];
+}
+
+/** RFC 5322 §3.3 date-time in UTC. */
+export function rfc5322Date(d: Date): string {
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const p = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${days[d.getUTCDay()]}, ${d.getUTCDate()} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ` +
+    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`
+  );
+}

@@ -1,0 +1,78 @@
+/**
+ * Typed errors of hisp. Every failure that crosses a module boundary is a {@link HispError} with a
+ * stable `HISP_…` code: the CLI prints it, the SMTP edges map it to a reply through the single table
+ * in `gateway/smtp/reply-mapping.ts`, and docs/errors.md lists it (a test keeps the three in sync).
+ */
+
+/** Every error code hisp emits, with a one-line meaning (also the documentation source). */
+export const ERROR_CODES = {
+  // Input and usage
+  HISP_USAGE: 'The command line or API call is malformed (missing or conflicting options).',
+  HISP_IO: 'A file could not be read or written.',
+  HISP_CONFIG_INVALID: 'The configuration is invalid.',
+
+  // Key material
+  HISP_KEY_UNREADABLE: 'A private key or certificate file could not be parsed (format, password or corruption).',
+  HISP_KEY_MISMATCH: 'A private key does not belong to the certificate it is paired with.',
+
+  // MIME structure
+  HISP_MIME_MALFORMED: 'The message is not well-formed RFC 5322/MIME (headers, boundaries, line ends).',
+  HISP_MIME_BARE_LINE_END: 'The message contains a bare CR or LF; SMTP requires CRLF (RFC 5321 §2.3.8).',
+
+  // S/MIME envelope
+  HISP_SMIME_NOT_ENCRYPTED: 'The message is not an S/MIME enveloped message; Direct requires encryption.',
+  HISP_SMIME_NOT_SIGNED: 'The decrypted content is not signed; Direct requires a signature.',
+  HISP_CMS_MALFORMED: 'A CMS (PKCS#7) structure could not be decoded.',
+  HISP_CMS_UNSUPPORTED_ALGORITHM: 'A CMS algorithm is unknown or unsupported.',
+  HISP_CMS_WEAK_ALGORITHM: 'A CMS algorithm is refused as too weak (3DES, RC2, MD5, SHA-1 without the legacy switch).',
+  HISP_CMS_NOT_FOR_RECIPIENT: 'No RecipientInfo of the message matches any of our decryption certificates.',
+  HISP_CMS_DECRYPT_FAILED: 'The message could not be decrypted (wrong key, corrupted data or failed authentication).',
+
+  // Signature
+  HISP_SIG_INVALID: 'No signature of the message verifies over the signed content.',
+  HISP_SIG_NO_SIGNER_CERT: 'The signer certificate is not included in the signature.',
+  HISP_SIG_MICALG_MISMATCH: 'The micalg parameter does not match the digest algorithm of the signature.',
+
+  // Trust
+  HISP_TRUST_NO_ANCHOR: 'The certificate does not chain to any configured trust anchor.',
+  HISP_TRUST_EXPIRED: 'A certificate in the chain is not valid at the validation time.',
+  HISP_TRUST_BASIC_CONSTRAINTS: 'An issuing certificate is not a CA (basicConstraints) or a path length is exceeded.',
+  HISP_TRUST_KEY_USAGE: 'A certificate lacks the key usage its role requires.',
+  HISP_TRUST_WEAK_KEY: 'A certificate key is too small (RSA keys must be at least 2048 bits).',
+  HISP_TRUST_WEAK_SIGNATURE: 'A certificate is signed with a refused algorithm (MD5; SHA-1 without the legacy switch).',
+  HISP_TRUST_BAD_SIGNATURE: 'A certificate signature does not verify against its issuer.',
+  HISP_TRUST_BINDING_MISMATCH: 'The certificate is not bound to the address (rfc822Name) or its domain (dNSName).',
+} as const;
+
+export type HispErrorCode = keyof typeof ERROR_CODES;
+
+export interface HispErrorOptions {
+  /** True when the same operation may succeed later (time-out, server failure): SMTP 4xx, not 5xx. */
+  transient?: boolean;
+  cause?: unknown;
+  /** Structured, non-secret details for logs and JSON reports. */
+  details?: Record<string, unknown>;
+}
+
+/** The one error type of hisp: a stable code, a readable one-line reason and a transient flag. */
+export class HispError extends Error {
+  readonly code: HispErrorCode;
+  readonly transient: boolean;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: HispErrorCode, message: string, options: HispErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'HispError';
+    this.code = code;
+    this.transient = options.transient ?? false;
+    this.details = options.details;
+  }
+
+  toJSON(): { code: HispErrorCode; reason: string } {
+    return { code: this.code, reason: this.message };
+  }
+}
+
+export function isHispError(err: unknown): err is HispError {
+  return err instanceof HispError;
+}
