@@ -732,18 +732,39 @@ function readBags(pfx: ParsedPfx, password: PasswordForm): Bags {
   return bags;
 }
 
-function spki(key: KeyObject): Buffer {
-  const pub = key.type === 'private' ? createPublicKey(key) : key;
-  return pub.export({ type: 'spki', format: 'der' });
+function publicHalf(key: KeyObject): KeyObject {
+  return key.type === 'private' ? createPublicKey(key) : key;
 }
 
-export function keyMatchesCertificate(key: KeyObject, cert: Certificate): boolean {
+/** 'same' / 'different' public keys, or 'unknown' when Node cannot export one of them. */
+function relation(key: KeyObject, cert: Certificate): 'same' | 'different' | 'unknown' {
+  let a: KeyObject;
+  let b: KeyObject;
   try {
-    if (key.type === 'secret') return false;
-    return spki(key).equals(spki(cert.publicKey));
+    if (key.type === 'secret') return 'different';
+    a = publicHalf(key);
+    b = cert.publicKey;
+    if (a.export({ type: 'spki', format: 'der' }).equals(b.export({ type: 'spki', format: 'der' }))) return 'same';
   } catch {
-    return false;
+    return 'unknown';
   }
+  // An RSA-PSS key (id-RSASSA-PSS SPKI) and an rsaEncryption certificate can share the modulus.
+  const rsa = new Set(['rsa', 'rsa-pss']);
+  if (rsa.has(a.asymmetricKeyType ?? '') && rsa.has(b.asymmetricKeyType ?? '')) {
+    try {
+      const ja = a.export({ format: 'jwk' });
+      const jb = b.export({ format: 'jwk' });
+      return ja.n === jb.n && ja.e === jb.e ? 'same' : 'different';
+    } catch {
+      return 'unknown';
+    }
+  }
+  return 'different';
+}
+
+/** True when `key` (private or public) is the key of `cert`: the SPKI DER of the public halves are equal. */
+export function keyMatchesCertificate(key: KeyObject, cert: Certificate): boolean {
+  return relation(key, cert) === 'same';
 }
 
 /** Issuers of `leaf` among `pool`, leaf's issuer first, by issuer/subject DER and AKI/SKI. */
@@ -811,9 +832,14 @@ export function readPkcs12(bytes: Buffer, password: string, source?: string): Pr
       } catch {
         throw unreadable(source, 'contains a private key that cannot be read (not PKCS#8)');
       }
-      const byKey = pool.find((c) => keyMatchesCertificate(key, c));
+      // By public key; by localKeyId only when the public keys cannot be compared (never against
+      // a certificate whose key is known to differ).
+      const byKey = pool.find((c) => relation(key, c) === 'same');
       const lk = bag.localKeyId;
-      const byId = lk === undefined ? undefined : certificates.find((c) => c.localKeyId?.equals(lk))?.cert;
+      const byId =
+        lk === undefined
+          ? undefined
+          : certificates.find((c) => c.localKeyId?.equals(lk) && relation(key, c.cert) === 'unknown')?.cert;
       const certificate = byKey ?? byId;
       if (certificate === undefined) continue;
       credentials.push({ key, certificate, chain: buildChain(certificate, pool) });

@@ -1,0 +1,84 @@
+import type { Certificate } from '../core/certificate.js';
+import { DirectAddress } from '../core/direct-address.js';
+import { HispError, type HispErrorCode } from '../core/errors.js';
+import type { DecryptionCredential } from '../agent/open-envelope.js';
+import { MimeEntity } from '../agent/mime-entity.js';
+import { unwrapMessage, type UnwrapResult } from '../agent/unwrap-message.js';
+import { validateChain } from '../trust/chain-validator.js';
+import { checkBinding, type Binding } from '../trust/name-binding.js';
+
+export interface ProcessIncomingOptions {
+  credentials: readonly DecryptionCredential[];
+  /** Incoming anchors of the recipient (R-TRU-5). */
+  anchors: readonly Certificate[];
+  /** Validation time; default now. */
+  at?: Date;
+  /** The SHA-1 legacy switch (requirements §5.7): message digest and certificate signatures. */
+  allowSha1?: boolean;
+}
+
+export interface AcceptedSigner {
+  certificate: Certificate;
+  binding: Binding;
+  anchor: Certificate;
+  path: Certificate[];
+}
+
+export interface RejectedSigner {
+  certificate: Certificate | undefined;
+  code: HispErrorCode;
+  reason: string;
+}
+
+export interface IncomingResult {
+  unwrapped: UnwrapResult;
+  /** The inner From address the signers were bound to (requirements §5.8). */
+  sender: DirectAddress;
+  accepted: AcceptedSigner[];
+  rejected: RejectedSigner[];
+}
+
+/**
+ * The receive-side security step: decrypt, verify, then trust. A message is accepted when at least
+ * one signature verifies and its signer chains to an incoming anchor of the recipient (R-TRU-5) and
+ * is bound to the inner From address or its domain (R-CRT-1, requirements §5.8). Throws the most
+ * telling HispError otherwise.
+ */
+export function processIncoming(raw: Buffer, options: ProcessIncomingOptions): IncomingResult {
+  const allowSha1 = options.allowSha1 ?? false;
+  const unwrapped = unwrapMessage(raw, { credentials: options.credentials, allowSha1 });
+  const from = MimeEntity.parse(unwrapped.message).header('from');
+  if (!from) throw new HispError('HISP_MIME_MALFORMED', 'the signed message has no From field');
+  const sender = DirectAddress.fromHeader(from);
+
+  const accepted: AcceptedSigner[] = [];
+  const rejected: RejectedSigner[] = [];
+  for (const s of unwrapped.signers) {
+    if (!s.verified || !s.certificate) {
+      const e = s.error ?? new HispError('HISP_SIG_INVALID', 'signature does not verify');
+      rejected.push({ certificate: s.certificate, code: e.code, reason: e.message });
+      continue;
+    }
+    try {
+      const chain = validateChain(s.certificate, {
+        anchors: options.anchors,
+        intermediates: unwrapped.certificates,
+        at: options.at,
+        purpose: 'signing',
+        allowSha1,
+      });
+      const binding = checkBinding(s.certificate, sender);
+      accepted.push({ certificate: s.certificate, binding, anchor: chain.anchor, path: chain.path });
+    } catch (e) {
+      if (!(e instanceof HispError)) throw e;
+      rejected.push({ certificate: s.certificate, code: e.code, reason: e.message });
+    }
+  }
+  if (accepted.length === 0) {
+    const first = rejected[0];
+    throw new HispError(first?.code ?? 'HISP_SIG_INVALID', first?.reason ?? 'no trusted signer', {
+      details: { rejected: rejected.map((r) => ({ code: r.code, subject: r.certificate?.subject })) },
+    });
+  }
+  return { unwrapped, sender, accepted, rejected };
+}

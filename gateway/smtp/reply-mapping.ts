@@ -1,0 +1,52 @@
+import { isHispError, type HispErrorCode } from '../core/errors.js';
+
+/** An SMTP reply: basic code (RFC 5321 §4.2) and enhanced status code (RFC 3463). */
+export interface SmtpReply {
+  code: number;
+  enhanced: string;
+  text: string;
+}
+
+/**
+ * The one table from hisp error codes to permanent SMTP replies (RFC 3463 §3 subjects/details);
+ * the Record type makes a code without a row a compile error.
+ * A transient error takes the 4xx form of the same status (4.y.z), see {@link replyForError}.
+ */
+export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; enhanced: string }>> = {
+  HISP_USAGE: { code: 501, enhanced: '5.5.4' }, // invalid command arguments
+  HISP_IO: { code: 451, enhanced: '4.3.0' }, // local error in processing
+  HISP_CONFIG_INVALID: { code: 451, enhanced: '4.3.5' }, // system incorrectly configured
+  HISP_KEY_UNREADABLE: { code: 451, enhanced: '4.3.5' },
+  HISP_KEY_MISMATCH: { code: 451, enhanced: '4.3.5' },
+  HISP_MIME_MALFORMED: { code: 554, enhanced: '5.6.0' }, // other or undefined media error
+  HISP_MIME_BARE_LINE_END: { code: 550, enhanced: '5.5.2' }, // syntax error (bare CR/LF, as Postfix)
+  HISP_SMIME_NOT_ENCRYPTED: { code: 554, enhanced: '5.7.0' }, // other security status
+  HISP_SMIME_NOT_SIGNED: { code: 554, enhanced: '5.7.0' },
+  HISP_CMS_MALFORMED: { code: 554, enhanced: '5.6.0' },
+  HISP_CMS_UNSUPPORTED_ALGORITHM: { code: 554, enhanced: '5.7.4' }, // security features not supported
+  HISP_CMS_WEAK_ALGORITHM: { code: 554, enhanced: '5.7.4' },
+  HISP_CMS_NOT_FOR_RECIPIENT: { code: 554, enhanced: '5.7.5' }, // cryptographic failure
+  HISP_CMS_DECRYPT_FAILED: { code: 554, enhanced: '5.7.5' },
+  HISP_SIG_INVALID: { code: 554, enhanced: '5.7.7' }, // message integrity failure
+  HISP_SIG_NO_SIGNER_CERT: { code: 554, enhanced: '5.7.7' },
+  HISP_SIG_MICALG_MISMATCH: { code: 554, enhanced: '5.7.7' },
+  HISP_TRUST_NO_ANCHOR: { code: 554, enhanced: '5.7.1' }, // delivery not authorized
+  HISP_TRUST_EXPIRED: { code: 554, enhanced: '5.7.1' },
+  HISP_TRUST_BASIC_CONSTRAINTS: { code: 554, enhanced: '5.7.1' },
+  HISP_TRUST_KEY_USAGE: { code: 554, enhanced: '5.7.1' },
+  HISP_TRUST_WEAK_KEY: { code: 554, enhanced: '5.7.1' },
+  HISP_TRUST_WEAK_SIGNATURE: { code: 554, enhanced: '5.7.1' },
+  HISP_TRUST_BAD_SIGNATURE: { code: 554, enhanced: '5.7.1' },
+  HISP_TRUST_BINDING_MISMATCH: { code: 554, enhanced: '5.7.1' },
+};
+
+/** Any error to an SMTP reply; errors that are not HispErrors are local failures (451 4.3.0). */
+export function replyForError(err: unknown): SmtpReply {
+  if (!isHispError(err)) return { code: 451, enhanced: '4.3.0', text: 'local error in processing' };
+  const base = SMTP_REPLY_BY_CODE[err.code];
+  const text = `${err.message} [${err.code}]`;
+  if (err.transient && base.code >= 500) {
+    return { code: 451, enhanced: `4${base.enhanced.slice(1)}`, text };
+  }
+  return { code: base.code, enhanced: base.enhanced, text };
+}
