@@ -1,18 +1,8 @@
 import { constants, privateDecrypt, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
-import * as asn1js from 'asn1js';
 import { HispError } from '../core/errors.js';
 import { OID, type KeyTransportName } from './algorithms.js';
-import {
-  algorithm,
-  children,
-  explicit,
-  isContext,
-  isUniversal,
-  readAlgorithm,
-  seq,
-  TAG,
-  type AlgorithmIdentifier,
-} from './asn1.js';
+import { algorithm, children, isContext, isUniversal, readAlgorithm, readOctets, TAG, type AlgorithmIdentifier } from './asn1.js';
+import { ctxConstructed, seq, type Der } from './der.js';
 
 /**
  * RSA key transport for KeyTransRecipientInfo (RFC 5652 §6.2.1): PKCS#1 v1.5 (RFC 3370 §4.2.1) and
@@ -22,7 +12,7 @@ import {
 type OaepHash = 'sha1' | 'sha256';
 
 /** keyEncryptionAlgorithm for the name hisp writes. */
-export function keyTransportAlgorithm(name: KeyTransportName): asn1js.Sequence {
+export function keyTransportAlgorithm(name: KeyTransportName): Der {
   switch (name) {
     case 'rsa-pkcs1':
       // RFC 3370 §4.2.1: rsaEncryption with NULL parameters.
@@ -36,7 +26,7 @@ export function keyTransportAlgorithm(name: KeyTransportName): asn1js.Sequence {
       // exactly what `openssl cms -keyopt rsa_oaep_md:sha256` writes.
       return algorithm(
         OID.rsaesOaep,
-        seq(explicit(0, algorithm(OID.sha256)), explicit(1, algorithm(OID.mgf1, algorithm(OID.sha256)))),
+        seq(ctxConstructed(0, algorithm(OID.sha256)), ctxConstructed(1, algorithm(OID.mgf1, algorithm(OID.sha256)))),
       );
   }
 }
@@ -51,7 +41,7 @@ export function parseKeyTransportAlgorithm(alg: AlgorithmIdentifier): { name: Ke
   }
   let hash: string = OID.sha1;
   let mgfHash: string = OID.sha1;
-  let label = Buffer.alloc(0);
+  let label: Buffer = Buffer.alloc(0);
   const p = alg.params;
   if (p && !isUniversal(p, TAG.NULL)) {
     for (const field of children(p, 'RSAES-OAEP-params')) {
@@ -65,10 +55,10 @@ export function parseKeyTransportAlgorithm(alg: AlgorithmIdentifier): { name: Ke
         mgfHash = readAlgorithm(mgf.params, 'MGF1 hash').oid;
       } else if (isContext(field, 2)) {
         const ps = readAlgorithm(inner, 'OAEP pSourceFunc');
-        if (ps.oid !== OID.pSpecified || !(ps.params instanceof asn1js.OctetString)) {
+        if (ps.oid !== OID.pSpecified || !isUniversal(ps.params, TAG.OCTET_STRING)) {
           throw new HispError('HISP_CMS_UNSUPPORTED_ALGORITHM', 'unsupported OAEP label source');
         }
-        label = Buffer.from(ps.params.valueBlock.valueHexView);
+        label = readOctets(ps.params, 'OAEP label');
       }
     }
   }

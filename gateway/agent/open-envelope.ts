@@ -1,4 +1,4 @@
-import { createDecipheriv, type KeyObject } from 'node:crypto';
+import { createDecipheriv, type Decipher, type KeyObject } from 'node:crypto';
 import type { Certificate } from '../core/certificate.js';
 import { HispError } from '../core/errors.js';
 import { cipherFromOid, OID, type CipherInfo, type CipherName, type KeyTransportName } from './algorithms.js';
@@ -49,7 +49,20 @@ interface KeyTransRecipient {
  * (3DES, RC2), HISP_CMS_UNSUPPORTED_ALGORITHM, HISP_CMS_NOT_FOR_RECIPIENT, HISP_CMS_DECRYPT_FAILED
  * (one code for a wrong key, bad padding, corrupted ciphertext or a failed GCM tag).
  */
-export function openEnvelope(der: Uint8Array, credentials: readonly DecryptionCredential[]): OpenedEnvelope {
+export interface OpenEnvelopeOptions {
+  /**
+   * Decrypt over the ciphertext inside `der` instead of into a new buffer: the caller owns `der` and
+   * will not read it again (unwrapMessage decodes it from base64 itself). Keeps a 10 MB message
+   * within the agent's memory bound: no second full-size buffer exists during decryption.
+   */
+  inPlace?: boolean;
+}
+
+export function openEnvelope(
+  der: Uint8Array,
+  credentials: readonly DecryptionCredential[],
+  options: OpenEnvelopeOptions = {},
+): OpenedEnvelope {
   const [typeNode, wrapped] = expectSequence(decodeBer(der, 'ContentInfo'), 'ContentInfo');
   const type = readOid(typeNode, 'ContentInfo contentType');
   if (type !== OID.envelopedData && type !== OID.authEnvelopedData) {
@@ -102,7 +115,7 @@ export function openEnvelope(der: Uint8Array, credentials: readonly DecryptionCr
   }
   const { r, c } = matched;
   const cek = unwrapContentKey(c.key, r.keyTransport, r.label, r.encryptedKey, cipher.keyLength);
-  const content = decryptContent(cipher, cipherAlg.params, cek, encrypted, mac);
+  const content = decryptContent(cipher, cipherAlg.params, cek, encrypted, mac, options.inPlace ?? false);
   return {
     content,
     contentType: auth ? 'authEnvelopedData' : 'envelopedData',
@@ -146,16 +159,26 @@ function decryptContent(
   cek: Buffer,
   encrypted: Buffer,
   mac: Buffer | undefined,
+  inPlace: boolean,
 ): Buffer {
   if (!cipher.aead) {
     const iv = readOctets(params, 'AES-CBC IV');
     if (iv.length !== 16) throw malformed('AES-CBC IV is not 16 octets');
+    if (encrypted.length === 0 || encrypted.length % 16 !== 0) throw decryptFailed();
+    let out: Buffer;
     try {
-      const d = createDecipheriv(cipher.node, cek, iv);
-      return Buffer.concat([d.update(encrypted), d.final()]);
+      // Without auto padding every update returns exactly its input length, which in-place
+      // decryption needs; the PKCS#7 padding (RFC 5652 §6.3) is checked and removed below.
+      const d = createDecipheriv(cipher.node, cek, iv).setAutoPadding(false);
+      out = runDecipher(d, encrypted, inPlace);
     } catch {
       throw decryptFailed();
     }
+    const pad = out[out.length - 1]!;
+    let bad = pad === 0 || pad > 16 ? 1 : 0;
+    for (let i = 1; i <= 16; i++) bad |= i <= pad && out[out.length - i] !== pad ? 1 : 0;
+    if (bad) throw decryptFailed();
+    return out.subarray(0, out.length - pad);
   }
   // GCMParameters ::= SEQUENCE { aes-nonce OCTET STRING, aes-ICVlen INTEGER DEFAULT 12 } (RFC 5084 §3.2)
   const [nonceNode, icvNode] = expectSequence(params, 'GCMParameters');
@@ -167,10 +190,34 @@ function decryptContent(
   try {
     const d = createDecipheriv(cipher.node as 'aes-128-gcm', cek, nonce, { authTagLength: icvLen });
     d.setAuthTag(mac);
-    return Buffer.concat([d.update(encrypted), d.final()]);
+    return runDecipher(d, encrypted, inPlace); // final() inside verifies the tag
   } catch {
     throw decryptFailed();
   }
+}
+
+const SLICE = 256 * 1024;
+
+/**
+ * Runs the decipher over the ciphertext. In place, slices of plaintext overwrite the ciphertext they
+ * came from (the cipher keeps its own chaining state), so no full-size output buffer is allocated;
+ * otherwise one update returns the whole plaintext.
+ */
+function runDecipher(d: Decipher, encrypted: Buffer, inPlace: boolean): Buffer {
+  if (!inPlace) {
+    const out = d.update(encrypted);
+    const tail = d.final();
+    return tail.length ? Buffer.concat([out, tail]) : out;
+  }
+  let w = 0;
+  for (let i = 0; i < encrypted.length; i += SLICE) {
+    const p = d.update(encrypted.subarray(i, i + SLICE));
+    if (w + p.length > Math.min(i + SLICE, encrypted.length)) throw new Error('decipher ran ahead of its input');
+    w += p.copy(encrypted, w);
+  }
+  const tail = d.final();
+  if (tail.length) throw new Error('unexpected final block in unpadded decryption');
+  return encrypted.subarray(0, w);
 }
 
 function decryptFailed(): HispError {

@@ -1,7 +1,7 @@
 import type { Certificate } from '../core/certificate.js';
 import { HispError, type HispErrorCode } from '../core/errors.js';
 import { parseMicalg, type CipherName, type DigestName, type KeyTransportName } from './algorithms.js';
-import { decodeBase64, MimeEntity, splitMultipart, toCanonicalCrlf } from './mime-entity.js';
+import { decodeBase64, isValidBase64, MimeEntity, splitMultipart, toCanonicalCrlf } from './mime-entity.js';
 import { openEnvelope, type DecryptionCredential } from './open-envelope.js';
 import { verifySignature, type SignerResult } from './verify-signature.js';
 
@@ -60,8 +60,10 @@ export function unwrapMessage(raw: Buffer, options: UnwrapOptions): UnwrapResult
     const what = ct.mediaType === 'multipart/signed' ? 'signed but not encrypted' : `${ct.mediaType}, not S/MIME`;
     throw new HispError('HISP_SMIME_NOT_ENCRYPTED', `the message is ${what} (R-SIG-1)`);
   }
-  const der = bodyBytes(outer, 'the enveloped body');
-  const opened = openEnvelope(der, options.credentials);
+  const opened = withBody(outer, 'the enveloped body', (der) =>
+    // A decoded body is ours to overwrite: decrypt in place (memory bound for large messages).
+    openEnvelope(der, options.credentials, { inPlace: der.buffer !== raw.buffer }),
+  );
 
   const signed = MimeEntity.parse(opened.content);
   const sct = signed.contentType();
@@ -77,7 +79,7 @@ export function unwrapMessage(raw: Buffer, options: UnwrapOptions): UnwrapResult
     if (!SIGNATURE_TYPES.has(sigEntity.contentType().mediaType)) {
       throw new HispError('HISP_SMIME_NOT_SIGNED', 'the second part of multipart/signed is not a pkcs7-signature');
     }
-    verification = verifySignature(bodyBytes(sigEntity, 'the signature part'), content, policy);
+    verification = withBody(sigEntity, 'the signature part', (der) => verifySignature(der, content, policy));
     signedContent = content;
     const micalg = sct.params.micalg;
     const declared = micalg === undefined ? undefined : parseMicalg(micalg);
@@ -89,7 +91,7 @@ export function unwrapMessage(raw: Buffer, options: UnwrapOptions): UnwrapResult
     }
   } else if (ENVELOPE_TYPES.has(sct.mediaType) && (sct.params['smime-type'] ?? 'signed-data') === 'signed-data') {
     // Opaque signing (RFC 5751 §3.5.2): the content travels inside the SignedData.
-    verification = verifySignature(bodyBytes(signed, 'the signed-data body'), undefined, policy);
+    verification = withBody(signed, 'the signed-data body', (der) => verifySignature(der, undefined, policy));
     signedContent = verification.content;
   } else {
     throw new HispError('HISP_SMIME_NOT_SIGNED', `the decrypted content is ${sct.mediaType}, not signed (R-SIG-1)`);
@@ -129,17 +131,29 @@ export function unwrapMessage(raw: Buffer, options: UnwrapOptions): UnwrapResult
   };
 }
 
-/** Body octets of an entity, base64-decoded when its Content-Transfer-Encoding says so. */
-function bodyBytes(entity: MimeEntity, what: string): Buffer {
+/**
+ * Runs `use` on the body octets of an entity, base64-decoded when its Content-Transfer-Encoding says
+ * so (or when it plainly is base64 without saying so, as some senders do). When the CMS inside turns
+ * out malformed and the base64 itself was not clean, the transfer encoding is reported as the cause.
+ */
+function withBody<T>(entity: MimeEntity, what: string, use: (der: Buffer) => T): T {
   const cte = (entity.header('content-transfer-encoding') ?? '').trim().toLowerCase();
-  if (cte === 'base64') return decodeBase64(entity.body, what);
-  if (cte === '' || cte === 'binary' || cte === '8bit' || cte === '7bit') {
-    // Some senders omit the CTE and still send base64: accept that too.
-    const text = entity.body.toString('latin1').trim();
-    if (/^[A-Za-z0-9+/=\s]+$/.test(text)) return decodeBase64(entity.body, what);
-    return entity.body;
+  let der: Buffer;
+  if (cte === 'base64') {
+    der = decodeBase64(entity.body);
+  } else if (cte === '' || cte === 'binary' || cte === '8bit' || cte === '7bit') {
+    der = entity.body[0] === 0x30 ? entity.body : decodeBase64(entity.body);
+  } else {
+    throw new HispError('HISP_MIME_MALFORMED', `${what} has unsupported Content-Transfer-Encoding ${cte}`);
   }
-  throw new HispError('HISP_MIME_MALFORMED', `${what} has unsupported Content-Transfer-Encoding ${cte}`);
+  try {
+    return use(der);
+  } catch (e) {
+    if (e instanceof HispError && e.code === 'HISP_CMS_MALFORMED' && der !== entity.body && !isValidBase64(entity.body)) {
+      throw new HispError('HISP_MIME_MALFORMED', `${what} is not valid base64`);
+    }
+    throw e;
+  }
 }
 
 /** When no signer verifies, report the most specific reason (weak algorithm over a bare mismatch). */

@@ -1,5 +1,4 @@
 import { createHash, timingSafeEqual, verify } from 'node:crypto';
-import * as asn1js from 'asn1js';
 import { Certificate } from '../core/certificate.js';
 import { HispError, isHispError } from '../core/errors.js';
 import {
@@ -22,6 +21,7 @@ import {
   readIntegerBytes,
   readOctets,
   readOid,
+  readTime,
   TAG,
   type Node,
 } from './asn1.js';
@@ -171,8 +171,7 @@ function verifySignerInfo(
         checkAlgorithmProtection(protection, digestAlg.oid, sigAlg.oid);
         result.algorithmProtection = true;
       }
-      const st = attrs.get(OID.signingTime);
-      if (st instanceof asn1js.UTCTime || st instanceof asn1js.GeneralizedTime) result.signingTime = st.toDate();
+      result.signingTime = readTime(attrs.get(OID.signingTime));
       // RFC 5652 §5.4: the signature covers the DER SET OF, i.e. the received octets with the
       // IMPLICIT [0] tag replaced by the SET tag; never a re-encoding.
       signedBytes = Buffer.from(rawBytes(signedAttrsNode));

@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { Certificate } from '../core/certificate.js';
 import { HispError } from '../core/errors.js';
@@ -10,8 +11,8 @@ import {
   type SendCipher,
   type SigningDigest,
 } from './algorithms.js';
-import { createEnvelope, type RecipientIdentifierForm } from './create-envelope.js';
-import { encodeBase64Lines, MimeEntity, toCanonicalCrlf } from './mime-entity.js';
+import { createEnvelopePieces, type RecipientIdentifierForm } from './create-envelope.js';
+import { base64LinesLength, encodeBase64Lines, MimeEntity, toCanonicalCrlf, writeBase64Lines } from './mime-entity.js';
 import { signDetached, type SigningCredential } from './sign-detached.js';
 
 export interface WrapOptions {
@@ -83,36 +84,37 @@ export function wrapMessage(original: Buffer, options: WrapOptions): WrapResult 
     added.push(`Date: ${rfc5322Date(options.signingTime ?? new Date())}\r\n`);
     notes.push('Date added');
   }
-  const headerBytes = Buffer.concat([...kept.map((h) => h.raw), Buffer.from(added.join(''), 'latin1')]);
-  const inner = Buffer.concat([headerBytes, Buffer.from('\r\n'), parsed.body]);
+  const addedBytes = Buffer.from(added.join(''), 'latin1');
+  // The message is kept as pieces from here on: a 10 MB body is never copied before encryption.
+  const inner = [...kept.map((h) => h.raw), addedBytes, CRLF, parsed.body];
 
   // RFC 2046 §5.2.1: message/rfc822 takes 7bit, 8bit or binary; label 8-bit content honestly.
-  const eightBit = inner.some((b) => b > 0x7f);
-  const signedPart = Buffer.concat([
+  const eightBit = inner.some((piece) => !isAscii(piece));
+  const signedPart = [
     Buffer.from(`Content-Type: message/rfc822\r\n${eightBit ? 'Content-Transfer-Encoding: 8bit\r\n' : ''}\r\n`),
-    inner,
-  ]);
+    ...inner,
+  ];
   const signature = signDetached(signedPart, options.signers, digest, options.signingTime);
 
   const boundary = freshBoundary(signedPart);
-  const signedEntity = Buffer.concat([
+  const signedEntity = [
     Buffer.from(
       `Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=${MICALG[digest]};\r\n` +
         ` boundary="${boundary}"\r\n\r\n--${boundary}\r\n`,
     ),
-    signedPart,
+    ...signedPart,
     Buffer.from(
       `\r\n--${boundary}\r\n` +
         'Content-Type: application/pkcs7-signature; name=smime.p7s\r\n' +
         'Content-Transfer-Encoding: base64\r\n' +
         'Content-Disposition: attachment; filename=smime.p7s\r\n\r\n',
     ),
-    Buffer.from(encodeBase64Lines(signature)),
+    encodeBase64Lines(signature),
     Buffer.from(`--${boundary}--\r\n`),
-  ]);
+  ];
 
   const cipher = options.cipher ?? DEFAULT_CIPHER;
-  const envelope = createEnvelope(signedEntity, [...options.recipients], {
+  const envelope = createEnvelopePieces(signedEntity, options.recipients, {
     cipher,
     keyTransport: options.keyTransport ?? DEFAULT_KEY_TRANSPORT,
     recipientIdentifier: options.recipientIdentifier ?? 'issuerAndSerialNumber',
@@ -126,7 +128,7 @@ export function wrapMessage(original: Buffer, options: WrapOptions): WrapResult 
     }
     for (const h of kept) if (h.name.toLowerCase() === name) outer.push(h.raw);
   }
-  outer.push(Buffer.from(added.join(''), 'latin1'));
+  outer.push(addedBytes);
   // RFC 8551 §3.2.2 names AES-GCM envelopes authEnveloped-data; R-FMT-4 fixes the rest of the entity.
   const smimeType = cipher.endsWith('gcm') ? 'authEnveloped-data' : 'enveloped-data';
   outer.push(
@@ -137,15 +139,24 @@ export function wrapMessage(original: Buffer, options: WrapOptions): WrapResult 
         'Content-Disposition: attachment; filename=smime.p7m\r\n\r\n',
     ),
   );
-  outer.push(Buffer.from(encodeBase64Lines(envelope)));
-  return { message: Buffer.concat(outer), messageId, notes };
+  // One allocation for the whole output; the base64 of the envelope is written straight into it.
+  const headLength = outer.reduce((n, b) => n + b.length, 0);
+  const envelopeLength = envelope.reduce((n, b) => n + b.length, 0);
+  const message = Buffer.allocUnsafe(headLength + base64LinesLength(envelopeLength));
+  let o = 0;
+  for (const b of outer) o += b.copy(message, o);
+  writeBase64Lines(envelope, message, o);
+  return { message, messageId, notes };
 }
 
+const CRLF = Buffer.from('\r\n');
+
 /** A boundary of US-ASCII without ':' and at most 70 characters (R-FMT-6) absent from the content. */
-function freshBoundary(content: Buffer): string {
+function freshBoundary(content: readonly Buffer[]): string {
   for (;;) {
     const b = `----=_hisp_${randomBytes(18).toString('hex')}`;
-    if (content.indexOf(b) === -1) return b;
+    // 36 random hex digits never collide in practice; checked anyway (RFC 2046 §5.1.1).
+    if (content.every((piece) => piece.indexOf(b) === -1)) return b;
   }
 }
 

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isHispError } from '../core/errors.js';
 import { EXIT, ReportedFailure } from './exit-codes.js';
+import { registerStart } from './start-command.js';
 import { registerUnwrap } from './unwrap-command.js';
 import { registerWrap } from './wrap-command.js';
 
@@ -10,6 +11,7 @@ export function buildProgram(): Command {
     .version(process.env.npm_package_version ?? '0.1.0')
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
+  registerStart(program);
   registerWrap(program);
   registerUnwrap(program);
   for (const c of program.commands) c.exitOverride().showHelpAfterError('(add --help for usage)');

@@ -11,6 +11,9 @@ const OID_SUBJECT_ALT_NAME = '2.5.29.17';
 const OID_BASIC_CONSTRAINTS = '2.5.29.19';
 const OID_AUTHORITY_KEY_IDENTIFIER = '2.5.29.35';
 
+const CACHE_SIZE = 2048;
+const cache = new Map<string, Certificate>();
+
 /** KeyUsage bit names in RFC 5280 §4.2.1.3 order (bit 0 first). */
 export const KEY_USAGE_BITS = [
   'digitalSignature',
@@ -47,6 +50,8 @@ export class Certificate {
   readonly subjectDer: Buffer;
   /** Serial number content octets as lowercase hex (two's complement, as encoded). */
   readonly serialHex: string;
+  /** The serialNumber INTEGER as encoded in the certificate, for issuerAndSerialNumber. */
+  readonly serialDer: Buffer;
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly signatureAlgorithmOid: string;
@@ -75,6 +80,10 @@ export class Certificate {
     this.issuerDer = Buffer.from(s.issuer.toSchema().toBER(false));
     this.subjectDer = Buffer.from(s.subject.toSchema().toBER(false));
     this.serialHex = Buffer.from(s.serialNumber.valueBlock.valueHexView).toString('hex');
+    const serialView = s.serialNumber.valueBeforeDecodeView;
+    this.serialDer = serialView.byteLength
+      ? Buffer.from(serialView.buffer, serialView.byteOffset, serialView.byteLength)
+      : Buffer.from(s.serialNumber.toBER(false));
     this.notBefore = s.notBefore.value;
     this.notAfter = s.notAfter.value;
     this.signatureAlgorithmOid = s.signatureAlgorithm.algorithmId;
@@ -132,9 +141,24 @@ export class Certificate {
     this.dnsNames = dns;
   }
 
-  /** Parses one DER certificate. Throws HISP_KEY_UNREADABLE. */
+  /**
+   * Parses one DER certificate. Throws HISP_KEY_UNREADABLE. Parsed certificates are kept in a small
+   * LRU cache keyed by their DER: a HISP sees the same signer and recipient certificates again and
+   * again, and decoding one with PKI.js costs more than all the cryptography of a message.
+   */
   static fromDer(der: Uint8Array): Certificate {
-    return new Certificate(Buffer.from(der));
+    const bytes = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
+    const key = bytes.toString('base64');
+    const hit = cache.get(key);
+    if (hit) {
+      cache.delete(key);
+      cache.set(key, hit);
+      return hit;
+    }
+    const cert = new Certificate(Buffer.from(bytes)); // own copy: the input may be a view into a message
+    cache.set(key, cert);
+    if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
+    return cert;
   }
 
   get publicKey(): KeyObject {

@@ -9,7 +9,6 @@ export const ERROR_CODES = {
   // Input and usage
   HISP_USAGE: 'The command line or API call is malformed (missing or conflicting options).',
   HISP_IO: 'A file could not be read or written.',
-  HISP_CONFIG_INVALID: 'The configuration is invalid.',
 
   // Key material
   HISP_KEY_UNREADABLE: 'A private key or certificate file could not be parsed (format, password or corruption).',
@@ -17,7 +16,6 @@ export const ERROR_CODES = {
 
   // MIME structure
   HISP_MIME_MALFORMED: 'The message is not well-formed RFC 5322/MIME (headers, boundaries, line ends).',
-  HISP_MIME_BARE_LINE_END: 'The message contains a bare CR or LF; SMTP requires CRLF (RFC 5321 §2.3.8).',
 
   // S/MIME envelope
   HISP_SMIME_NOT_ENCRYPTED: 'The message is not an S/MIME enveloped message; Direct requires encryption.',
@@ -31,7 +29,6 @@ export const ERROR_CODES = {
   // Signature
   HISP_SIG_INVALID: 'No signature of the message verifies over the signed content.',
   HISP_SIG_NO_SIGNER_CERT: 'The signer certificate is not included in the signature.',
-  HISP_SIG_MICALG_MISMATCH: 'The micalg parameter does not match the digest algorithm of the signature.',
 
   // Trust
   HISP_TRUST_NO_ANCHOR: 'The certificate does not chain to any configured trust anchor.',

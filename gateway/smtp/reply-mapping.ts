@@ -15,11 +15,9 @@ export interface SmtpReply {
 export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; enhanced: string }>> = {
   HISP_USAGE: { code: 501, enhanced: '5.5.4' }, // invalid command arguments
   HISP_IO: { code: 451, enhanced: '4.3.0' }, // local error in processing
-  HISP_CONFIG_INVALID: { code: 451, enhanced: '4.3.5' }, // system incorrectly configured
   HISP_KEY_UNREADABLE: { code: 451, enhanced: '4.3.5' },
   HISP_KEY_MISMATCH: { code: 451, enhanced: '4.3.5' },
   HISP_MIME_MALFORMED: { code: 554, enhanced: '5.6.0' }, // other or undefined media error
-  HISP_MIME_BARE_LINE_END: { code: 550, enhanced: '5.5.2' }, // syntax error (bare CR/LF, as Postfix)
   HISP_SMIME_NOT_ENCRYPTED: { code: 554, enhanced: '5.7.0' }, // other security status
   HISP_SMIME_NOT_SIGNED: { code: 554, enhanced: '5.7.0' },
   HISP_CMS_MALFORMED: { code: 554, enhanced: '5.6.0' },
@@ -29,7 +27,6 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_CMS_DECRYPT_FAILED: { code: 554, enhanced: '5.7.5' },
   HISP_SIG_INVALID: { code: 554, enhanced: '5.7.7' }, // message integrity failure
   HISP_SIG_NO_SIGNER_CERT: { code: 554, enhanced: '5.7.7' },
-  HISP_SIG_MICALG_MISMATCH: { code: 554, enhanced: '5.7.7' },
   HISP_TRUST_NO_ANCHOR: { code: 554, enhanced: '5.7.1' }, // delivery not authorized
   HISP_TRUST_EXPIRED: { code: 554, enhanced: '5.7.1' },
   HISP_TRUST_BASIC_CONSTRAINTS: { code: 554, enhanced: '5.7.1' },

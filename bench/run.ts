@@ -1,0 +1,176 @@
+import { execFileSync } from 'node:child_process';
+import { createCipheriv, createHash, randomBytes, sign } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { unwrapMessage } from '../gateway/agent/unwrap-message.js';
+import { wrapMessage } from '../gateway/agent/wrap-message.js';
+import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
+
+/**
+ * `npm run bench`: the agent's speed and memory, with references measured in the same run on the same
+ * machine (openssl cms doing the same work, the RSA-2048 private-operation limit, the unavoidable
+ * primitives of a message), printed as a table and written to bench/results/latest.json, one object
+ * per figure, so that a regression is visible without reading prose.
+ */
+
+interface Figure {
+  name: string;
+  value: number;
+  unit: string;
+  reference: number | null;
+  /** value / reference */
+  ratio: number | null;
+  /** e.g. ">= 1000" (value) or "ratio <= 4"; null when the figure is informative. */
+  target: string | null;
+  pass: boolean | null;
+  machine: string;
+}
+
+const machine = `${cpus()[0]?.model.trim() ?? 'cpu'} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ${execFileSync('openssl', ['version']).toString().trim()}`;
+const figures: Figure[] = [];
+const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
+
+function add(f: Omit<Figure, 'machine' | 'ratio' | 'pass'> & { ratio?: number | null; pass?: boolean | null }): void {
+  const ratio = f.ratio !== undefined ? f.ratio : f.reference ? f.value / f.reference : null;
+  figures.push({ ...f, ratio: ratio === null ? null : round(ratio, 3), pass: f.pass ?? null, machine, value: round(f.value, 3) });
+}
+
+function round(v: number, digits: number): number {
+  const m = 10 ** digits;
+  return Math.round(v * m) / m;
+}
+
+/** Runs fn repeatedly for about `seconds`; returns CPU ms per call and wall calls/s. */
+function measure(fn: () => void, seconds: number, minRuns = 5): { cpuMs: number; wallPerSec: number; runs: number } {
+  for (let i = 0; i < 3; i++) fn();
+  gc();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  let runs = 0;
+  while (runs < minRuns || performance.now() - t0 < seconds * 1000) {
+    fn();
+    runs++;
+  }
+  const wall = performance.now() - t0;
+  const cpu = process.cpuUsage(c0);
+  return { cpuMs: (cpu.user + cpu.system) / 1000 / runs, wallPerSec: (runs / wall) * 1000, runs };
+}
+
+/** Wall ms per run of an external command pipeline (spawn included, as an operator would run it). */
+function timeCommand(run: () => void, runs: number): number {
+  run();
+  const t0 = performance.now();
+  for (let i = 0; i < runs; i++) run();
+  return (performance.now() - t0) / runs;
+}
+
+const sizes = [
+  { label: '10KB', bytes: 10 * 1024, seconds: 2, opensslRuns: 20 },
+  { label: '100KB', bytes: 100 * 1024, seconds: 2, opensslRuns: 20 },
+  { label: '10MB', bytes: 10 * 1024 * 1024, seconds: 4, opensslRuns: 3 },
+];
+
+const work = mkdtempSync(join(tmpdir(), 'hisp-bench-'));
+try {
+  const { signers, recipients, decrypt } = benchCredentials();
+
+  // ---- machine limits measured here: RSA-2048 private operations (openssl speed and node)
+  const speed = execFileSync('openssl', ['speed', '-mr', '-seconds', '2', 'rsa2048'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    .toString()
+    .split('\n')
+    .find((l) => l.startsWith('+F2:'));
+  // OpenSSL 3 machine-readable form: +F2:<index>:<bits>:<sign/s>:<verify/s>
+  const opensslSignPerSec = speed ? Number(speed.split(':')[3]) : NaN;
+  const rsaKey = signers[0]!.key;
+  const nodeRsa = measure(() => sign('sha256', Buffer.from('x'), rsaKey), 1, 50);
+  add({ name: 'rsa2048.private_ops_per_s.node', value: 1000 / nodeRsa.cpuMs, unit: 'ops/s', reference: opensslSignPerSec, target: null });
+
+  for (const size of sizes) {
+    const msg = makeMessage(size.bytes);
+    const msgFile = join(work, `msg-${size.label}.eml`);
+    writeFileSync(msgFile, msg);
+    const wrapped = wrapMessage(msg, { signers, recipients }).message;
+    const wrappedFile = join(work, `wrapped-${size.label}.eml`);
+    writeFileSync(wrappedFile, wrapped);
+
+    // ---- the unavoidable work of one message, measured in node: one RSA private op, SHA-256 and
+    // AES-256-CBC over the message, base64 over the envelope (the issue's ceiling arithmetic).
+    const aesKey = randomBytes(32);
+    const iv = randomBytes(16);
+    const prim =
+      measure(() => createHash('sha256').update(msg).digest(), 0.5, 20).cpuMs +
+      measure(() => {
+        const c = createCipheriv('aes-256-cbc', aesKey, iv);
+        c.update(msg);
+        c.final();
+      }, 0.5, 20).cpuMs +
+      measure(() => msg.toString('base64'), 0.5, 20).cpuMs +
+      nodeRsa.cpuMs;
+    const ceiling = 1000 / prim;
+
+    const w = measure(() => wrapMessage(msg, { signers, recipients }), size.seconds);
+    const u = measure(() => unwrapMessage(wrapped, { credentials: decrypt }), size.seconds);
+
+    // ---- openssl cms doing the same work (sign then encrypt; decrypt then verify)
+    const certs = {
+      signer: pkiPath('sender-rsa', 'cert.pem'),
+      signKey: pkiPath('sender-rsa', 'key.pem'),
+      chain: pkiPath('intermediate-ca', 'cert.pem'),
+      recip: pkiPath('recipient-rsa', 'cert.pem'),
+      recipKey: pkiPath('recipient-rsa', 'key.pem'),
+      root: pkiPath('root-ca', 'cert.pem'),
+    };
+    const signedFile = join(work, `os-signed-${size.label}.eml`);
+    const osWrapMs = timeCommand(() => {
+      execFileSync('openssl', ['cms', '-sign', '-md', 'sha256', '-in', msgFile, '-signer', certs.signer, '-inkey', certs.signKey, '-certfile', certs.chain, '-out', signedFile]);
+      execFileSync('openssl', ['cms', '-encrypt', '-aes256', '-recip', certs.recip, '-keyopt', 'rsa_padding_mode:oaep', '-in', signedFile, '-out', join(work, 'os-enc.eml')]);
+    }, size.opensslRuns);
+    const decFile = join(work, `os-dec-${size.label}.eml`);
+    const osUnwrapMs = timeCommand(() => {
+      execFileSync('openssl', ['cms', '-decrypt', '-in', wrappedFile, '-recip', certs.recip, '-inkey', certs.recipKey, '-out', decFile]);
+      execFileSync('openssl', ['cms', '-verify', '-in', decFile, '-CAfile', certs.root, '-purpose', 'any', '-out', join(work, 'os-ver.eml')], { stdio: ['ignore', 'pipe', 'ignore'] });
+    }, size.opensslRuns);
+
+    const perCoreWrap = 1000 / w.cpuMs;
+    const perCoreUnwrap = 1000 / u.cpuMs;
+    const is100 = size.label === '100KB';
+    add({ name: `agent.wrap.${size.label}.msgs_per_s_per_core`, value: perCoreWrap, unit: 'msg/s', reference: 1000 / osWrapMs, target: is100 ? '>= 1000' : null, pass: is100 ? perCoreWrap >= 1000 : null });
+    add({ name: `agent.unwrap.${size.label}.msgs_per_s_per_core`, value: perCoreUnwrap, unit: 'msg/s', reference: 1000 / osUnwrapMs, target: is100 ? '>= 1000' : null, pass: is100 ? perCoreUnwrap >= 1000 : null });
+    add({ name: `agent.wrap.${size.label}.cpu_ms_per_msg`, value: w.cpuMs, unit: 'ms', reference: prim, target: null });
+    add({ name: `agent.unwrap.${size.label}.cpu_ms_per_msg`, value: u.cpuMs, unit: 'ms', reference: prim, target: null });
+    add({ name: `agent.wrap.${size.label}.wall_msgs_per_s`, value: w.wallPerSec, unit: 'msg/s', reference: null, target: null });
+    add({ name: `agent.unwrap.${size.label}.wall_msgs_per_s`, value: u.wallPerSec, unit: 'msg/s', reference: null, target: null });
+    add({ name: `agent.wrap.${size.label}.share_of_ceiling`, value: perCoreWrap / ceiling, unit: 'fraction', reference: ceiling, ratio: null, target: is100 ? '>= 0.5' : null, pass: is100 ? perCoreWrap / ceiling >= 0.5 : null });
+    add({ name: `agent.unwrap.${size.label}.share_of_ceiling`, value: perCoreUnwrap / ceiling, unit: 'fraction', reference: ceiling, ratio: null, target: is100 ? '>= 0.5' : null, pass: is100 ? perCoreUnwrap / ceiling >= 0.5 : null });
+
+    if (size.label === '10MB') {
+      // Peak RSS in fresh processes, so that nothing else of this run is counted.
+      for (const mode of ['wrap', 'unwrap'] as const) {
+        const out = execFileSync(process.execPath, ['--expose-gc', join(REPO_ROOT, 'dist', 'bench', 'memory-child.js'), mode, mode === 'wrap' ? msgFile : wrappedFile]).toString();
+        const r = JSON.parse(out) as { aboveIdle: number };
+        const mb = r.aboveIdle / 2 ** 20;
+        const sizeMb = msg.length / 2 ** 20;
+        add({ name: `agent.${mode}.10MB.peak_rss_above_idle`, value: mb, unit: 'MiB', reference: sizeMb, target: 'ratio < 4', pass: mb / sizeMb < 4 });
+      }
+    }
+    gc();
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+
+const rows = figures.map((f) => [f.name, `${f.value} ${f.unit}`, f.reference === null ? '' : String(round(f.reference, 3)), f.ratio === null ? '' : String(f.ratio), f.target ?? '', f.pass === null ? '' : f.pass ? 'ok' : 'MISSED']);
+const header = ['figure', 'value', 'reference', 'ratio', 'target', ''];
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+console.log(`machine: ${machine}`);
+console.log('references: openssl cms (sign+encrypt / decrypt+verify, one process pair per message, same files);');
+console.log('            ceiling = 1 / (RSA-2048 private op + SHA-256 + AES-256-CBC + base64 of the message), measured in node');
+console.log(line(header));
+for (const r of rows) console.log(line(r));
+const dir = join(REPO_ROOT, 'bench', 'results');
+mkdirSync(dir, { recursive: true });
+writeFileSync(join(dir, 'latest.json'), `${JSON.stringify(figures, null, 2)}\n`);
+console.log(`written: ${join(dir, 'latest.json')}`);
+
