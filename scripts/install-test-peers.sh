@@ -10,7 +10,8 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
+  # A mirror that fails to update (an unsigned security suite, say) must not stop the install.
+  $SUDO apt-get update -qq || echo "apt-get update reported errors; installing from the lists it has"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 openssl version

@@ -5,6 +5,25 @@ import { readInput, writeOutput } from './cli-io.js';
 import { collect, pairCredentials, parseAt, readCertificateFiles } from './credential-options.js';
 import { EXIT, ReportedFailure } from './exit-codes.js';
 
+/** The `--json` success report on stderr: a contract scripts rely on (fields may be added, never renamed). */
+export interface UnwrapReport {
+  signers: { subject: string; sha256: string; binding: 'address' | 'domain' }[];
+  digest: string;
+  cipher: string;
+  keyTransport: string;
+  wrapped: boolean;
+  sender: string;
+  recipient: { subject: string; sha256: string };
+  rejected: { subject: string | undefined; sha256: string | undefined; code: string; reason: string }[];
+  warnings: string[];
+}
+
+/** The `--json` failure report on stderr. */
+export interface UnwrapFailureReport {
+  code: string;
+  reason: string;
+}
+
 interface UnwrapFlags {
   decryptKey?: string[];
   decryptCert?: string[];
@@ -55,7 +74,7 @@ export function registerUnwrap(program: Command): void {
         const u = result.unwrapped;
         await writeOutput(flags.out, u.message);
         if (flags.json) {
-          const report = {
+          const report: UnwrapReport = {
             signers: result.accepted.map((s) => ({
               subject: s.certificate.subject,
               sha256: s.certificate.sha256,
@@ -84,7 +103,8 @@ export function registerUnwrap(program: Command): void {
         // --json: the failure report is the only thing on stderr.
         const code = isHispError(err) ? err.code : 'HISP_INTERNAL';
         const reason = err instanceof Error ? err.message : String(err);
-        process.stderr.write(`${JSON.stringify({ code, reason })}\n`);
+        const failure: UnwrapFailureReport = { code, reason };
+        process.stderr.write(`${JSON.stringify(failure)}\n`);
         throw new ReportedFailure(
           isHispError(err) ? (err.code === 'HISP_USAGE' ? EXIT.usage : EXIT.failed) : EXIT.internal,
         );

@@ -5,6 +5,7 @@
 //
 // The vectors are third-party data in ../shared/vectors (see each group's INDEX.md); every group
 // is skipped, with the reason in its title, when absent.
+import type { UnwrapFailureReport, UnwrapReport } from '../../gateway/cli/unwrap-command.js';
 import { spawnSync } from 'node:child_process';
 import { createHash, sign, verify } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -53,23 +54,6 @@ function hisp(args: readonly string[]): CliRun {
 function jsonReport<T>(run: CliRun): T {
   const lines = run.stderr.trim().split('\n');
   return JSON.parse(lines[lines.length - 1] ?? '') as T;
-}
-
-interface SuccessReport {
-  signers: { subject: string; sha256: string; binding: string }[];
-  digest: string;
-  cipher: string;
-  keyTransport: string;
-  wrapped: boolean;
-  sender: string;
-  recipient: { subject: string; sha256: string };
-  rejected: unknown[];
-  warnings: string[];
-}
-
-interface FailureReport {
-  code: string;
-  reason: string;
 }
 
 let tmp = '';
@@ -217,7 +201,7 @@ describe.skipIf(!java.present)(java.title('Java RI EncryptedMessage2 (BER, PKCS#
       expect(run.status).toBe(0);
       expect(run.stdout).toBe('');
       expect(readFileSync(out).equals(bodyOf(java.read(JAVA_FILES.signedContent)))).toBe(true);
-      const report = jsonReport<SuccessReport>(run);
+      const report = jsonReport<UnwrapReport>(run);
       expect(report).toMatchObject({
         digest: 'sha256',
         cipher: 'aes128-cbc',
@@ -239,7 +223,7 @@ describe.skipIf(!java.present)(java.title('Java RI EncryptedMessage2 (BER, PKCS#
       const out = path.join(tmp, 'java-refused.eml');
       const run = hisp([...base(), '--out', out]);
       expect(run.status).toBe(1);
-      expect(jsonReport<FailureReport>(run).code).toBe('HISP_TRUST_WEAK_SIGNATURE');
+      expect(jsonReport<UnwrapFailureReport>(run).code).toBe('HISP_TRUST_WEAK_SIGNATURE');
       expect(existsSync(out)).toBe(false);
     });
   });
@@ -373,7 +357,7 @@ describe.skipIf(!dotnet.present)(dotnet.title('.NET RI envelopeSignature (OAEP-S
         '--out', out,
       ]);
       expect(run.status).toBe(1);
-      expect(jsonReport<FailureReport>(run).code).toBe('HISP_TRUST_BINDING_MISMATCH');
+      expect(jsonReport<UnwrapFailureReport>(run).code).toBe('HISP_TRUST_BINDING_MISMATCH');
       expect(existsSync(out)).toBe(false);
     });
   });

@@ -7,6 +7,7 @@
 //  - OpenSSL → hisp: messages signed and encrypted by `openssl cms` the way another HISP would
 //    (wrapped or not, detached or opaque, one or two signers, -keyid, OAEP, AES-GCM, AES-192-CBC)
 //    unwrap through processIncoming and through `hisp unwrap --json`.
+import type { UnwrapReport } from '../../gateway/cli/unwrap-command.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -442,17 +443,6 @@ function checkIncoming(result: IncomingResult, e: Expected, message: Buffer): vo
 const pick = (m: ManifestEntry) => ({ subject: m.subject, sha256: m.sha256 });
 const sortBySha = <T extends { sha256: string }>(xs: T[]): T[] => [...xs].sort((a, b) => a.sha256.localeCompare(b.sha256));
 
-interface UnwrapReport {
-  signers: { subject: string; sha256: string; binding: string }[];
-  digest: string;
-  cipher: string;
-  keyTransport: string;
-  wrapped: boolean;
-  sender: string;
-  recipient: { subject: string; sha256: string };
-  rejected: unknown[];
-  warnings: string[];
-}
 
 // ------------------------------------------------------------------------------------------------
 
