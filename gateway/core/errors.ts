@@ -39,6 +39,22 @@ export const ERROR_CODES = {
   HISP_TRUST_WEAK_SIGNATURE: 'A certificate is signed with a refused algorithm (MD5; SHA-1 without the legacy switch).',
   HISP_TRUST_BAD_SIGNATURE: 'A certificate signature does not verify against its issuer.',
   HISP_TRUST_BINDING_MISMATCH: 'The certificate is not bound to the address (rfc822Name) or its domain (dNSName).',
+  HISP_TRUST_REVOKED: 'A certificate in the chain is revoked by its issuer\'s CRL.',
+  HISP_TRUST_REVOCATION_UNAVAILABLE: 'The CRL of a certificate could not be fetched or verified and the policy demands one (hard-fail).',
+  HISP_TRUST_AIA_FAILED: 'A missing issuer could not be fetched from the AIA caIssuers location.',
+  HISP_TRUST_POLICY: 'A certificate does not meet the certificate policy of the domain (key usage, key size, algorithms).',
+
+  // Trust bundles
+  HISP_BUNDLE_INVALID: 'A trust bundle is not a certs-only PKCS#7 or CMS-signed bundle.',
+  HISP_BUNDLE_SIGNATURE: 'A signed trust bundle does not verify against its configured signer.',
+  HISP_BUNDLE_FETCH_FAILED: 'A trust bundle could not be fetched (network, TLS or HTTP error).',
+
+  // Discovery
+  HISP_DISCOVERY_NO_CERT: 'No certificate is published for the address or its domain (DNS and LDAP).',
+  HISP_DISCOVERY_NO_VALID_CERT: 'Certificates are published for the address, but none is valid and trusted.',
+  HISP_DISCOVERY_TEMPORARY: 'Discovery failed for now (DNS time-out or SERVFAIL, LDAP servers failing): try again later.',
+  HISP_DNS_MALFORMED: 'A DNS message could not be decoded.',
+  HISP_LDAP_FAILED: 'An LDAP server failed to answer a certificate search.',
 } as const;
 
 export type HispErrorCode = keyof typeof ERROR_CODES;

@@ -35,6 +35,18 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_TRUST_WEAK_SIGNATURE: { code: 554, enhanced: '5.7.1' },
   HISP_TRUST_BAD_SIGNATURE: { code: 554, enhanced: '5.7.1' },
   HISP_TRUST_BINDING_MISMATCH: { code: 554, enhanced: '5.7.1' },
+  HISP_TRUST_REVOKED: { code: 554, enhanced: '5.7.1' },
+  HISP_TRUST_REVOCATION_UNAVAILABLE: { code: 451, enhanced: '4.7.5' }, // cryptographic failure, may clear
+  HISP_TRUST_AIA_FAILED: { code: 451, enhanced: '4.7.5' },
+  HISP_TRUST_POLICY: { code: 554, enhanced: '5.7.1' },
+  HISP_BUNDLE_INVALID: { code: 451, enhanced: '4.3.5' }, // system incorrectly configured
+  HISP_BUNDLE_SIGNATURE: { code: 451, enhanced: '4.3.5' },
+  HISP_BUNDLE_FETCH_FAILED: { code: 451, enhanced: '4.4.3' }, // directory server failure
+  HISP_DISCOVERY_NO_CERT: { code: 554, enhanced: '5.7.5' }, // "necessary information such as key was not available"
+  HISP_DISCOVERY_NO_VALID_CERT: { code: 554, enhanced: '5.7.1' },
+  HISP_DISCOVERY_TEMPORARY: { code: 451, enhanced: '4.4.3' }, // directory server failure (RFC 3463 §3.5)
+  HISP_DNS_MALFORMED: { code: 451, enhanced: '4.4.3' },
+  HISP_LDAP_FAILED: { code: 451, enhanced: '4.4.3' },
 };
 
 /** Any error to an SMTP reply; errors that are not HispErrors are local failures (451 4.3.0). */
