@@ -29,6 +29,7 @@ import {
   readPrivateKey,
   type PrivateCredential,
 } from './key-material.js';
+import { hispError } from '../../test/helpers/hisp-error.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const vectors = path.resolve(repoRoot, '../shared/vectors');
@@ -48,16 +49,6 @@ function openssl(args: string[], input?: string): Buffer {
   return execFileSync('openssl', args, { stdio: ['pipe', 'pipe', 'pipe'], ...(input === undefined ? {} : { input }) });
 }
 
-/** Runs `fn` and returns the HispError it throws (fails the test if it returns or throws anything else). */
-function hispError(fn: () => unknown): HispError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a HispError, nothing was thrown');
-}
 
 function sha256(der: Buffer): string {
   return createHash('sha256').update(der).digest('hex');

@@ -40,6 +40,7 @@ export interface BasicConstraints {
 export class Certificate {
   readonly der: Buffer;
   readonly x509: X509Certificate;
+  readonly publicKey: KeyObject;
   readonly structure: pkijs.Certificate;
   /** Lowercase hex SHA-256 of the DER: the fingerprint every report and log uses. */
   readonly sha256: string;
@@ -70,6 +71,9 @@ export class Certificate {
     try {
       this.x509 = new X509Certificate(der);
       this.structure = pkijs.Certificate.fromBER(der);
+      // Node parses a certificate whose key it cannot decode and throws only when the key is read:
+      // read it now, so that such a certificate is refused here with a typed error.
+      this.publicKey = this.x509.publicKey;
     } catch (cause) {
       throw new HispError('HISP_KEY_UNREADABLE', 'not a valid X.509 certificate', { cause });
     }
@@ -161,9 +165,6 @@ export class Certificate {
     return cert;
   }
 
-  get publicKey(): KeyObject {
-    return this.x509.publicKey;
-  }
 
   /** Key size in bits for RSA, the curve order size for EC. */
   get publicKeyBits(): number {

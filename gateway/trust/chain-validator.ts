@@ -70,8 +70,8 @@ export function validateChain(leaf: Certificate, options: ChainValidationOptions
         checkPath(path, at, options);
         return { path, anchor: top };
       } catch (e) {
-        if (!(e instanceof HispError)) throw e;
-        consider(e);
+        // A candidate that makes the crypto layer throw (an undecodable key, say) is just a failed path.
+        consider(e instanceof HispError ? e : new HispError('HISP_TRUST_BAD_SIGNATURE', `unusable certificate in the path: ${(e as Error).message}`));
         return undefined;
       }
     }

@@ -1,0 +1,13 @@
+import { expect } from 'vitest';
+import { HispError } from '../../gateway/core/errors.js';
+
+/** Runs `fn` and returns the HispError it throws (fails the test if it returns or throws anything else). */
+export function hispError(fn: () => unknown): HispError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(HispError);
+    return err as HispError;
+  }
+  throw new Error('expected a HispError, nothing was thrown');
+}
