@@ -204,7 +204,3 @@ export type KeyTransportName = (typeof KEY_TRANSPORTS)[number];
 export const DEFAULT_CIPHER: SendCipher = 'aes256-cbc';
 export const DEFAULT_KEY_TRANSPORT: KeyTransportName = 'rsa-oaep-sha1';
 export const DEFAULT_DIGEST: SigningDigest = 'sha256';
-
-export function isOneOf<T extends string>(list: readonly T[], v: string): v is T {
-  return (list as readonly string[]).includes(v);
-}

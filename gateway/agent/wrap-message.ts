@@ -166,7 +166,7 @@ function domainOf(from: string): string | undefined {
 }
 
 /** RFC 5322 §3.3 date-time in UTC. */
-export function rfc5322Date(d: Date): string {
+function rfc5322Date(d: Date): string {
   const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
   const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
   const p = (n: number) => String(n).padStart(2, '0');
