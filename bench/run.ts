@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { unwrapMessage } from '../gateway/agent/unwrap-message.js';
 import { wrapMessage } from '../gateway/agent/wrap-message.js';
 import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
+import { benchDiscovery } from './discovery-bench.js';
 
 /**
  * `npm run bench`: the agent's speed and memory, with references measured in the same run on the same
@@ -156,6 +157,10 @@ try {
     }
     gc();
   }
+  // ---- discovery and trust against the DCDT loopback servers (issue 4)
+  const discovery = await benchDiscovery();
+  if ('skipped' in discovery) console.log(`discovery: skipped: ${discovery.skipped}`);
+  else for (const f of discovery) add({ ...f, reference: null, target: null });
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -1,4 +1,6 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { DnsClient } from '../discovery/dns-client.js';
+import { TrustValidator } from '../trust/trust-validator.js';
 import { HispError, isHispError } from '../core/errors.js';
 import { processIncoming } from '../flows/process-incoming.js';
 import { readInput, writeOutput } from './cli-io.js';
@@ -34,6 +36,8 @@ interface UnwrapFlags {
   json?: boolean;
   in?: string;
   out?: string;
+  dns?: string;
+  revocation: 'soft-fail' | 'hard-fail' | 'off';
 }
 
 export function registerUnwrap(program: Command): void {
@@ -43,7 +47,8 @@ export function registerUnwrap(program: Command): void {
     .description(
       'Decrypts a Direct message (stdin by default), verifies its signature over the received bytes, ' +
         'validates each signer chain to one of the --anchor certificates at --at (validity, ' +
-        'basicConstraints, keyUsage, RSA >= 2048, no MD5, SHA-1 only with --allow-sha1), checks that the ' +
+        'basicConstraints, keyUsage, RSA >= 2048, no MD5, SHA-1 only with --allow-sha1, revocation by ' +
+        'CRL, missing intermediates from AIA), checks that the ' +
         'signer is bound to the inner From address (rfc822Name) or its domain (dNSName), and writes the ' +
         'inner message (stdout by default). On failure nothing is written, the exit code is 1 and stderr ' +
         'carries "CODE: reason" (with --json: {"code","reason"}). With --json a success report goes to stderr.',
@@ -55,6 +60,8 @@ export function registerUnwrap(program: Command): void {
     .option('--at <iso8601>', 'validation time (default now)')
     .option('--allow-sha1', 'legacy switch: accept SHA-1 message digests and certificate signatures (never MD5)')
     .option('--json', 'JSON report on stderr')
+    .option('--dns <host:port>', 'DNS server for the CRL and AIA host names (default: /etc/resolv.conf)')
+    .addOption(new Option('--revocation <mode>', 'when a CRL cannot be fetched').choices(['soft-fail', 'hard-fail', 'off']).default('soft-fail'))
     .option('--in <file>', 'input Direct message (default stdin)')
     .option('--out <file>', 'output inner message (default stdout)')
     .action(async (flags: UnwrapFlags) => {
@@ -70,7 +77,16 @@ export function registerUnwrap(program: Command): void {
         const anchors = readCertificateFiles(flags.anchor, 'anchor');
         const at = parseAt(flags.at);
         const input = readInput(flags.in);
-        const result = processIncoming(input, { credentials, anchors, at, allowSha1: flags.allowSha1 ?? false });
+        const dns = flags.dns ? new DnsClient({ servers: [DnsClient.parseServer(flags.dns)] }) : undefined;
+        const validator = new TrustValidator(dns ? { lookup: dns.lookupFunction() } : {});
+        const result = await processIncoming(input, {
+          credentials,
+          anchors,
+          ...(at ? { at } : {}),
+          allowSha1: flags.allowSha1 ?? false,
+          revocation: flags.revocation,
+          validator,
+        });
         const u = result.unwrapped;
         await writeOutput(flags.out, u.message);
         if (flags.json) {

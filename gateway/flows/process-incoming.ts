@@ -4,8 +4,9 @@ import { HispError, type HispErrorCode } from '../core/errors.js';
 import type { DecryptionCredential } from '../agent/open-envelope.js';
 import { MimeEntity } from '../agent/mime-entity.js';
 import { unwrapMessage, type UnwrapResult } from '../agent/unwrap-message.js';
-import { validateChain } from '../trust/chain-validator.js';
 import { checkBinding, type Binding } from '../trust/name-binding.js';
+import type { RevocationMode } from '../trust/revocation.js';
+import { TrustValidator } from '../trust/trust-validator.js';
 
 export interface ProcessIncomingOptions {
   credentials: readonly DecryptionCredential[];
@@ -15,6 +16,10 @@ export interface ProcessIncomingOptions {
   at?: Date;
   /** The SHA-1 legacy switch (requirements §5.7): message digest and certificate signatures. */
   allowSha1?: boolean;
+  /** What an unavailable CRL means; default soft-fail (as the RIs). */
+  revocation?: RevocationMode;
+  /** The trust layer (CRL, AIA); default a TrustValidator on the system resolver. */
+  validator?: TrustValidator;
 }
 
 export interface AcceptedSigner {
@@ -22,6 +27,8 @@ export interface AcceptedSigner {
   binding: Binding;
   anchor: Certificate;
   path: Certificate[];
+  /** Trust warnings (revocation not checked under soft-fail, …). */
+  warnings: string[];
 }
 
 export interface RejectedSigner {
@@ -40,17 +47,19 @@ export interface IncomingResult {
 
 /**
  * The receive-side security step: decrypt, verify, then trust. A message is accepted when at least
- * one signature verifies and its signer chains to an incoming anchor of the recipient (R-TRU-5) and
- * is bound to the inner From address or its domain (R-CRT-1, requirements §5.8). Throws the most
- * telling HispError otherwise.
+ * one signature verifies and its signer chains to an incoming anchor of the recipient (R-TRU-5),
+ * unrevoked, intermediates completed from AIA when missing (R-TRU-3/4), and is bound to the inner
+ * From address or its domain (R-CRT-1, requirements §5.8). Throws the most telling HispError
+ * otherwise.
  */
-export function processIncoming(raw: Buffer, options: ProcessIncomingOptions): IncomingResult {
+export async function processIncoming(raw: Buffer, options: ProcessIncomingOptions): Promise<IncomingResult> {
   const allowSha1 = options.allowSha1 ?? false;
   const unwrapped = unwrapMessage(raw, { credentials: options.credentials, allowSha1 });
   const from = MimeEntity.parse(unwrapped.message).header('from');
   if (!from) throw new HispError('HISP_MIME_MALFORMED', 'the signed message has no From field');
   const sender = DirectAddress.fromHeader(from);
 
+  const validator = options.validator ?? new TrustValidator();
   const accepted: AcceptedSigner[] = [];
   const rejected: RejectedSigner[] = [];
   for (const s of unwrapped.signers) {
@@ -60,15 +69,16 @@ export function processIncoming(raw: Buffer, options: ProcessIncomingOptions): I
       continue;
     }
     try {
-      const chain = validateChain(s.certificate, {
+      const chain = await validator.validate(s.certificate, {
         anchors: options.anchors,
         intermediates: unwrapped.certificates,
-        at: options.at,
+        ...(options.at ? { at: options.at } : {}),
         purpose: 'signing',
         allowSha1,
+        revocation: options.revocation ?? 'soft-fail',
       });
       const binding = checkBinding(s.certificate, sender);
-      accepted.push({ certificate: s.certificate, binding, anchor: chain.anchor, path: chain.path });
+      accepted.push({ certificate: s.certificate, binding, anchor: chain.anchor, path: chain.path, warnings: chain.warnings });
     } catch (e) {
       if (!(e instanceof HispError)) throw e;
       rejected.push({ certificate: s.certificate, code: e.code, reason: e.message });

@@ -25,10 +25,22 @@ export interface ValidatedChain {
 }
 
 const MAX_PATH = 8;
-const OID_MD5_RSA = '1.2.840.113549.1.1.4';
-const OID_MD2_RSA = '1.2.840.113549.1.1.2';
-const SHA1_SIGNATURES = new Set(['1.2.840.113549.1.1.5', '1.2.840.10045.4.1', '1.2.840.10040.4.3']);
-const REQUIRED_LEAF_USAGE: Record<CertificatePurpose, KeyUsage> = {
+/** MD2, MD4 and MD5 with RSA (PKCS#1 and the OIW md5WithRSA of old makecert/Windows certificates): never. */
+const MD_SIGNATURES = new Set(['1.2.840.113549.1.1.2', '1.2.840.113549.1.1.3', '1.2.840.113549.1.1.4', '1.3.14.3.2.3']);
+/**
+ * SHA-1 signatures: RSA, ECDSA, DSA, and the OIW forms (1.3.14.3.2.29 sha1WithRSASignature, which the
+ * .NET RI's makecert chains use; 1.3.14.3.2.27 dsaWithSHA1; 1.3.14.3.2.13 sha-1WithDSA).
+ */
+const SHA1_SIGNATURES = new Set([
+  '1.2.840.113549.1.1.5',
+  '1.2.840.10045.4.1',
+  '1.2.840.10040.4.3',
+  '1.3.14.3.2.29',
+  '1.3.14.3.2.27',
+  '1.3.14.3.2.13',
+]);
+/** The key usage a leaf must assert (when it has the extension) for each purpose (R-CRT-4). */
+export const REQUIRED_LEAF_USAGE: Readonly<Record<CertificatePurpose, KeyUsage>> = {
   signing: 'digitalSignature',
   encryption: 'keyEncipherment',
 };
@@ -49,8 +61,8 @@ const SPECIFICITY: HispErrorCode[] = [
  * §6 that Direct needs (AS §4, R-TRU-2): signatures, validity at `at`, basicConstraints and pathLen,
  * keyUsage (keyCertSign for issuers, digitalSignature or keyEncipherment for the leaf), RSA keys of at
  * least 2048 bits, and the SHA-1/MD5 policy on certificate signatures. An anchor may be any certificate
- * of the path, the leaf included (pinning), as the RIs allow. Revocation, AIA fetching and bundles
- * come with the trust layer. Throws HispError HISP_TRUST_*.
+ * of the path, the leaf included (pinning), as the RIs allow. Synchronous and offline: revocation
+ * and AIA fetching are added by TrustValidator (trust-validator.ts). Throws HispError HISP_TRUST_*.
  */
 export function validateChain(leaf: Certificate, options: ChainValidationOptions): ValidatedChain {
   const at = options.at ?? new Date();
@@ -153,9 +165,10 @@ function checkPath(path: Certificate[], at: Date, options: ChainValidationOption
   }
 }
 
-function checkSignatureAlgorithm(cert: Certificate, allowSha1: boolean): void {
+/** The SHA-1/MD5 policy on a certificate's signature (requirements §5.7); throws HISP_TRUST_WEAK_SIGNATURE. */
+export function checkSignatureAlgorithm(cert: Certificate, allowSha1: boolean): void {
   const oid = cert.signatureAlgorithmOid;
-  if (oid === OID_MD5_RSA || oid === OID_MD2_RSA) {
+  if (MD_SIGNATURES.has(oid)) {
     throw new HispError('HISP_TRUST_WEAK_SIGNATURE', `${cert.subject} is signed with MD5/MD2, never accepted`);
   }
   if (SHA1_SIGNATURES.has(oid) && !allowSha1) {

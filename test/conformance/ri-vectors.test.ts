@@ -20,7 +20,7 @@ import { verifySignature } from '../../gateway/agent/verify-signature.js';
 import type { Certificate } from '../../gateway/core/certificate.js';
 import { processIncoming } from '../../gateway/flows/process-incoming.js';
 import { validateChain } from '../../gateway/trust/chain-validator.js';
-import { bodyOf, hispErrorOf, multipartParts, REPO_ROOT, vectorGroup } from '../helpers/vectors.js';
+import { bodyOf, hispErrorOf, hispErrorOfAsync, multipartParts, REPO_ROOT, vectorGroup } from '../helpers/vectors.js';
 
 const OID_MD5_RSA = '1.2.840.113549.1.1.4';
 const OID_SHA1_RSA = '1.2.840.113549.1.1.5';
@@ -100,8 +100,8 @@ describe.skipIf(!java.present)(java.title('Java RI EncryptedMessage2 (BER, PKCS#
     expect(onlyCert(java.read(JAVA_FILES.signer)).signatureAlgorithmOid).toBe(OID_SHA1_RSA);
   });
 
-  it('with the legacy SHA-1 switch: decrypts, verifies, chains to SimpleInterop and binds gm2552 by address', () => {
-    const r = processIncoming(raw, { credentials: [ryan], anchors: [anchor], at: new Date(JAVA_AT), allowSha1: true });
+  it('with the legacy SHA-1 switch: decrypts, verifies, chains to SimpleInterop and binds gm2552 by address', async () => {
+    const r = await processIncoming(raw, { credentials: [ryan], anchors: [anchor], at: new Date(JAVA_AT), allowSha1: true });
     const u = r.unwrapped;
     expect(u.wrapped).toBe(true);
     expect(u.cipher).toBe('aes128-cbc');
@@ -169,13 +169,13 @@ describe.skipIf(!java.present)(java.title('Java RI EncryptedMessage2 (BER, PKCS#
     expect(bad.signers[0]!.error?.code).toBe('HISP_SIG_INVALID');
   });
 
-  it('without the switch the message itself is fine (SHA-256) but the SHA-1-signed certificates are refused: HISP_TRUST_WEAK_SIGNATURE', () => {
+  it('without the switch the message itself is fine (SHA-256) but the SHA-1-signed certificates are refused: HISP_TRUST_WEAK_SIGNATURE', async () => {
     // The message digest is SHA-256, so the agent layer accepts it without the legacy switch…
     const u = unwrapMessage(raw, { credentials: [ryan] });
     expect(u.digest).toBe('sha256');
     expect(u.signers[0]!.verified).toBe(true);
     // …and the refusal comes from the trust layer: gm2552.der is sha1WithRSAEncryption-signed.
-    const err = hispErrorOf(() => processIncoming(raw, { credentials: [ryan], anchors: [anchor], at: new Date(JAVA_AT) }));
+    const err = await hispErrorOfAsync(() => processIncoming(raw, { credentials: [ryan], anchors: [anchor], at: new Date(JAVA_AT) }));
     expect(err.code).toBe('HISP_TRUST_WEAK_SIGNATURE');
     expect(err.message).toMatch(/SHA-1/);
     expect(err.details).toEqual({
@@ -297,7 +297,7 @@ describe.skipIf(!dotnet.present)(dotnet.title('.NET RI envelopeSignature (OAEP-S
     expect(err.message).toMatch(/SHA-1/);
   });
 
-  it('processIncoming at 2017-07-14 with allowSha1: the chain is good but redmond.cer binds no address → HISP_TRUST_BINDING_MISMATCH', () => {
+  it('processIncoming at 2017-07-14 with allowSha1: the chain is good but redmond.cer binds no address → HISP_TRUST_BINDING_MISMATCH', async () => {
     const anchor = onlyCert(dotnet.read(DOTNET_FILES.anchor));
     const signer = onlyCert(dotnet.read(DOTNET_FILES.signer));
     const at = new Date(DOTNET_AT);
@@ -309,7 +309,7 @@ describe.skipIf(!dotnet.present)(dotnet.title('.NET RI envelopeSignature (OAEP-S
     expect(signer.rfc822Names).toEqual([]);
     expect(signer.dnsNames).toEqual([]);
     expect(signer.subjectEmailAddresses).toEqual(['redmond.hsgincubator.com']);
-    const err = hispErrorOf(() => processIncoming(raw, { credentials: creds, anchors: [anchor], at, allowSha1: true }));
+    const err = await hispErrorOfAsync(() => processIncoming(raw, { credentials: creds, anchors: [anchor], at, allowSha1: true }));
     expect(err.code).toBe('HISP_TRUST_BINDING_MISMATCH');
     expect(err.details).toEqual({ rejected: [{ code: 'HISP_TRUST_BINDING_MISMATCH', subject: signer.subject }] });
   });
@@ -429,7 +429,7 @@ describe.skipIf(!ett.present)(ett.title('ETT TestGeneratedMessage (self-signed R
     { anchorSet: 'ETT public anchors', allowSha1: true, at: '2014-12-01T00:00:00Z', code: 'HISP_TRUST_NO_ANCHOR' },
     { anchorSet: 'testCert pinned', allowSha1: true, at: undefined, code: 'HISP_TRUST_EXPIRED' },
     { anchorSet: 'testCert pinned', allowSha1: true, at: '2014-12-01T00:00:00Z', code: 'HISP_TRUST_WEAK_KEY' },
-  ] as const)('processIncoming with $anchorSet, allowSha1=$allowSha1, at=$at → $code', ({ anchorSet, allowSha1, at, code }) => {
+  ] as const)('processIncoming with $anchorSet, allowSha1=$allowSha1, at=$at → $code', async ({ anchorSet, allowSha1, at, code }) => {
     const anchors =
       anchorSet === 'testCert pinned'
         ? [testCert]
@@ -438,7 +438,7 @@ describe.skipIf(!ett.present)(ett.title('ETT TestGeneratedMessage (self-signed R
       expect(anchors).toHaveLength(11);
       expect(anchors.some((a) => a.subjectDer.equals(testCert.issuerDer))).toBe(false);
     }
-    const err = hispErrorOf(() =>
+    const err = await hispErrorOfAsync(() =>
       processIncoming(raw, { credentials: creds, anchors, allowSha1, ...(at === undefined ? {} : { at: new Date(at) }) }),
     );
     expect(err.code).toBe(code);
@@ -502,10 +502,10 @@ describe.skipIf(!dcdt.present)(dcdt.title('DCDT 2.x testDecryptMail (2013 HISP m
     { anchorSet: 'recipient cert', allowSha1: true, at: undefined, code: 'HISP_TRUST_NO_ANCHOR' },
     { anchorSet: 'signer pinned', allowSha1: true, at: undefined, code: 'HISP_TRUST_EXPIRED' },
     { anchorSet: 'signer pinned', allowSha1: true, at: '2013-01-16T10:10:00Z', code: 'HISP_TRUST_WEAK_KEY' },
-  ] as const)('processIncoming with $anchorSet, allowSha1=$allowSha1, at=$at → $code', ({ anchorSet, allowSha1, at, code }) => {
+  ] as const)('processIncoming with $anchorSet, allowSha1=$allowSha1, at=$at → $code', async ({ anchorSet, allowSha1, at, code }) => {
     const signer = unwrapMessage(raw, { credentials: [cred], allowSha1: true }).signers[0]!.certificate!;
     const anchors = anchorSet === 'signer pinned' ? [signer] : [cred.certificate];
-    const err = hispErrorOf(() =>
+    const err = await hispErrorOfAsync(() =>
       processIncoming(raw, { credentials: [cred], anchors, allowSha1, ...(at === undefined ? {} : { at: new Date(at) }) }),
     );
     expect(err.code).toBe(code);

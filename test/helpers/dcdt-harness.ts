@@ -34,7 +34,9 @@ import { fileURLToPath } from 'node:url';
 import * as dnsPacket from 'dns-packet';
 
 /** The repository root (this file is test/helpers/dcdt-harness.ts). */
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The repository root, from test/helpers/ or, when the benchmark runs it compiled, dist/test/helpers/. */
+const REPO_ROOT = path.resolve(HERE, path.basename(path.resolve(HERE, '../..')) === 'dist' ? '../../..' : '../..');
 
 /** test/fixtures/dcdt: the zone, the LDIF, certificates, keys, CRLs, trust material, manifest. */
 export const DCDT_FIXTURES_DIR = path.join(REPO_ROOT, 'test/fixtures/dcdt');

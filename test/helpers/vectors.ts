@@ -60,6 +60,19 @@ export function vectorGroup(name: VectorGroupName, required: readonly string[] =
 }
 
 /** Runs `fn`, expects it to throw a HispError and returns that error. */
+/** The HispError an async call rejects with (fails the test if it resolves or rejects otherwise). */
+export async function hispErrorOfAsync(fn: () => Promise<unknown>): Promise<HispError> {
+  let thrown: unknown;
+  try {
+    await fn();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown, 'expected a HispError to be thrown').toBeDefined();
+  if (!isHispError(thrown)) throw new Error(`expected a HispError, got ${String(thrown)}`, { cause: thrown });
+  return thrown;
+}
+
 export function hispErrorOf(fn: () => unknown): HispError {
   let thrown: unknown;
   try {

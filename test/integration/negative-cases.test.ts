@@ -237,7 +237,7 @@ interface RunOptions {
 }
 
 /** processIncoming as the CLI runs it (recipient-rsa's key, anchor root-ca, at AT). */
-function receive(raw: Buffer, options: RunOptions = {}): IncomingResult {
+function receive(raw: Buffer, options: RunOptions = {}): Promise<IncomingResult> {
   return processIncoming(raw, {
     credentials: options.credentials ?? [recipientDecrypt],
     anchors,
@@ -246,9 +246,9 @@ function receive(raw: Buffer, options: RunOptions = {}): IncomingResult {
   });
 }
 
-function libraryError(raw: Buffer, options: RunOptions = {}): HispError {
+async function libraryError(raw: Buffer, options: RunOptions = {}): Promise<HispError> {
   try {
-    receive(raw, options);
+    await receive(raw, options);
   } catch (err) {
     if (!(err instanceof HispError)) throw err;
     return err;
@@ -302,8 +302,8 @@ function cliSuccess(raw: Buffer, extraArgs: readonly string[] = []): Buffer {
 }
 
 /** The library and the CLI both refuse `raw` with `code`, with the same reason. */
-function expectRefused(raw: Buffer, code: HispErrorCode, options: RunOptions = {}): HispError {
-  const e = libraryError(raw, options);
+async function expectRefused(raw: Buffer, code: HispErrorCode, options: RunOptions = {}): Promise<HispError> {
+  const e = await libraryError(raw, options);
   expect({ code: e.code, reason: e.message }).toMatchObject({ code });
   const cli = cliFailure(raw, options.allowSha1 ? ['--allow-sha1'] : []);
   expect(cli).toEqual({ code, reason: e.message });
@@ -313,23 +313,23 @@ function expectRefused(raw: Buffer, code: HispErrorCode, options: RunOptions = {
 // ------------------------------------------------------------------------------------------------
 
 describe('control: the undamaged message is accepted', () => {
-  it('sender-rsa, wrapped, AES-256-CBC (library and CLI)', () => {
+  it('sender-rsa, wrapped, AES-256-CBC (library and CLI)', async () => {
     const raw = wrap('sender-rsa');
-    const result = receive(raw);
+    const result = await receive(raw);
     expect(result.accepted).toHaveLength(1);
     expect(result.unwrapped.message.includes(MARKER)).toBe(true);
     cliSuccess(raw);
   });
 
-  it('sender-rsa, AES-256-GCM with RSA PKCS#1 v1.5 key transport (the form the padding cases damage)', () => {
+  it('sender-rsa, AES-256-GCM with RSA PKCS#1 v1.5 key transport (the form the padding cases damage)', async () => {
     const raw = wrap('sender-rsa', { cipher: 'aes256-gcm', keyTransport: 'rsa-pkcs1' });
-    expect(receive(raw).accepted).toHaveLength(1);
+    expect((await receive(raw)).accepted).toHaveLength(1);
     cliSuccess(raw);
   });
 });
 
 describe('damaged ciphertext', () => {
-  it('AES-CBC: the octet that carries the last block\'s padding flipped → HISP_CMS_DECRYPT_FAILED', () => {
+  it('AES-CBC: the octet that carries the last block\'s padding flipped → HISP_CMS_DECRYPT_FAILED', async () => {
     // In CBC, P[n] = D(C[n]) xor C[n-1]: flipping bit 7 of the last octet of the penultimate
     // ciphertext block flips bit 7 of the last plaintext octet, the PKCS#7 pad length (1..16), which
     // becomes 129..144: the padding check fails whatever the key, deterministically. (Flipping an
@@ -343,11 +343,11 @@ describe('damaged ciphertext', () => {
       der[ciphertext.end - 17]! ^= 0x80;
       return der;
     });
-    const e = expectRefused(raw, 'HISP_CMS_DECRYPT_FAILED');
+    const e = await expectRefused(raw, 'HISP_CMS_DECRYPT_FAILED');
     expect(e.message).toBe('the message could not be decrypted with our key');
   });
 
-  it('AES-CBC: the middle octet of the ciphertext flipped → HISP_MIME_MALFORMED (it lands in the base64 signature)', () => {
+  it('AES-CBC: the middle octet of the ciphertext flipped → HISP_MIME_MALFORMED (it lands in the base64 signature)', async () => {
     // The flip garbles the whole plaintext block it sits in (16 random octets) and flips the same
     // bit one block later; the padding stays valid, so decryption "succeeds". Where the garbage lands
     // is fixed by the message layout: wrapMessage's signed entity is ~3.8 KB, of which the base64
@@ -372,11 +372,11 @@ describe('damaged ciphertext', () => {
       d[ciphertext.contentStart + mid]! ^= 0x01;
       return d;
     });
-    const e = expectRefused(raw, 'HISP_MIME_MALFORMED');
+    const e = await expectRefused(raw, 'HISP_MIME_MALFORMED');
     expect(e.message).toMatch(/not valid base64/);
   });
 
-  it('AES-CBC: an octet inside the signed body flipped → HISP_SIG_INVALID', () => {
+  it('AES-CBC: an octet inside the signed body flipped → HISP_SIG_INVALID', async () => {
     // Same mechanism, aimed at the MARKER line of the signed message/rfc822 part: the structure is
     // intact, the signed octets are not, so the messageDigest no longer matches.
     const original = wrap('sender-rsa');
@@ -389,11 +389,11 @@ describe('damaged ciphertext', () => {
       d[envelopeLayout(d).ciphertext.contentStart + block * 16 + 5]! ^= 0x01;
       return d;
     });
-    const e = expectRefused(raw, 'HISP_SIG_INVALID');
+    const e = await expectRefused(raw, 'HISP_SIG_INVALID');
     expect(e.message).toMatch(/altered content/);
   });
 
-  it('AES-CBC: an IV octet flipped ("Content-Type" becomes "Content-Uype") → HISP_SMIME_NOT_SIGNED', () => {
+  it('AES-CBC: an IV octet flipped ("Content-Type" becomes "Content-Uype") → HISP_SMIME_NOT_SIGNED', async () => {
     // The IV only xors into the first plaintext block, exactly: no garbage, a precise edit of the
     // decrypted entity's first header name. Without a Content-Type the entity is text/plain.
     const original = wrap('sender-rsa');
@@ -403,11 +403,11 @@ describe('damaged ciphertext', () => {
       d[envelopeLayout(d).ivOrNonce.contentStart + 8]! ^= 0x01; // 'T' (0x54) → 'U' (0x55)
       return d;
     });
-    const e = expectRefused(raw, 'HISP_SMIME_NOT_SIGNED');
+    const e = await expectRefused(raw, 'HISP_SMIME_NOT_SIGNED');
     expect(e.message).toMatch(/text\/plain, not signed/);
   });
 
-  it('AES-GCM: a flipped tag octet → HISP_CMS_DECRYPT_FAILED', () => {
+  it('AES-GCM: a flipped tag octet → HISP_CMS_DECRYPT_FAILED', async () => {
     const raw = withDer(wrap('sender-rsa', { cipher: 'aes256-gcm' }), (d) => {
       const { mac } = envelopeLayout(d);
       expect(mac?.end).toBe(d.length);
@@ -415,21 +415,21 @@ describe('damaged ciphertext', () => {
       d[mac!.contentStart + 7]! ^= 0x01;
       return d;
     });
-    expectRefused(raw, 'HISP_CMS_DECRYPT_FAILED');
+    await expectRefused(raw, 'HISP_CMS_DECRYPT_FAILED');
   });
 
-  it('AES-GCM: the middle ciphertext octet flipped → HISP_CMS_DECRYPT_FAILED (the tag catches it)', () => {
+  it('AES-GCM: the middle ciphertext octet flipped → HISP_CMS_DECRYPT_FAILED (the tag catches it)', async () => {
     const raw = withDer(wrap('sender-rsa', { cipher: 'aes128-gcm' }), (d) => {
       const { ciphertext } = envelopeLayout(d);
       d[ciphertext.contentStart + Math.floor((ciphertext.end - ciphertext.contentStart) / 2)]! ^= 0x01;
       return d;
     });
-    expectRefused(raw, 'HISP_CMS_DECRYPT_FAILED');
+    await expectRefused(raw, 'HISP_CMS_DECRYPT_FAILED');
   });
 });
 
 describe('altered signed content', () => {
-  it('decrypt, edit the signed message, re-encrypt (createEnvelope) → HISP_SIG_INVALID', () => {
+  it('decrypt, edit the signed message, re-encrypt (createEnvelope) → HISP_SIG_INVALID', async () => {
     const original = wrap('sender-rsa');
     const plain = openEnvelope(splitOuter(original).der, [recipientDecrypt]).content;
     const at = plain.indexOf('Hello patient');
@@ -437,11 +437,11 @@ describe('altered signed content', () => {
     const edited = Buffer.from(plain);
     edited.write('Jello', at, 'latin1'); // same length: only the octets change
     const der = createEnvelope(edited, [recipient.certificate], { cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1' });
-    const e = expectRefused(envelopeMessage(der), 'HISP_SIG_INVALID');
+    const e = await expectRefused(envelopeMessage(der), 'HISP_SIG_INVALID');
     expect(e.message).toMatch(/altered content/);
   });
 
-  it('decrypt, append a line to the signed message, re-encrypt → HISP_SIG_INVALID', () => {
+  it('decrypt, append a line to the signed message, re-encrypt → HISP_SIG_INVALID', async () => {
     const original = wrap('sender-rsa');
     const plain = openEnvelope(splitOuter(original).der, [recipientDecrypt]).content.toString('latin1');
     const edited = plain.replace('Regards\r\n', 'Regards\r\nP.S. send the records to mallory@evil.test\r\n');
@@ -450,10 +450,10 @@ describe('altered signed content', () => {
       cipher: 'aes128-gcm',
       keyTransport: 'rsa-oaep-sha256',
     });
-    expectRefused(envelopeMessage(der), 'HISP_SIG_INVALID');
+    await expectRefused(envelopeMessage(der), 'HISP_SIG_INVALID');
   });
 
-  it('signDetached over one content, sent with another (createEnvelope) → HISP_SIG_INVALID', () => {
+  it('signDetached over one content, sent with another (createEnvelope) → HISP_SIG_INVALID', async () => {
     const part = (body: Buffer) => Buffer.concat([Buffer.from('Content-Type: message/rfc822\r\n\r\n'), body]);
     const signedPart = part(INNER);
     const sentPart = part(Buffer.from(INNER.toString('latin1').replace('Hello', 'Hullo'), 'latin1'));
@@ -472,54 +472,54 @@ describe('altered signed content', () => {
       Buffer.from(`--${b}--\r\n`),
     ]);
     const der = createEnvelope(entity, [recipient.certificate], { cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1' });
-    expectRefused(envelopeMessage(der), 'HISP_SIG_INVALID');
+    await expectRefused(envelopeMessage(der), 'HISP_SIG_INVALID');
     // …and the same entity with the content that was signed is accepted: the refusal is the edit.
     const good = Buffer.from(entity.toString('latin1').replace('Hullo', 'Hello'), 'latin1');
     const goodDer = createEnvelope(good, [recipient.certificate], { cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1' });
-    expect(receive(envelopeMessage(goodDer)).accepted).toHaveLength(1);
+    expect((await receive(envelopeMessage(goodDer))).accepted).toHaveLength(1);
   });
 });
 
 describe('signer trust', () => {
-  it('sender-untrusted (chains to untrusted-root-ca, anchor root-ca) → HISP_TRUST_NO_ANCHOR', () => {
-    expectRefused(wrap('sender-untrusted'), 'HISP_TRUST_NO_ANCHOR');
+  it('sender-untrusted (chains to untrusted-root-ca, anchor root-ca) → HISP_TRUST_NO_ANCHOR', async () => {
+    await expectRefused(wrap('sender-untrusted'), 'HISP_TRUST_NO_ANCHOR');
   });
 
-  it('sender-expired → HISP_TRUST_EXPIRED', () => {
-    const e = expectRefused(wrap('sender-expired'), 'HISP_TRUST_EXPIRED');
+  it('sender-expired → HISP_TRUST_EXPIRED', async () => {
+    const e = await expectRefused(wrap('sender-expired'), 'HISP_TRUST_EXPIRED');
     expect(e.message).toMatch(/the certificate CN=sender@sender.test is not valid at 2030-01-01/);
   });
 
-  it('sender-sha1 (certificate signed with sha1WithRSAEncryption) → HISP_TRUST_WEAK_SIGNATURE', () => {
-    expectRefused(wrap('sender-sha1'), 'HISP_TRUST_WEAK_SIGNATURE');
+  it('sender-sha1 (certificate signed with sha1WithRSAEncryption) → HISP_TRUST_WEAK_SIGNATURE', async () => {
+    await expectRefused(wrap('sender-sha1'), 'HISP_TRUST_WEAK_SIGNATURE');
   });
 
-  it('sender-sha1 with the legacy SHA-1 switch → accepted (library and CLI --allow-sha1)', () => {
+  it('sender-sha1 with the legacy SHA-1 switch → accepted (library and CLI --allow-sha1)', async () => {
     const raw = wrap('sender-sha1');
-    expect(receive(raw, { allowSha1: true }).accepted).toHaveLength(1);
+    expect((await receive(raw, { allowSha1: true })).accepted).toHaveLength(1);
     cliSuccess(raw, ['--allow-sha1']);
   });
 
-  it('sender-other-address (bound to someone@elsewhere.test) → HISP_TRUST_BINDING_MISMATCH', () => {
-    const e = expectRefused(wrap('sender-other-address'), 'HISP_TRUST_BINDING_MISMATCH');
+  it('sender-other-address (bound to someone@elsewhere.test) → HISP_TRUST_BINDING_MISMATCH', async () => {
+    const e = await expectRefused(wrap('sender-other-address'), 'HISP_TRUST_BINDING_MISMATCH');
     expect(e.message).toMatch(/someone@elsewhere\.test/);
   });
 
-  it('sender-no-san (address only in the subject emailAddress) → HISP_TRUST_BINDING_MISMATCH', () => {
-    const e = expectRefused(wrap('sender-no-san'), 'HISP_TRUST_BINDING_MISMATCH');
+  it('sender-no-san (address only in the subject emailAddress) → HISP_TRUST_BINDING_MISMATCH', async () => {
+    const e = await expectRefused(wrap('sender-no-san'), 'HISP_TRUST_BINDING_MISMATCH');
     expect(e.message).toMatch(/no subjectAltName/);
   });
 
-  it('sender-rsa1024 → HISP_TRUST_WEAK_KEY', () => {
-    expectRefused(wrap('sender-rsa1024'), 'HISP_TRUST_WEAK_KEY');
+  it('sender-rsa1024 → HISP_TRUST_WEAK_KEY', async () => {
+    await expectRefused(wrap('sender-rsa1024'), 'HISP_TRUST_WEAK_KEY');
   });
 
-  it('sender-keyenc-only (keyUsage keyEncipherment only) → HISP_TRUST_KEY_USAGE', () => {
-    expectRefused(wrap('sender-keyenc-only'), 'HISP_TRUST_KEY_USAGE');
+  it('sender-keyenc-only (keyUsage keyEncipherment only) → HISP_TRUST_KEY_USAGE', async () => {
+    await expectRefused(wrap('sender-keyenc-only'), 'HISP_TRUST_KEY_USAGE');
   });
 
-  it('sender-by-leaf (issued by the CA:FALSE leaf sender-domain) → HISP_TRUST_BASIC_CONSTRAINTS', () => {
-    const e = expectRefused(wrap('sender-by-leaf'), 'HISP_TRUST_BASIC_CONSTRAINTS');
+  it('sender-by-leaf (issued by the CA:FALSE leaf sender-domain) → HISP_TRUST_BASIC_CONSTRAINTS', async () => {
+    const e = await expectRefused(wrap('sender-by-leaf'), 'HISP_TRUST_BASIC_CONSTRAINTS');
     expect(e.message).toMatch(/is not a CA/);
   });
 });
@@ -527,59 +527,59 @@ describe('signer trust', () => {
 describe('digest algorithms of the SignerInfo (openssl cms -sign -md …)', () => {
   const wrapped = (body: Buffer) => Buffer.concat([Buffer.from('Content-Type: message/rfc822\r\n\r\n'), body]);
 
-  it('SHA-1 without the switch → HISP_CMS_WEAK_ALGORITHM; with allowSha1 / --allow-sha1 → accepted', () => {
+  it('SHA-1 without the switch → HISP_CMS_WEAK_ALGORITHM; with allowSha1 / --allow-sha1 → accepted', async () => {
     const raw = opensslEncrypt(opensslSign(wrapped(INNER), 'sender-rsa', 'sha1'), ['-aes256']);
-    const e = expectRefused(raw, 'HISP_CMS_WEAK_ALGORITHM');
+    const e = await expectRefused(raw, 'HISP_CMS_WEAK_ALGORITHM');
     expect(e.message).toMatch(/SHA-1/);
-    const ok = receive(raw, { allowSha1: true });
+    const ok = await receive(raw, { allowSha1: true });
     expect(ok.accepted).toHaveLength(1);
     expect(ok.unwrapped.digest).toBe('sha1');
     cliSuccess(raw, ['--allow-sha1']);
   });
 
-  it('MD5 → HISP_CMS_WEAK_ALGORITHM, with and without the SHA-1 switch', () => {
+  it('MD5 → HISP_CMS_WEAK_ALGORITHM, with and without the SHA-1 switch', async () => {
     const raw = opensslEncrypt(opensslSign(wrapped(INNER), 'sender-rsa', 'md5'), ['-aes256']);
-    const e = expectRefused(raw, 'HISP_CMS_WEAK_ALGORITHM');
+    const e = await expectRefused(raw, 'HISP_CMS_WEAK_ALGORITHM');
     expect(e.message).toMatch(/MD5/);
-    const e2 = expectRefused(raw, 'HISP_CMS_WEAK_ALGORITHM', { allowSha1: true });
+    const e2 = await expectRefused(raw, 'HISP_CMS_WEAK_ALGORITHM', { allowSha1: true });
     expect(e2.message).toMatch(/MD5/);
   });
 
-  it('control: openssl SHA-256 signature (same path) → accepted', () => {
+  it('control: openssl SHA-256 signature (same path) → accepted', async () => {
     const raw = opensslEncrypt(opensslSign(wrapped(INNER), 'sender-rsa', 'sha256'), ['-aes256']);
-    expect(receive(raw).accepted).toHaveLength(1);
+    expect((await receive(raw)).accepted).toHaveLength(1);
   });
 });
 
 describe('not encrypted / not signed / not for us', () => {
-  it('multipart/signed sent as is (openssl cms -sign) → HISP_SMIME_NOT_ENCRYPTED', () => {
+  it('multipart/signed sent as is (openssl cms -sign) → HISP_SMIME_NOT_ENCRYPTED', async () => {
     const raw = Buffer.concat([OUTER_HEADERS, opensslSign(INNER, 'sender-rsa', 'sha256')]);
     expect(raw.includes('multipart/signed')).toBe(true);
-    const e = expectRefused(raw, 'HISP_SMIME_NOT_ENCRYPTED');
+    const e = await expectRefused(raw, 'HISP_SMIME_NOT_ENCRYPTED');
     expect(e.message).toMatch(/signed but not encrypted/);
   });
 
-  it('application/pkcs7-mime; smime-type=signed-data (openssl cms -sign -nodetach) → HISP_SMIME_NOT_ENCRYPTED', () => {
+  it('application/pkcs7-mime; smime-type=signed-data (openssl cms -sign -nodetach) → HISP_SMIME_NOT_ENCRYPTED', async () => {
     const raw = Buffer.concat([OUTER_HEADERS, opensslSign(INNER, 'sender-rsa', 'sha256', true)]);
     expect(raw.includes('smime-type=signed-data')).toBe(true);
-    expectRefused(raw, 'HISP_SMIME_NOT_ENCRYPTED');
+    await expectRefused(raw, 'HISP_SMIME_NOT_ENCRYPTED');
   });
 
-  it('a SignedData labelled smime-type=enveloped-data → HISP_SMIME_NOT_ENCRYPTED (decided on the CMS content type)', () => {
+  it('a SignedData labelled smime-type=enveloped-data → HISP_SMIME_NOT_ENCRYPTED (decided on the CMS content type)', async () => {
     const opaque = opensslSign(INNER, 'sender-rsa', 'sha256', true);
     const der = Buffer.from(opaque.subarray(opaque.indexOf('\r\n\r\n') + 4).toString('latin1'), 'base64');
-    const e = expectRefused(envelopeMessage(der, 'enveloped-data'), 'HISP_SMIME_NOT_ENCRYPTED');
+    const e = await expectRefused(envelopeMessage(der, 'enveloped-data'), 'HISP_SMIME_NOT_ENCRYPTED');
     expect(e.message).toMatch(/signed but not encrypted/);
   });
 
-  it('encrypted but not signed (openssl cms -encrypt of a plain message) → HISP_SMIME_NOT_SIGNED', () => {
-    const e = expectRefused(opensslEncrypt(INNER, ['-aes256']), 'HISP_SMIME_NOT_SIGNED');
+  it('encrypted but not signed (openssl cms -encrypt of a plain message) → HISP_SMIME_NOT_SIGNED', async () => {
+    const e = await expectRefused(opensslEncrypt(INNER, ['-aes256']), 'HISP_SMIME_NOT_SIGNED');
     expect(e.message).toMatch(/text\/plain, not signed/);
   });
 
-  it('encrypted to recipient2-rsa only → HISP_CMS_NOT_FOR_RECIPIENT', () => {
+  it('encrypted to recipient2-rsa only → HISP_CMS_NOT_FOR_RECIPIENT', async () => {
     const raw = wrap('sender-rsa', { recipients: [recipient2Cert] });
-    const e = expectRefused(raw, 'HISP_CMS_NOT_FOR_RECIPIENT');
+    const e = await expectRefused(raw, 'HISP_CMS_NOT_FOR_RECIPIENT');
     expect(e.message).toMatch(/1 recipient\(s\)/);
   });
 });
@@ -591,19 +591,19 @@ describe('refused content encryption (openssl cms -encrypt)', () => {
     signedEntity = opensslSign(INNER, 'sender-rsa', 'sha256');
   });
 
-  it('3DES (-des3) → HISP_CMS_WEAK_ALGORITHM', () => {
-    const e = expectRefused(opensslEncrypt(signedEntity, ['-des3']), 'HISP_CMS_WEAK_ALGORITHM');
+  it('3DES (-des3) → HISP_CMS_WEAK_ALGORITHM', async () => {
+    const e = await expectRefused(opensslEncrypt(signedEntity, ['-des3']), 'HISP_CMS_WEAK_ALGORITHM');
     expect(e.message).toMatch(/3DES/);
   });
 
-  it('RC2 (-rc2, legacy provider) → HISP_CMS_WEAK_ALGORITHM', () => {
+  it('RC2 (-rc2, legacy provider) → HISP_CMS_WEAK_ALGORITHM', async () => {
     const raw = opensslEncrypt(signedEntity, ['-provider', 'legacy', '-provider', 'default', '-rc2']);
-    const e = expectRefused(raw, 'HISP_CMS_WEAK_ALGORITHM');
+    const e = await expectRefused(raw, 'HISP_CMS_WEAK_ALGORITHM');
     expect(e.message).toMatch(/RC2/);
   });
 
-  it('control: the same entity with -aes256 → accepted', () => {
-    expect(receive(opensslEncrypt(signedEntity, ['-aes256'])).accepted).toHaveLength(1);
+  it('control: the same entity with -aes256 → accepted', async () => {
+    expect((await receive(opensslEncrypt(signedEntity, ['-aes256']))).accepted).toHaveLength(1);
   });
 });
 
@@ -679,15 +679,15 @@ function badPaddingMessage(cipher: 'aes256-gcm' | 'aes256-cbc', defect: PaddingD
 const wrongKeyCredential = (): DecryptionCredential[] => [{ key: otherKey, certificate: recipient.certificate }];
 
 describe('bad PKCS#1 v1.5 padding and a wrong key (AuthEnvelopedData: the failure is deterministic)', () => {
-  it.each(DEFECTS)('encryptedKey with bad padding (%s) → HISP_CMS_DECRYPT_FAILED', (defect) => {
-    const e = expectRefused(badPaddingMessage('aes256-gcm', defect), 'HISP_CMS_DECRYPT_FAILED');
+  it.each(DEFECTS)('encryptedKey with bad padding (%s) → HISP_CMS_DECRYPT_FAILED', async (defect) => {
+    const e = await expectRefused(badPaddingMessage('aes256-gcm', defect), 'HISP_CMS_DECRYPT_FAILED');
     expect(e.message).toBe('the message could not be decrypted with our key');
   });
 
-  it('wrong key: recipient-rsa certificate paired with recipient2-rsa\'s private key → HISP_CMS_DECRYPT_FAILED', () => {
+  it('wrong key: recipient-rsa certificate paired with recipient2-rsa\'s private key → HISP_CMS_DECRYPT_FAILED', async () => {
     for (const keyTransport of ['rsa-pkcs1', 'rsa-oaep-sha1', 'rsa-oaep-sha256'] as const) {
       const raw = wrap('sender-rsa', { cipher: 'aes256-gcm', keyTransport });
-      expect(libraryError(raw, { credentials: wrongKeyCredential() }).code).toBe('HISP_CMS_DECRYPT_FAILED');
+      expect((await libraryError(raw, { credentials: wrongKeyCredential() })).code).toBe('HISP_CMS_DECRYPT_FAILED');
     }
   });
 
@@ -709,9 +709,9 @@ describe('bad PKCS#1 v1.5 padding and a wrong key (AuthEnvelopedData: the failur
     expect(report.code).toBe('HISP_KEY_MISMATCH');
   });
 
-  it('bad padding and a wrong key end in the identical error object (code, message, details, cause)', () => {
-    const badPadding = libraryError(badPaddingMessage('aes256-gcm', 'block type'));
-    const wrongKey = libraryError(wrap('sender-rsa', { cipher: 'aes256-gcm', keyTransport: 'rsa-pkcs1' }), {
+  it('bad padding and a wrong key end in the identical error object (code, message, details, cause)', async () => {
+    const badPadding = await libraryError(badPaddingMessage('aes256-gcm', 'block type'));
+    const wrongKey = await libraryError(wrap('sender-rsa', { cipher: 'aes256-gcm', keyTransport: 'rsa-pkcs1' }), {
       credentials: wrongKeyCredential(),
     });
     const shape = (e: HispError) => ({
@@ -736,9 +736,9 @@ describe('bad PKCS#1 v1.5 padding and a wrong key with AES-CBC (EnvelopedData)',
   const ALLOWED: HispErrorCode[] = ['HISP_CMS_DECRYPT_FAILED', 'HISP_MIME_MALFORMED', 'HISP_SMIME_NOT_SIGNED'];
   const RUNS = 64;
 
-  it.each(['block type', 'zero in PS'] as const)('bad padding (%s): DECRYPT_FAILED in ≥ 60 of 64 attempts, never anything else than garbage MIME', (defect) => {
+  it.each(['block type', 'zero in PS'] as const)('bad padding (%s): DECRYPT_FAILED in ≥ 60 of 64 attempts, never anything else than garbage MIME', async (defect) => {
     const raw = badPaddingMessage('aes256-cbc', defect);
-    const codes = Array.from({ length: RUNS }, () => libraryError(raw).code);
+    const codes = await Promise.all(Array.from({ length: RUNS }, async () => (await libraryError(raw)).code));
     for (const c of codes) expect(ALLOWED).toContain(c);
     expect(codes.filter((c) => c === 'HISP_CMS_DECRYPT_FAILED').length).toBeGreaterThanOrEqual(RUNS - 4);
     // CLI: the exact code, allowing for the 1/256 case twice in a row (p ≈ 1.5e-5).
@@ -748,9 +748,9 @@ describe('bad PKCS#1 v1.5 padding and a wrong key with AES-CBC (EnvelopedData)',
     expect(cli.at(-1)).toEqual({ code: 'HISP_CMS_DECRYPT_FAILED', reason: 'the message could not be decrypted with our key' });
   });
 
-  it('wrong key: DECRYPT_FAILED in ≥ 60 of 64 attempts, never anything else than garbage MIME', () => {
+  it('wrong key: DECRYPT_FAILED in ≥ 60 of 64 attempts, never anything else than garbage MIME', async () => {
     const raw = wrap('sender-rsa', { keyTransport: 'rsa-pkcs1' });
-    const codes = Array.from({ length: RUNS }, () => libraryError(raw, { credentials: wrongKeyCredential() }).code);
+    const codes = await Promise.all(Array.from({ length: RUNS }, async () => (await libraryError(raw, { credentials: wrongKeyCredential() })).code));
     for (const c of codes) expect(ALLOWED).toContain(c);
     expect(codes.filter((c) => c === 'HISP_CMS_DECRYPT_FAILED').length).toBeGreaterThanOrEqual(RUNS - 4);
   });

@@ -406,7 +406,7 @@ function signedContentFor(form: Form): Buffer {
   return form.startsWith('wrapped') ? WRAPPED : MESSAGE;
 }
 
-function unwrapWithHisp(file: string, recipient: LeafName): IncomingResult {
+function unwrapWithHisp(file: string, recipient: LeafName): Promise<IncomingResult> {
   return processIncoming(readFileSync(file), { credentials: [credential(recipient)], anchors: anchors() });
 }
 
@@ -536,11 +536,11 @@ describe('8-bit content, LF input', () => {
     checkWithOpenssl(tmp, file, c, SIGNING_TIME_PRINTED, wrapped8);
   });
 
-  it('OpenSSL → hisp: an 8-bit wrapped message comes back byte for byte', () => {
+  it('OpenSSL → hisp: an 8-bit wrapped message comes back byte for byte', async () => {
     const signed = opensslSign(tmp, wrapped8, { signers: ['sender-rsa'], md: 'sha256', form: 'wrapped-detached' });
     const file = opensslEncrypt(tmp, signed, { cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1', keyid: false, recipients: ['recipient-rsa'] });
     checkIncoming(
-      unwrapWithHisp(file, 'recipient-rsa'),
+      await unwrapWithHisp(file, 'recipient-rsa'),
       { signers: ['sender-rsa'], digest: 'sha256', cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1', recipient: 'recipient-rsa', wrapped: true },
       MESSAGE_8BIT_CRLF,
     );
@@ -612,11 +612,11 @@ describe('OpenSSL → hisp (library processIncoming)', () => {
 
   it.each(envelopeCases.map((e) => [`${e.cipher}, ${e.keyTransport}${e.keyid ? ', -keyid' : ''}`, e] as const))(
     'envelope %s, two recipients',
-    (_name, e) => {
+    async (_name, e) => {
       const file = opensslEncrypt(tmp, signedOnce, e);
       for (const recipient of e.recipients) {
         checkIncoming(
-          unwrapWithHisp(file, recipient),
+          await unwrapWithHisp(file, recipient),
           { signers: ['sender-rsa'], digest: 'sha384', cipher: e.cipher, keyTransport: e.keyTransport, recipient, wrapped: true },
           MESSAGE,
         );
@@ -649,14 +649,14 @@ describe('OpenSSL → hisp (library processIncoming)', () => {
     signatureCases.map(
       (c) => [`${c.signers.join('+')} ${c.md}${c.keyid ? ' -keyid' : ''}, ${c.form}, in ${c.cipher}/${c.keyTransport}`, c] as const,
     ),
-  )('signature %s', (_name, c) => {
+  )('signature %s', async (_name, c) => {
     const signed = opensslSign(tmp, signedContentFor(c.form), c);
     const head = opensslHeaderSection(readFileSync(signed));
     if (c.form.endsWith('opaque')) expect(head).toMatch(/application\/(x-)?pkcs7-mime; smime-type=signed-data/);
     else expect(head).toMatch(/multipart\/signed/);
     const file = opensslEncrypt(tmp, signed, { cipher: c.cipher, keyTransport: c.keyTransport, keyid: false, recipients: ['recipient-rsa'] });
     checkIncoming(
-      unwrapWithHisp(file, 'recipient-rsa'),
+      await unwrapWithHisp(file, 'recipient-rsa'),
       {
         signers: c.signers,
         digest: c.md,
@@ -675,24 +675,24 @@ describe('OpenSSL → hisp (library processIncoming)', () => {
   it.each([
     ['detached', 'aes256-gcm', 'wrapped-detached'],
     ['opaque', 'aes128-cbc', 'wrapped-opaque'],
-  ] as const)('BER streaming (-stream) signature and envelope: %s, %s', (_name, cipher, form) => {
+  ] as const)('BER streaming (-stream) signature and envelope: %s, %s', async (_name, cipher, form) => {
     const signed = opensslSign(tmp, WRAPPED, { signers: ['sender-ec384'], md: 'sha384', form, stream: true });
     const file = opensslEncrypt(tmp, signed, { cipher, keyTransport: 'rsa-oaep-sha256', keyid: true, recipients: ['recipient-rsa'], stream: true });
     // -stream really produced indefinite-length BER (0x80 length octet right after the outer SEQUENCE).
     const der = Buffer.from(headerSplitBody(readFileSync(file)), 'base64');
     expect(der[1]).toBe(0x80);
     checkIncoming(
-      unwrapWithHisp(file, 'recipient-rsa'),
+      await unwrapWithHisp(file, 'recipient-rsa'),
       { signers: ['sender-ec384'], digest: 'sha384', cipher, keyTransport: 'rsa-oaep-sha256', recipient: 'recipient-rsa', wrapped: true },
       MESSAGE,
     );
   });
 
-  it('unwrapped body-only signature: the outer From/To/Subject describe the message', () => {
+  it('unwrapped body-only signature: the outer From/To/Subject describe the message', async () => {
     const entity = Buffer.from('Content-Type: text/plain; charset=us-ascii\r\n\r\nOnly the body is signed.\r\n');
     const signed = opensslSign(tmp, entity, { signers: ['sender-rsa'], md: 'sha256', form: 'unwrapped-detached' });
     const file = opensslEncrypt(tmp, signed, { cipher: 'aes128-gcm', keyTransport: 'rsa-oaep-sha1', keyid: false, recipients: ['recipient-rsa'] });
-    const result = unwrapWithHisp(file, 'recipient-rsa');
+    const result = await unwrapWithHisp(file, 'recipient-rsa');
     const text = result.unwrapped.message.toString('latin1');
     expect(result.unwrapped.wrapped).toBe(false);
     expect(result.accepted.map((a) => a.certificate.sha256)).toEqual([manifest('sender-rsa').sha256]);
@@ -709,12 +709,12 @@ describe('OpenSSL → hisp (library processIncoming)', () => {
     expect(body).toBe('Only the body is signed.\r\n');
   });
 
-  it('refuses an OpenSSL message whose signer does not chain to the anchor', () => {
+  it('refuses an OpenSSL message whose signer does not chain to the anchor', async () => {
     const signed = opensslSign(tmp, WRAPPED, { signers: ['sender-untrusted'], md: 'sha256', form: 'wrapped-detached' });
     const file = opensslEncrypt(tmp, signed, { cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1', keyid: false, recipients: ['recipient-rsa'] });
     let error: unknown;
     try {
-      unwrapWithHisp(file, 'recipient-rsa');
+      await unwrapWithHisp(file, 'recipient-rsa');
     } catch (e) {
       error = e;
     }
@@ -722,10 +722,10 @@ describe('OpenSSL → hisp (library processIncoming)', () => {
     expect((error as { code: string }).code).toBe('HISP_TRUST_NO_ANCHOR');
   });
 
-  it('accepts two OpenSSL signers of which only one is trusted, and reports the other', () => {
+  it('accepts two OpenSSL signers of which only one is trusted, and reports the other', async () => {
     const signed = opensslSign(tmp, WRAPPED, { signers: ['sender-untrusted', 'sender-ec256'], md: 'sha256', form: 'wrapped-detached' });
     const file = opensslEncrypt(tmp, signed, { cipher: 'aes128-gcm', keyTransport: 'rsa-oaep-sha256', keyid: true, recipients: ['recipient-rsa'] });
-    const result = unwrapWithHisp(file, 'recipient-rsa');
+    const result = await unwrapWithHisp(file, 'recipient-rsa');
     expect(result.unwrapped.signers.map((s) => s.verified)).toEqual([true, true]);
     expect(result.accepted.map((a) => a.certificate.sha256)).toEqual([manifest('sender-ec256').sha256]);
     expect(result.rejected.map((r) => ({ sha256: r.certificate?.sha256, code: r.code }))).toEqual([
@@ -740,7 +740,7 @@ describe('OpenSSL → hisp (library processIncoming)', () => {
     ['openssl smime, detached', ['smime', '-sign'], ['smime', '-encrypt', '-aes256'], 'aes256-cbc'],
     ['openssl smime, opaque', ['smime', '-sign', '-nodetach'], ['smime', '-encrypt', '-aes128'], 'aes128-cbc'],
     ['openssl cms -noattr', ['cms', '-sign', '-noattr'], ['cms', '-encrypt', '-aes-256-gcm'], 'aes256-gcm'],
-  ] as const)('%s', (_name, sign, encrypt, cipher) => {
+  ] as const)('%s', async (_name, sign, encrypt, cipher) => {
     const input = tmp.file(`other-in-${++fileCounter}.eml`);
     const signed = `${input}.signed`;
     const file = `${input}.enveloped`;
@@ -756,7 +756,7 @@ describe('OpenSSL → hisp (library processIncoming)', () => {
     );
     if (encrypt[0] === 'smime') expect(opensslHeaderSection(readFileSync(file))).toContain('application/x-pkcs7-mime');
     checkIncoming(
-      unwrapWithHisp(file, 'recipient-rsa'),
+      await unwrapWithHisp(file, 'recipient-rsa'),
       { signers: ['sender-rsa'], digest: 'sha256', cipher, keyTransport: 'rsa-pkcs1', recipient: 'recipient-rsa', wrapped: true },
       MESSAGE,
     );
