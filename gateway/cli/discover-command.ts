@@ -5,6 +5,7 @@ import { HispError } from '../core/errors.js';
 import { CertificateDiscovery, type DiscoveryStep } from '../discovery/certificate-discovery.js';
 import { DnsClient } from '../discovery/dns-client.js';
 import { discoverRecipient, type RecipientDiscovery } from '../flows/discover-recipient.js';
+import { resolvePolicy } from '../policy/cert-policy.js';
 import { createHttpFetcher, FETCH_DEFAULTS } from '../trust/http-fetch.js';
 import { readBundleFile } from '../trust/trust-bundle.js';
 import { TrustValidator } from '../trust/trust-validator.js';
@@ -21,6 +22,8 @@ interface DiscoverFlags {
   allowSha1?: boolean;
   revocation: 'soft-fail' | 'hard-fail' | 'off';
   timeout: string;
+  blueButtonPlus?: boolean;
+  requireDnssec?: boolean;
   json?: boolean;
 }
 
@@ -29,7 +32,7 @@ export interface DiscoverReport {
   address: string;
   status: RecipientDiscovery['status'];
   level?: string;
-  selected: { sha256: string; binding: 'address' | 'domain'; source: 'dns' | 'ldap'; subject: string; notAfter: string }[];
+  selected: { sha256: string; binding: 'address' | 'domain'; source: 'dns' | 'ldap'; subject: string; notAfter: string; basis: 'anchor' | 'blue-button-plus' }[];
   rejected: { sha256: string; reason: string; subject?: string; detail: string }[];
   steps: DiscoveryStep[];
   code?: string;
@@ -54,6 +57,8 @@ export function registerDiscover(program: Command): void {
     .option('--allow-sha1', 'legacy switch: accept SHA-1 certificate signatures (never MD5)')
     .addOption(new Option('--revocation <mode>', 'when a CRL cannot be fetched').choices(['soft-fail', 'hard-fail', 'off']).default('soft-fail'))
     .option('--timeout <ms>', 'time-out of each DNS try and LDAP operation', '3000')
+    .option('--blue-button-plus', 'a patient-directed send: accept a well-formed, unexpired, unrevoked certificate without an anchor (requirements §5.5)')
+    .option('--require-dnssec', 'with --blue-button-plus: only from a DNSSEC-validated answer (AD bit of a validating resolver)')
     .option('--json', 'JSON report on stdout')
     .action(async (addressText: string, flags: DiscoverFlags) => {
       let address: DirectAddress;
@@ -75,20 +80,25 @@ export function registerDiscover(program: Command): void {
           readBundleFile(readFile(f, 'bundle'), { source: f, ...(signer ? { signer } : {}), ...(at ? { at } : {}), allowSha1: flags.allowSha1 ?? false }),
         ),
       ];
-      if (anchors.length === 0) throw new HispError('HISP_USAGE', 'give at least one --anchor or --bundle');
+      if (anchors.length === 0 && !flags.blueButtonPlus) throw new HispError('HISP_USAGE', 'give at least one --anchor or --bundle');
       const discovery = new CertificateDiscovery({
         dns,
         fetch: (url) => fetcher(url, { purpose: 'aia', ...FETCH_DEFAULTS.aia }),
         ldap: { connectTimeoutMs: timeoutMs, timeoutMs },
       });
       const validator = new TrustValidator({ fetcher });
+      const policy = resolvePolicy({
+        allowSha1: flags.allowSha1 ?? false,
+        revocation: flags.revocation,
+        blueButtonPlus: { enabled: flags.blueButtonPlus ?? false, requireDnssec: flags.requireDnssec ?? false },
+      });
       const result = await discoverRecipient(address, {
         discovery,
         validator,
         anchors,
+        policy,
         ...(at ? { at } : {}),
-        allowSha1: flags.allowSha1 ?? false,
-        revocation: flags.revocation,
+        patientDirected: flags.blueButtonPlus ?? false,
       });
       const report: DiscoverReport = {
         address: address.toString(),
@@ -100,6 +110,7 @@ export function registerDiscover(program: Command): void {
           source: s.source,
           subject: s.certificate.subject,
           notAfter: s.certificate.notAfter.toISOString(),
+          basis: s.basis,
         })),
         rejected: result.rejected.map((r) => ({
           sha256: r.sha256,

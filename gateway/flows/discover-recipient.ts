@@ -2,27 +2,18 @@ import type { Certificate } from '../core/certificate.js';
 import type { DirectAddress } from '../core/direct-address.js';
 import { HispError, type HispErrorCode } from '../core/errors.js';
 import type { CertificateDiscovery, DiscoveryLevel, DiscoveryStep } from '../discovery/certificate-discovery.js';
+import { DEFAULT_CERTIFICATE_POLICY, type CertificatePolicy } from '../policy/cert-policy.js';
+import { decideTrust } from '../policy/trust-decision.js';
 import { checkBinding, type Binding } from '../trust/name-binding.js';
-
-/** What the flow needs of the trust layer (implemented by TrustValidator). */
-export interface RecipientValidator {
-  validate(
-    leaf: Certificate,
-    options: {
-      anchors: readonly Certificate[];
-      at?: Date;
-      purpose: 'encryption';
-      allowSha1?: boolean;
-      revocation?: 'soft-fail' | 'hard-fail' | 'off';
-    },
-  ): Promise<{ anchor: Certificate; path: Certificate[]; warnings: string[] }>;
-}
+import type { TrustValidator } from '../trust/trust-validator.js';
 
 export interface SelectedCertificate {
   certificate: Certificate;
   binding: Binding;
   source: 'dns' | 'ldap';
-  anchor: Certificate;
+  /** 'anchor': a valid path to an anchor; 'blue-button-plus': the patient-directed exception. */
+  basis: 'anchor' | 'blue-button-plus';
+  anchor: Certificate | undefined;
   warnings: string[];
 }
 
@@ -50,18 +41,21 @@ export interface RecipientDiscovery {
 
 export interface DiscoverRecipientOptions {
   discovery: CertificateDiscovery;
-  validator: RecipientValidator;
+  validator: TrustValidator;
   /** Outgoing anchors of the sending domain (R-TRU-5), bundles included. */
   anchors: readonly Certificate[];
+  /** The sending domain's certificate policy; default the built-in one (requirements §5). */
+  policy?: CertificatePolicy;
   at?: Date;
-  allowSha1?: boolean;
-  revocation?: 'soft-fail' | 'hard-fail' | 'off';
+  /** A patient-directed send (Blue Button+ transmit), for the policy's §5.5 exception. */
+  patientDirected?: boolean;
 }
 
 /**
  * Finds the certificates to encrypt to for one recipient: discovery (stopping at the first level that
  * publishes records, R-DIS-4), then each certificate bound to the address or its domain (R-CRT-1) and
- * validated against the sending domain's outgoing anchors (R-TRU-5). Every valid one is used
+ * validated against the sending domain's outgoing anchors (R-TRU-5) under its certificate policy
+ * (which may admit patient-directed sends without an anchor, §5.5). Every valid one is used
  * (R-MULT-1) and every rejected one keeps its reason. When the level's certificates are all invalid
  * there is no fallback to another level (R-DIS-5): the outcome is `none`, unless a rejection was
  * transient (a CRL or AIA server down under hard-fail), which makes it `transient`.
@@ -83,14 +77,15 @@ export async function discoverRecipient(address: DirectAddress, options: Discove
     try {
       if (!cert) throw found.error ?? new HispError('HISP_KEY_UNREADABLE', 'not a certificate');
       const binding = checkBinding(cert, address);
-      const v = await options.validator.validate(cert, {
+      const d = await decideTrust(options.validator, cert, {
+        policy: options.policy ?? DEFAULT_CERTIFICATE_POLICY,
         anchors: options.anchors,
         ...(options.at ? { at: options.at } : {}),
         purpose: 'encryption',
-        allowSha1: options.allowSha1 ?? false,
-        revocation: options.revocation ?? 'soft-fail',
+        patientDirected: options.patientDirected ?? false,
+        dnssecValidated: outcome.authenticated,
       });
-      selected.push({ certificate: cert, binding, source: found.source, anchor: v.anchor, warnings: v.warnings });
+      selected.push({ certificate: cert, binding, source: found.source, basis: d.basis, anchor: d.anchor, warnings: d.warnings });
     } catch (err) {
       if (!(err instanceof HispError)) throw err;
       rejected.push({ certificate: cert, sha256, code: err.code, reason: err.message, transient: err.transient });
