@@ -13,7 +13,8 @@ import {
 } from '../agent/algorithms.js';
 import { wrapMessage } from '../agent/wrap-message.js';
 import { readInput, writeOutput } from './cli-io.js';
-import { collect, pairCredentials, readCertificateFiles } from './credential-options.js';
+import { collect, pairCredentials, parseAt, readCertificateFiles } from './credential-options.js';
+import { TrustValidator } from '../trust/trust-validator.js';
 
 interface WrapFlags {
   signKey?: string[];
@@ -27,6 +28,9 @@ interface WrapFlags {
   genericSubject?: string | true;
   in?: string;
   out?: string;
+  anchor?: string[];
+  at?: string;
+  allowSha1?: boolean;
 }
 
 export function registerWrap(program: Command): void {
@@ -49,12 +53,24 @@ export function registerWrap(program: Command): void {
       new Option('--recipient-id <form>', 'how RecipientInfos name the certificate').choices(['issuer-serial', 'ski']).default('issuer-serial'),
     )
     .option('--generic-subject [text]', 'replace the outer (clear-text) Subject, default text "Direct message"')
+    .option('--anchor <file>', 'validate every --encrypt-cert against these outgoing anchors first (path, validity, keyEncipherment, CRL, AIA); repeatable', collect)
+    .option('--at <iso8601>', 'validation time for --anchor (default now)')
+    .option('--allow-sha1', 'with --anchor: accept SHA-1 certificate signatures (never MD5)')
     .option('--in <file>', 'input message (default stdin)')
     .option('--out <file>', 'output Direct message (default stdout)')
     .action(async (flags: WrapFlags) => {
       const signers = pairCredentials(flags.signKey ?? [], flags.signCert ?? [], flags.password, { key: '--sign-key', cert: '--sign-cert' }, false);
       if (!flags.encryptCert?.length) throw new HispError('HISP_USAGE', '--encrypt-cert is required');
       const recipients = readCertificateFiles(flags.encryptCert, 'recipient certificate');
+      if (flags.anchor?.length) {
+        // The trust layer decides on recipients as the gateway will (R-TRU-5): refuse before encrypting.
+        const anchors = readCertificateFiles(flags.anchor, 'anchor');
+        const validator = new TrustValidator();
+        const at = parseAt(flags.at);
+        for (const cert of recipients) {
+          await validator.validate(cert, { anchors, purpose: 'encryption', allowSha1: flags.allowSha1 ?? false, ...(at ? { at } : {}) });
+        }
+      }
       const input = readInput(flags.in);
       const result = wrapMessage(input, {
         signers,

@@ -46,3 +46,23 @@ describe('hisp start on a fresh machine', () => {
     }
   });
 });
+
+describe('hisp wrap --anchor', () => {
+  const pki = (name: string, kind: 'cert.pem' | 'key.pem' | 'chain.pem') => join(repo, 'test/fixtures/pki', `${name}.${kind}`);
+  const message = 'From: sender@sender.test\r\nTo: patient@recipient.test\r\nSubject: x\r\n\r\nhello\r\n';
+  const wrap = (recipient: string, anchor: string) =>
+    spawnSync(process.execPath, [hisp, 'wrap', '--sign-key', pki('sender-rsa', 'key.pem'), '--sign-cert', pki('sender-rsa', 'chain.pem'), '--encrypt-cert', pki(recipient, 'cert.pem'), '--anchor', pki(anchor, 'cert.pem')], { input: message });
+
+  it('wraps for a recipient certificate that chains to the anchor', () => {
+    const r = wrap('recipient-rsa', 'root-ca');
+    expect(r.status, r.stderr.toString()).toBe(0);
+    expect(r.stdout.toString()).toContain('application/pkcs7-mime');
+  });
+
+  it('refuses, writing nothing, a recipient certificate that does not chain to the anchor', () => {
+    const r = wrap('recipient-rsa', 'untrusted-root-ca');
+    expect(r.status).toBe(1);
+    expect(r.stdout.length).toBe(0);
+    expect(r.stderr.toString()).toContain('HISP_TRUST_NO_ANCHOR');
+  });
+});
