@@ -26,6 +26,7 @@ import * as path from 'node:path';
 import * as asn1js from 'asn1js';
 import forge from 'node-forge';
 import { Certificate } from '../core/certificate.js';
+import { looksLikePem, pemBlocks } from '../core/pem.js';
 import { HispError } from '../core/errors.js';
 
 export interface PrivateCredential {
@@ -60,62 +61,7 @@ function guarded<T>(source: string | undefined, what: string, fn: () => T): T {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PEM
-
-interface PemBlock {
-  label: string;
-  /** The whole block from `-----BEGIN` to the end of the `-----END …-----` line. */
-  text: string;
-  /** Header lines (RFC 1421 style, e.g. `Proc-Type: 4,ENCRYPTED`). */
-  headers: string[];
-  /** Base64 body with whitespace removed. */
-  base64: string;
-}
-
-function looksLikePem(bytes: Buffer): boolean {
-  return bytes.includes('-----BEGIN ');
-}
-
-/** Every well-formed `-----BEGIN X-----` … `-----END X-----` block; other text is ignored. */
-function pemBlocks(bytes: Buffer): PemBlock[] {
-  const text = bytes.toString('latin1');
-  const blocks: PemBlock[] = [];
-  let at = 0;
-  for (;;) {
-    const begin = text.indexOf('-----BEGIN ', at);
-    if (begin < 0) break;
-    const labelEnd = text.indexOf('-----', begin + 11);
-    if (labelEnd < 0) break;
-    const name = text.slice(begin + 11, labelEnd);
-    if (!/^[A-Z0-9 ]{1,64}$/.test(name)) {
-      at = begin + 11;
-      continue;
-    }
-    const endMarker = `-----END ${name}-----`;
-    const end = text.indexOf(endMarker, labelEnd + 5);
-    if (end < 0) {
-      at = labelEnd + 5;
-      continue;
-    }
-    const inner = text.slice(labelEnd + 5, end);
-    const headers: string[] = [];
-    const body: string[] = [];
-    for (const line of inner.split(/\r?\n|\r/)) {
-      const trimmed = line.trim();
-      if (trimmed === '') continue;
-      if (trimmed.includes(':')) headers.push(trimmed);
-      else body.push(trimmed);
-    }
-    blocks.push({
-      label: name,
-      text: text.slice(begin, end + endMarker.length) + '\n',
-      headers,
-      base64: body.join('').replace(/\s+/g, ''),
-    });
-    at = end + endMarker.length;
-  }
-  return blocks;
-}
+// PEM (gateway/core/pem.ts)
 
 function decodeBase64Strict(b64: string): Buffer | undefined {
   if (b64.length === 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return undefined;

@@ -10,10 +10,8 @@ import {
 } from './algorithms.js';
 import {
   children,
-  decodeBer,
   expectSequence,
   isContext,
-  isUniversal,
   malformed,
   rawBytes,
   readAlgorithm,
@@ -22,10 +20,10 @@ import {
   readOctets,
   readOid,
   readTime,
-  TAG,
   type Node,
 } from './asn1.js';
 import { subjectKeyIdentifierOf } from './create-envelope.js';
+import { readSignedData } from './signed-data.js';
 
 /** What was checked for one SignerInfo. */
 export interface SignerResult {
@@ -61,39 +59,21 @@ export function verifySignature(
   content: Buffer | undefined,
   policy: DigestPolicy,
 ): SignatureVerification {
-  const [typeNode, wrapped] = expectSequence(decodeBer(der, 'signature'), 'ContentInfo');
-  if (readOid(typeNode, 'ContentInfo contentType') !== OID.signedData) {
-    throw malformed('the signature is not a SignedData');
-  }
-  if (!isContext(wrapped, 0)) throw malformed('ContentInfo content is not [0]');
-  const fields = expectSequence(children(wrapped, 'ContentInfo content')[0], 'SignedData');
-  let i = 0;
-  readInteger(fields[i++], 'SignedData version');
-  if (!isUniversal(fields[i++], TAG.SET)) throw malformed('digestAlgorithms is not a SET');
-  const encap = expectSequence(fields[i++], 'EncapsulatedContentInfo');
-  const eContentType = readOid(encap[0], 'eContentType');
+  const parts = readSignedData(der);
+  const eContentType = parts.eContentType;
   let signedContent = content;
   if (signedContent === undefined) {
-    if (!isContext(encap[1], 0)) throw malformed('SignedData has no content and none was given');
-    signedContent = readOctets(children(encap[1], 'eContent')[0], 'eContent');
+    if (!parts.eContent) throw malformed('SignedData has no content and none was given');
+    signedContent = parts.eContent;
   }
   const certificates: Certificate[] = [];
-  if (isContext(fields[i], 0)) {
-    for (const c of children(fields[i], 'certificates')) {
-      // Other certificate formats (attribute certificates, [n] choices) are skipped, not fatal.
-      if (!isUniversal(c, TAG.SEQUENCE)) continue;
-      try {
-        certificates.push(Certificate.fromDer(rawBytes(c)));
-      } catch {
-        // an unparseable extra certificate does not void the signature; the signer lookup decides
-      }
+  for (const c of parts.certificates) {
+    try {
+      certificates.push(Certificate.fromDer(c));
+    } catch {
+      // an unparseable extra certificate does not void the signature; the signer lookup decides
     }
-    i++;
   }
-  if (isContext(fields[i], 1)) i++; // crls
-  const signerInfos = fields[i];
-  if (!isUniversal(signerInfos, TAG.SET)) throw malformed('signerInfos is not a SET');
-
   const digests = new Map<DigestName, Buffer>();
   const digestOf = (name: DigestName): Buffer => {
     let d = digests.get(name);
@@ -103,7 +83,7 @@ export function verifySignature(
     }
     return d;
   };
-  const signers = children(signerInfos, 'signerInfos').map((si) =>
+  const signers = parts.signerInfos.map((si) =>
     verifySignerInfo(si, eContentType, certificates, signedContent, digestOf, policy),
   );
   if (signers.length === 0) throw new HispError('HISP_SIG_INVALID', 'the SignedData has no SignerInfo');

@@ -1,19 +1,8 @@
 import { Certificate } from '../core/certificate.js';
+import { pemBlocks as allPemBlocks } from '../core/pem.js';
+export { looksLikePem } from '../core/pem.js';
 import { OID } from '../agent/algorithms.js';
-import {
-  children,
-  decodeBer,
-  expectSequence,
-  isContext,
-  isUniversal,
-  malformed,
-  rawBytes,
-  readInteger,
-  readOctets,
-  readOid,
-  TAG,
-  type Node,
-} from '../agent/asn1.js';
+import { children, isContext, rawBytes } from '../agent/asn1.js';
 import { ctxConstructed, encode, oid, raw, seq } from '../agent/der.js';
 
 /**
@@ -23,46 +12,8 @@ import { ctxConstructed, encode, oid, raw, seq } from '../agent/der.js';
  * input fails with HISP_CMS_MALFORMED, never a RangeError or a hang.
  */
 
-export interface SignedDataParts {
-  eContentType: string;
-  /** The encapsulated content, when present (bundle metadata, or the inner bundle of a signed one). */
-  eContent: Buffer | undefined;
-  /** Raw DER of each Certificate choice of the certificates field, in order. */
-  certificates: Buffer[];
-  signerInfoCount: number;
-  /** The SignedData fields as received, to rebuild it with extra certificates. */
-  fields: Node[];
-}
-
-export function readSignedData(der: Uint8Array): SignedDataParts {
-  const [typeNode, wrapped, extra] = expectSequence(decodeBer(der, 'PKCS#7'), 'ContentInfo');
-  if (readOid(typeNode, 'ContentInfo contentType') !== OID.signedData) throw malformed('the ContentInfo is not a SignedData');
-  if (!isContext(wrapped, 0) || extra !== undefined) throw malformed('ContentInfo content is not [0]');
-  const fields = expectSequence(children(wrapped, 'ContentInfo content')[0], 'SignedData');
-  let i = 0;
-  readInteger(fields[i++], 'SignedData version');
-  if (!isUniversal(fields[i++], TAG.SET)) throw malformed('digestAlgorithms is not a SET');
-  const encap = expectSequence(fields[i++], 'EncapsulatedContentInfo');
-  const eContentType = readOid(encap[0], 'eContentType');
-  let eContent: Buffer | undefined;
-  if (encap[1] !== undefined) {
-    if (!isContext(encap[1], 0)) throw malformed('eContent is not [0]');
-    eContent = readOctets(children(encap[1], 'eContent')[0], 'eContent');
-  }
-  const certificates: Buffer[] = [];
-  if (isContext(fields[i], 0)) {
-    for (const c of children(fields[i], 'certificates')) {
-      // Other CertificateChoices ([0]..[3]: extended, attribute, other) are not X.509 certificates.
-      if (isUniversal(c, TAG.SEQUENCE)) certificates.push(rawBytes(c));
-    }
-    i++;
-  }
-  if (isContext(fields[i], 1)) i++; // crls
-  const signerInfos = fields[i];
-  if (!isUniversal(signerInfos, TAG.SET)) throw malformed('signerInfos is not a SET');
-  if (fields.length !== i + 1) throw malformed('SignedData has trailing fields');
-  return { eContentType, eContent, certificates, signerInfoCount: children(signerInfos, 'signerInfos').length, fields };
-}
+import type { SignedDataParts } from '../agent/signed-data.js';
+export { readSignedData, type SignedDataParts } from '../agent/signed-data.js';
 
 /**
  * The same SignedData with `extra` certificates appended to its certificates field: for verifying a
@@ -103,31 +54,7 @@ export function parseCertificates(ders: readonly Buffer[], warnings: string[], w
   return out;
 }
 
-export interface PemBlock {
-  label: string;
-  der: Buffer;
-}
-
-/**
- * True when the bytes look like PEM text (a BEGIN line within the first kilobyte, after optional
- * text). DER (a SEQUENCE, 0x30) never is, even when PEM text sits inside it (a signed bundle's eContent).
- */
-export function looksLikePem(bytes: Uint8Array): boolean {
-  if (bytes[0] === 0x30) return false;
-  const head = Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, 1024)).toString('latin1');
-  return head.includes('-----BEGIN ');
-}
-
-/** Every `-----BEGIN X-----` block with strictly valid base64 (other text ignored). */
-export function pemBlocks(bytes: Uint8Array): PemBlock[] {
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-  const re = /-----BEGIN ([A-Z0-9 #]{1,64})-----([\s\S]*?)-----END \1-----/g;
-  const out: PemBlock[] = [];
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    const lines = m[2]!.split(/\r?\n|\r/).map((l) => l.trim()).filter((l) => l !== '' && !/^[A-Za-z-]+:/.test(l));
-    const b64 = lines.join('');
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) continue;
-    out.push({ label: m[1]!, der: Buffer.from(b64, 'base64') });
-  }
-  return out;
+/** PEM blocks whose body is valid base64; the others are ignored like any other text. */
+export function pemBlocks(bytes: Uint8Array): { label: string; der: Buffer }[] {
+  return allPemBlocks(bytes).flatMap((b) => (b.der ? [{ label: b.label, der: b.der }] : []));
 }
