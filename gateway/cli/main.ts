@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isHispError } from '../core/errors.js';
 import { EXIT, ReportedFailure } from './exit-codes.js';
+import { registerConfig } from './config-command.js';
 import { registerDiscover } from './discover-command.js';
 import { registerStart } from './start-command.js';
 import { registerUnwrap } from './unwrap-command.js';
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerWrap(program);
   registerUnwrap(program);
   registerDiscover(program);
+  registerConfig(program);
   for (const c of program.commands) c.exitOverride().showHelpAfterError('(add --help for usage)');
   return program;
 }

@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   // Input and usage
   HISP_USAGE: 'The command line or API call is malformed (missing or conflicting options).',
   HISP_IO: 'A file could not be read or written.',
+  HISP_CONFIG_INVALID: 'The configuration is invalid.',
 
   // Key material
   HISP_KEY_UNREADABLE: 'A private key or certificate file could not be parsed (format, password or corruption).',

@@ -15,6 +15,7 @@ export interface SmtpReply {
 export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; enhanced: string }>> = {
   HISP_USAGE: { code: 501, enhanced: '5.5.4' }, // invalid command arguments
   HISP_IO: { code: 451, enhanced: '4.3.0' }, // local error in processing
+  HISP_CONFIG_INVALID: { code: 451, enhanced: '4.3.5' }, // system incorrectly configured
   HISP_KEY_UNREADABLE: { code: 451, enhanced: '4.3.5' },
   HISP_KEY_MISMATCH: { code: 451, enhanced: '4.3.5' },
   HISP_MIME_MALFORMED: { code: 554, enhanced: '5.6.0' }, // other or undefined media error
