@@ -7,6 +7,7 @@ import { unwrapMessage } from '../gateway/agent/unwrap-message.js';
 import { wrapMessage } from '../gateway/agent/wrap-message.js';
 import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
 import { benchDiscovery } from './discovery-bench.js';
+import { benchQueue } from './queue-bench.js';
 
 /**
  * `npm run bench`: the agent's speed and memory, with references measured in the same run on the same
@@ -157,6 +158,9 @@ try {
     }
     gc();
   }
+  // ---- the durable queue: enqueue with fsync, 1 and 20 producers sharing group commits (issue 5)
+  for (const f of await benchQueue(join(work, 'queue'))) add({ name: f.name, value: f.value, unit: f.unit, reference: null, target: null });
+
   // ---- discovery and trust against the DCDT loopback servers (issue 4)
   const discovery = await benchDiscovery();
   if ('skipped' in discovery) console.log(`discovery: skipped: ${discovery.skipped}`);

@@ -1,0 +1,140 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HispError } from '../core/errors.js';
+import { CommitBatcher } from './commit-batcher.js';
+
+let dir: string;
+let writer: BetterSqlite3.Database;
+/** A second connection: it sees only what the writer committed. */
+let observer: BetterSqlite3.Database;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'hisp-batch-'));
+  writer = new BetterSqlite3(join(dir, 'db.sqlite'));
+  writer.pragma('journal_mode = WAL');
+  writer.pragma('synchronous = FULL');
+  writer.exec('CREATE TABLE t (n INTEGER NOT NULL UNIQUE)');
+  observer = new BetterSqlite3(join(dir, 'db.sqlite'));
+});
+
+afterEach(() => {
+  writer.close();
+  observer.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const committed = (): number => observer.prepare('SELECT count(*) FROM t').pluck().get() as number;
+const insert = (n: number) => (): number => {
+  writer.prepare('INSERT INTO t (n) VALUES (?)').run(n);
+  return committed();
+};
+
+describe('CommitBatcher', () => {
+  it('runs the operations of one event-loop turn in one transaction and resolves them after its commit', async () => {
+    const batcher = new CommitBatcher(writer);
+    const seenByOthers = await Promise.all([1, 2, 3, 4].map((n) => batcher.run(insert(n))));
+    // Inside the batch no operation's row was visible to another connection: one transaction.
+    expect(seenByOthers).toEqual([0, 0, 0, 0]);
+    expect(committed()).toBe(4);
+  });
+
+  it('does not resolve before the commit: when the commit cannot happen every operation rejects (HISP_IO, transient) and nothing is written', async () => {
+    const short = new BetterSqlite3(join(dir, 'db.sqlite'), { timeout: 50 });
+    observer.exec('BEGIN IMMEDIATE'); // another process holds the write lock past busy_timeout
+    try {
+      const batcher = new CommitBatcher(short);
+      const results = await Promise.allSettled([batcher.run(insert(1)), batcher.run(insert(2))]);
+      for (const r of results) {
+        expect(r.status).toBe('rejected');
+        const err = (r as PromiseRejectedResult).reason as HispError;
+        expect(err).toBeInstanceOf(HispError);
+        expect(err.code).toBe('HISP_IO');
+        expect(err.transient).toBe(true);
+      }
+    } finally {
+      observer.exec('ROLLBACK');
+      short.close();
+    }
+    expect(committed()).toBe(0);
+  });
+
+  it('an operation that throws rejects alone; the others of its batch commit', async () => {
+    const batcher = new CommitBatcher(writer);
+    const results = await Promise.allSettled([
+      batcher.run(insert(1)),
+      batcher.run(() => {
+        writer.prepare('INSERT INTO t (n) VALUES (2)').run();
+        throw new Error('refused');
+      }),
+      batcher.run(insert(1)), // UNIQUE violation: a SqliteError, reported as HISP_IO
+      batcher.run(insert(3)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
+    expect(((results[1] as PromiseRejectedResult).reason as Error).message).toBe('refused');
+    expect(((results[2] as PromiseRejectedResult).reason as HispError).code).toBe('HISP_IO');
+    expect(observer.prepare('SELECT n FROM t ORDER BY n').pluck().all()).toEqual([1, 3]);
+  });
+
+  it('an operation that ends the whole transaction (ROLLBACK) fails the batch rather than letting the rest autocommit', async () => {
+    const batcher = new CommitBatcher(writer);
+    const results = await Promise.allSettled([
+      batcher.run(insert(1)),
+      batcher.run(() => {
+        writer.exec('ROLLBACK'); // what SQLite does itself on SQLITE_FULL or an I/O error
+        throw new Error('disk full');
+      }),
+      batcher.run(insert(3)),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(((results[0] as PromiseRejectedResult).reason as HispError).code).toBe('HISP_IO');
+    expect(committed()).toBe(0);
+  });
+
+  it('refuses an async operation (it would commit before its awaits), rolling back what it wrote', async () => {
+    const batcher = new CommitBatcher(writer);
+    await expect(
+      batcher.run(async () => {
+        writer.prepare('INSERT INTO t (n) VALUES (1)').run();
+        await Promise.resolve();
+      }),
+    ).rejects.toMatchObject({ code: 'HISP_USAGE' });
+    expect(committed()).toBe(0);
+  });
+
+  it('commits at most maxBatch operations per transaction', async () => {
+    const batcher = new CommitBatcher(writer, { maxBatch: 2 });
+    const seen = await Promise.all([1, 2, 3, 4, 5].map((n) => batcher.run(insert(n))));
+    expect(seen).toEqual([0, 0, 2, 2, 4]);
+  });
+
+  it('with maxDelayMs, operations arriving within the delay share the commit', async () => {
+    const batcher = new CommitBatcher(writer, { maxDelayMs: 40 });
+    const first = batcher.run(insert(1));
+    await new Promise((r) => setTimeout(r, 10));
+    const second = batcher.run(insert(2));
+    expect(await Promise.all([first, second])).toEqual([0, 0]);
+  });
+
+  it('operations submitted while a batch commits go to the next one', async () => {
+    const batcher = new CommitBatcher(writer);
+    let nested: Promise<number> | undefined;
+    const outer = batcher.run(() => {
+      nested = batcher.run(insert(2));
+      return insert(1)();
+    });
+    expect(await outer).toBe(0);
+    expect(await nested).toBe(1);
+  });
+
+  it('drain() waits for everything submitted', async () => {
+    const batcher = new CommitBatcher(writer, { maxDelayMs: 10_000 });
+    void batcher.run(insert(1));
+    expect(batcher.size).toBe(1);
+    await batcher.drain();
+    expect(committed()).toBe(1);
+    expect(batcher.size).toBe(0);
+  });
+});

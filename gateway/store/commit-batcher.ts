@@ -1,0 +1,150 @@
+import type BetterSqlite3 from 'better-sqlite3';
+import { HispError, isHispError } from '../core/errors.js';
+
+export interface CommitBatcherOptions {
+  /** Most operations in one transaction; a full batch commits at once. Default 1000. */
+  maxBatch?: number;
+  /**
+   * How long the first operation of a batch waits for others, in ms. Default 0: the batch closes at
+   * the next turn of the event loop (setImmediate). better-sqlite3 commits synchronously, so every
+   * request that arrived while the previous COMMIT's fsync held the loop joins the next batch: the
+   * batches grow with the load without adding latency when idle.
+   */
+  maxDelayMs?: number;
+}
+
+interface Pending {
+  op: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/**
+ * Group commit for synchronous SQL operations: the operations submitted close together run in one
+ * IMMEDIATE transaction, each in its own savepoint, and every promise settles only after the COMMIT
+ * returned: with `synchronous=FULL`, after the WAL was fsynced. Many SMTP sessions thus share one
+ * fsync and none is answered 250 before its own data is durable (issue 5: "group commits are fine, a
+ * 250 before the commit is not").
+ */
+export class CommitBatcher {
+  private readonly maxBatch: number;
+  private readonly maxDelayMs: number;
+  private pending: Pending[] = [];
+  private timer: { clear: () => void } | undefined;
+  private readonly runAll: BetterSqlite3.Transaction<(items: readonly Pending[]) => Outcome[]>;
+  private readonly inSavepoint: (op: () => unknown) => unknown;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly sqlite: BetterSqlite3.Database,
+    options: CommitBatcherOptions = {},
+  ) {
+    this.maxBatch = Math.max(1, options.maxBatch ?? 1000);
+    this.maxDelayMs = Math.max(0, options.maxDelayMs ?? 0);
+    // better-sqlite3 runs a transaction function called inside another as a SAVEPOINT.
+    this.inSavepoint = sqlite.transaction((op: () => unknown) => {
+      const value = op();
+      // An async op would commit before its awaits ran: refuse it (its savepoint is rolled back).
+      if (value instanceof Promise) throw new HispError('HISP_USAGE', 'a batch operation must be synchronous SQL, not async');
+      return value;
+    });
+    this.runAll = sqlite.transaction((items: readonly Pending[]) =>
+      items.map((item): Outcome => {
+        try {
+          return { ok: true, value: this.inSavepoint(item.op) };
+        } catch (error) {
+          // Some errors (SQLITE_FULL, SQLITE_IOERR…) make SQLite roll back the whole transaction:
+          // the next operations would then autocommit one by one. Abort the batch instead.
+          if (!sqlite.inTransaction) throw error;
+          return { ok: false, error };
+        }
+      }),
+    );
+  }
+
+  /** Operations waiting for the next commit. */
+  get size(): number {
+    return this.pending.length;
+  }
+
+  /** Runs `op` in the next group transaction; resolves with its result once that transaction committed. */
+  run<T>(op: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ op, resolve: resolve as (value: unknown) => void, reject });
+      if (this.pending.length >= this.maxBatch) this.schedule(true);
+      else if (this.timer === undefined) this.schedule(false);
+    });
+  }
+
+  /** Commits what is pending now (synchronously); the promises settle after this returns. */
+  flush(): void {
+    this.clearTimer();
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, this.maxBatch);
+      this.commit(batch);
+    }
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once everything submitted so far has been committed (or rejected). */
+  drain(): Promise<void> {
+    if (this.pending.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.idleWaiters.push(resolve);
+      this.schedule(true);
+    });
+  }
+
+  private schedule(now: boolean): void {
+    this.clearTimer();
+    if (now || this.maxDelayMs === 0) {
+      const immediate = setImmediate(() => this.flushFromTimer());
+      this.timer = { clear: () => clearImmediate(immediate) };
+    } else {
+      const timeout = setTimeout(() => this.flushFromTimer(), this.maxDelayMs);
+      this.timer = { clear: () => clearTimeout(timeout) };
+    }
+  }
+
+  private flushFromTimer(): void {
+    this.timer = undefined;
+    this.flush();
+  }
+
+  private clearTimer(): void {
+    this.timer?.clear();
+    this.timer = undefined;
+  }
+
+  private commit(batch: Pending[]): void {
+    let outcomes: Outcome[];
+    try {
+      if (!this.sqlite.open) throw new Error('the database is closed');
+      outcomes = this.runAll.immediate(batch);
+    } catch (err) {
+      // BEGIN or COMMIT failed (SQLITE_BUSY past busy_timeout, disk full, I/O error): nothing of the
+      // batch is durable, so every caller hears of it (SMTP: 451, the client retries).
+      const failure = new HispError('HISP_IO', `the database could not commit: ${(err as Error).message}`, {
+        transient: true,
+        cause: err,
+      });
+      for (const item of batch) item.reject(failure);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i];
+      if (outcome === undefined) item.reject(new Error('no outcome'));
+      else if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(wrap(outcome.error));
+    });
+  }
+}
+
+function wrap(err: unknown): unknown {
+  if (isHispError(err) || !(err instanceof Error) || err.name !== 'SqliteError') return err;
+  return new HispError('HISP_IO', `database error: ${err.message}`, { transient: true, cause: err });
+}

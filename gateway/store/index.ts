@@ -1,0 +1,25 @@
+export { HispDatabase, openDatabase, type DatabaseOptions, type Migration, type SqliteConnection } from './database.js';
+export { CommitBatcher, type CommitBatcherOptions } from './commit-batcher.js';
+export { HISP_MIGRATIONS } from './schema.js';
+export {
+  MessageStore,
+  normalizeMessageId,
+  type MessageDirection,
+  type MessageEnvelope,
+  type MessageStoreOptions,
+  type PreparedBody,
+  type StoredMessage,
+} from './message-store.js';
+export {
+  TrackingStore,
+  normalizeAddress,
+  type DueTimeout,
+  type MdnKind,
+  type MdnRecordResult,
+  type MdnRecordStatus,
+  type TrackingEntry,
+  type TrackingState,
+  type TrackOptions,
+} from './tracking-store.js';
+export { InboundDedupe, type InboundDedupeOptions } from './inbound-dedupe.js';
+export { QuarantineStore, type QuarantineEntry, type QuarantineListOptions, type QuarantineStoreOptions } from './quarantine-store.js';

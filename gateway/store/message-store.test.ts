@@ -1,0 +1,161 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HispError } from '../core/errors.js';
+import { HispDatabase } from './database.js';
+import { MessageStore, normalizeMessageId, type MessageEnvelope } from './message-store.js';
+
+let dir: string;
+let db: HispDatabase;
+let clock: number;
+/** The default store: the small test body goes inline. */
+let store: MessageStore;
+/** A store that puts every body in a file. */
+let files: MessageStore;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'hisp-msg-'));
+  db = HispDatabase.open({ dataDir: dir });
+  clock = Date.UTC(2026, 0, 1, 12);
+  store = new MessageStore(db, { now: () => clock });
+  files = new MessageStore(db, { now: () => clock, inlineMaxBytes: 0 });
+});
+
+afterEach(async () => {
+  await db.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const envelope: MessageEnvelope = {
+  direction: 'outbound',
+  mailFrom: 'doctor@hospital.example',
+  recipients: ['patient@phr.example', 'Other@PHR.example'],
+  submittedBy: 'ehr-system',
+  messageId: '<abc.123@hospital.example>',
+  meta: { client: '192.0.2.10', mdn: 'timely-and-reliable' },
+};
+const body = Buffer.from('Subject: lab results\r\n\r\nGlucose 5.2 mmol/L\r\n');
+
+describe('MessageStore', () => {
+  it('stores a small body once, inline in its envelope row, with no file', async () => {
+    const stored = await store.put(envelope, body);
+    expect(stored.queueId).toMatch(/^[0-9a-f]{22}$/);
+    expect(readdirSync(store.dir)).toEqual([]);
+    expect(await store.readBody(stored.queueId)).toEqual(body);
+    expect(store.get(stored.queueId)).toEqual({
+      queueId: stored.queueId,
+      direction: 'outbound',
+      mailFrom: 'doctor@hospital.example',
+      recipients: ['patient@phr.example', 'Other@PHR.example'],
+      submittedBy: 'ehr-system',
+      messageId: 'abc.123@hospital.example',
+      receivedAt: new Date(clock),
+      size: body.length,
+      meta: { client: '192.0.2.10', mdn: 'timely-and-reliable' },
+    });
+  });
+
+  it('stores a body above inlineMaxBytes once, as a 0600 file named after the queue id', async () => {
+    const big = new MessageStore(db, { inlineMaxBytes: 100 });
+    const large = Buffer.alloc(101, 0x41);
+    const stored = await big.put(envelope, large);
+    const path = big.bodyPath(stored.queueId);
+    expect(path).toBe(join(dir, 'messages', `${stored.queueId}.eml`));
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(await big.readBody(stored.queueId)).toEqual(large);
+    expect(db.sqlite.prepare('SELECT body FROM messages WHERE queue_id = ?').pluck().get(stored.queueId)).toBeNull();
+    await big.put(envelope, Buffer.alloc(100)); // exactly at the limit: inline
+    expect(readdirSync(big.dir)).toHaveLength(1);
+  });
+
+  it('a 10 MB body round-trips through its file', async () => {
+    const huge = Buffer.alloc(10 * 1024 * 1024, 0x5a);
+    const stored = await store.put(envelope, huge);
+    expect(statSync(store.bodyPath(stored.queueId)).size).toBe(huge.length);
+    expect((await store.readBody(stored.queueId)).equals(huge)).toBe(true);
+  });
+
+  it('queue ids are ordered by time', async () => {
+    const a = await store.put(envelope, body);
+    clock += 1;
+    const b = await store.put(envelope, body);
+    expect(a.queueId < b.queueId).toBe(true);
+  });
+
+  it('finds messages by Message-ID, with or without angle brackets, newest first', async () => {
+    const older = await store.put(envelope, body);
+    clock += 1000;
+    const newer = await store.put({ ...envelope, messageId: 'abc.123@hospital.example' }, body);
+    expect(store.findByMessageId('<abc.123@hospital.example>').map((m) => m.queueId)).toEqual([newer.queueId, older.queueId]);
+    expect(store.findByMessageId(' abc.123@hospital.example ')).toHaveLength(2);
+    expect(store.findByMessageId('<>')).toEqual([]);
+  });
+
+  it('a body written but not committed is a file no row refers to; discard() removes it', async () => {
+    const prepared = await files.writeBody(body);
+    expect(existsSync(files.bodyPath(prepared.queueId))).toBe(true);
+    expect(files.has(prepared.queueId)).toBe(false);
+    await files.discard(prepared);
+    expect(existsSync(files.bodyPath(prepared.queueId))).toBe(false);
+  });
+
+  it('a small prepared body is only in memory until its row commits', async () => {
+    const prepared = await store.writeBody(body);
+    expect(prepared.inline).toBe(body);
+    expect(readdirSync(store.dir)).toEqual([]);
+    await store.discard(prepared);
+  });
+
+  it('a row that fails to commit leaves no body file behind', async () => {
+    // A row already holds the id the store will pick (its file is gone): the INSERT fails.
+    db.sqlite
+      .prepare("INSERT INTO messages (queue_id, direction, mail_from, rcpt_to, received_at, size) VALUES ('taken', 'outbound', '', '[]', 0, 0)")
+      .run();
+    const clashing = new MessageStore(db, { newId: () => 'taken', inlineMaxBytes: 0 });
+    await expect(clashing.put(envelope, body)).rejects.toMatchObject({ code: 'HISP_IO' });
+    expect(existsSync(store.bodyPath('taken'))).toBe(false);
+  });
+
+  it('gives up with HISP_IO when new ids keep clashing with existing files', async () => {
+    const fixed = new MessageStore(db, { newId: () => 'fixedid', inlineMaxBytes: 0 });
+    await fixed.writeBody(body);
+    await expect(fixed.writeBody(body)).rejects.toMatchObject({ code: 'HISP_IO', transient: true });
+  });
+
+  it('delete() removes the row and the file; a second delete finds nothing', async () => {
+    for (const s of [store, files]) {
+      const stored = await s.put(envelope, body);
+      expect(await s.delete(stored.queueId)).toBe(true);
+      expect(s.get(stored.queueId)).toBeUndefined();
+      expect(existsSync(s.bodyPath(stored.queueId))).toBe(false);
+      expect(await s.delete(stored.queueId)).toBe(false);
+      await expect(s.readBody(stored.queueId)).rejects.toBeInstanceOf(HispError);
+    }
+  });
+
+  it('sweepOrphans() removes only old files that no row refers to', async () => {
+    const kept = await files.put(envelope, body);
+    const orphan = await files.writeBody(body);
+    writeFileSync(join(files.dir, 'README'), 'not a body');
+    clock = Date.now() + 10; // the orphan's mtime is now: too young to sweep
+    expect(await files.sweepOrphans(60_000)).toBe(0);
+    clock = Date.now() + 120_000;
+    expect(await files.sweepOrphans(60_000)).toBe(1);
+    expect(readdirSync(files.dir).sort()).toEqual(['README', `${kept.queueId}.eml`].sort());
+    expect(existsSync(files.bodyPath(orphan.queueId))).toBe(false);
+  });
+
+  it('bodyPath() refuses ids that could leave the messages folder', () => {
+    for (const bad of ['../hisp.sqlite', 'a/b', '', 'x'.repeat(65)]) {
+      expect(() => store.bodyPath(bad)).toThrow(HispError);
+    }
+  });
+
+  it('normalizeMessageId strips brackets and blanks', () => {
+    expect(normalizeMessageId(' <a@b> ')).toBe('a@b');
+    expect(normalizeMessageId('a@b')).toBe('a@b');
+    expect(normalizeMessageId('')).toBeNull();
+    expect(normalizeMessageId(undefined)).toBeNull();
+  });
+});

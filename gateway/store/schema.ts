@@ -1,0 +1,107 @@
+import type { Migration } from './database.js';
+
+/**
+ * The schema of hisp.sqlite, one migration per released change (never edit a released one: add the
+ * next). Times are integer milliseconds since the epoch; addresses used as keys are lowercased;
+ * Message-IDs are stored without their angle brackets.
+ *
+ * Small bodies are inline in messages.body, larger ones files under `<dataDir>/messages/` (see
+ * message-store.ts for why).
+ */
+export const HISP_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'messages, deliveries, MDN tracking, inbound de-duplication, quarantine',
+    up: `
+      -- The envelope of a message, stored once (design rule 17, zone-mta mail-queue).
+      CREATE TABLE messages (
+        queue_id     TEXT PRIMARY KEY,
+        direction    TEXT NOT NULL CHECK (direction IN ('outbound', 'inbound')),
+        mail_from    TEXT NOT NULL,              -- '' is the null reverse-path
+        rcpt_to      TEXT NOT NULL,              -- JSON array, as received
+        submitted_by TEXT,                       -- the authenticated SMTP user
+        message_id   TEXT,                       -- the Message-ID header, without <>
+        received_at  INTEGER NOT NULL,
+        size         INTEGER NOT NULL,
+        meta         TEXT,                       -- JSON object: client, HELO, TLS, MDN request…
+        body         BLOB                        -- a small body inline; NULL: in messages/<queue_id>.eml
+      );
+      CREATE INDEX messages_by_message_id ON messages (message_id) WHERE message_id IS NOT NULL;
+      CREATE INDEX messages_by_received_at ON messages (received_at);
+
+      -- One row per (message, recipient). While leased, next_attempt_at holds the lease's expiry, so
+      -- "due" (state 'queued' and next_attempt_at <= now) covers both deferred work and the work of a
+      -- worker that died: one partial index answers lease() (per direction).
+      CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY,
+        queue_id        TEXT NOT NULL REFERENCES messages (queue_id) ON DELETE CASCADE,
+        seq             INTEGER NOT NULL,
+        recipient       TEXT NOT NULL,
+        domain          TEXT NOT NULL,          -- lowercased: one secured copy per recipient domain
+        direction       TEXT NOT NULL,          -- the message's: relay workers and local delivery lease apart
+        state           TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'delivered', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,  -- tries that ended with a reply (complete, defer, fail)
+        leases          INTEGER NOT NULL DEFAULT 0,  -- times leased; the current one is the attempt token
+        lease_owner     TEXT,
+        next_attempt_at INTEGER,                -- NULL once final
+        last_attempt_at INTEGER,
+        finished_at     INTEGER,
+        completed_lease INTEGER,                -- the lease whose complete() delivered it
+        reply_code      INTEGER,                -- the last remote reply (defer keeps it)
+        reply_enhanced  TEXT,
+        reply_text      TEXT,
+        dsn_queued_at   INTEGER,                -- failed: when its DSN was queued (NULL: still to send)
+        UNIQUE (queue_id, seq)
+      );
+      CREATE INDEX deliveries_due ON deliveries (direction, next_attempt_at) WHERE state = 'queued';
+      CREATE INDEX deliveries_dsn_pending ON deliveries (finished_at) WHERE state = 'failed' AND dsn_queued_at IS NULL;
+
+      -- MDN tracking per (message, recipient) (R-MDN-7, R-MDN-9, decision 6). next_deadline is the
+      -- one deadline still pending (processed, then dispatched), NULL once the outcome is known.
+      CREATE TABLE mdn_tracking (
+        id                    INTEGER PRIMARY KEY,
+        queue_id              TEXT NOT NULL,
+        message_id            TEXT NOT NULL,
+        recipient             TEXT NOT NULL,
+        sender                TEXT NOT NULL,
+        dispatched_requested  INTEGER NOT NULL,
+        sent_at               INTEGER NOT NULL,
+        processed_deadline    INTEGER NOT NULL,
+        dispatched_timeout_ms INTEGER NOT NULL,
+        dispatched_deadline   INTEGER,
+        processed_at          INTEGER,
+        processed_late        INTEGER NOT NULL DEFAULT 0,
+        dispatched_at         INTEGER,
+        dispatched_late       INTEGER NOT NULL DEFAULT 0,
+        failed_at             INTEGER,
+        failed_late           INTEGER NOT NULL DEFAULT 0,
+        timed_out             TEXT CHECK (timed_out IN ('processed', 'dispatched')),
+        timed_out_at          INTEGER,
+        next_deadline         INTEGER,
+        UNIQUE (message_id, recipient)
+      );
+      CREATE INDEX mdn_tracking_due ON mdn_tracking (next_deadline) WHERE next_deadline IS NOT NULL;
+      CREATE INDEX mdn_tracking_by_queue_id ON mdn_tracking (queue_id);
+      CREATE INDEX mdn_tracking_by_sent_at ON mdn_tracking (sent_at);
+
+      -- Inbound messages already accepted, per (envelope sender, Message-ID, recipient).
+      CREATE TABLE inbound_seen (
+        sender     TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient  TEXT NOT NULL,
+        seen_at    INTEGER NOT NULL,
+        PRIMARY KEY (sender, message_id, recipient)
+      ) WITHOUT ROWID;
+      CREATE INDEX inbound_seen_by_seen_at ON inbound_seen (seen_at);
+
+      -- Inbound messages kept for the operator, with the reason (an error code and its detail).
+      CREATE TABLE quarantine (
+        queue_id       TEXT PRIMARY KEY REFERENCES messages (queue_id) ON DELETE CASCADE,
+        reason_code    TEXT NOT NULL,
+        detail         TEXT NOT NULL,
+        quarantined_at INTEGER NOT NULL
+      );
+      CREATE INDEX quarantine_by_time ON quarantine (quarantined_at);
+    `,
+  },
+];
