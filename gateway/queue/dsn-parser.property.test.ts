@@ -3,87 +3,19 @@
 // a HispError, within a bounded time; and what buildDsn writes, parseDsn reads back to the same facts.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HispError } from '../core/errors.js';
 import { notificationKind } from '../mdn/mdn-parser.js';
 import { buildDsn, failedRecipient, type DsnAction, type DsnRecipient } from './dsn.js';
 import { parseDsn } from './dsn-parser.js';
+import { NASTY_TEXT, applyMutation, mutationArbitrary, onlyHispError, type Mutation } from '../../test/helpers/mutations.js';
 
 // ------------------------------------------------------------------------------------------------
 // Harness (the same as test/integration/parsers.property.test.ts: fixed seed, FC_SEED overrides)
 
 const SEED = Number(process.env.FC_SEED ?? 20261125);
-const MAX_MS_PER_CALL = 3000;
 const params = (numRuns = 250): fc.Parameters<unknown> => ({ seed: SEED, numRuns, endOnFailure: true });
 
-/** Runs fn; anything thrown must be a HispError, and the call must end in reasonable time. */
-function onlyHispError(fn: () => unknown): void {
-  const t0 = performance.now();
-  try {
-    fn();
-  } catch (err) {
-    if (!(err instanceof HispError)) {
-      const e = err as Error;
-      throw new Error(`non-HispError escaped: ${e?.constructor?.name ?? typeof err}: ${e?.message ?? String(err)}`, { cause: err });
-    }
-  }
-  const ms = performance.now() - t0;
-  if (ms > MAX_MS_PER_CALL) throw new Error(`call took ${ms.toFixed(0)} ms`);
-}
 
-type Mutation =
-  | { kind: 'flip'; pos: number; bit: number }
-  | { kind: 'set'; pos: number; value: number }
-  | { kind: 'truncate'; len: number }
-  | { kind: 'insert'; pos: number; bytes: Uint8Array }
-  | { kind: 'delete'; pos: number; len: number };
-
-/** Octets that stress MIME and report-field readers when inserted. */
-const NASTY_CHUNKS = ['\r\n', '\n', '\r', '\r\n\r\n', ':', ';', '/', ',', '=', '"', '(', ')', '<', '>', ' ', '\t', '--', '\u0000', '\xff', '=\r\n', 'Disposition:']
-  .map((s) => Uint8Array.from(Buffer.from(s, 'latin1')));
-
-const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('flip' as const), pos: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('set' as const), pos: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), len: fc.nat() }) },
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      kind: fc.constant('insert' as const),
-      pos: fc.nat(),
-      bytes: fc.oneof(fc.constantFrom(...NASTY_CHUNKS), fc.uint8Array({ minLength: 1, maxLength: 16 })),
-    }),
-  },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), pos: fc.nat(), len: fc.integer({ min: 1, max: 64 }) }) },
-);
-
-function applyMutation(input: Buffer, m: Mutation): Buffer {
-  const n = input.length;
-  switch (m.kind) {
-    case 'flip': {
-      if (n === 0) return input;
-      const out = Buffer.from(input);
-      out[m.pos % n]! ^= 1 << m.bit;
-      return out;
-    }
-    case 'set': {
-      if (n === 0) return input;
-      const out = Buffer.from(input);
-      out[m.pos % n] = m.value;
-      return out;
-    }
-    case 'truncate':
-      return input.subarray(0, n === 0 ? 0 : m.len % n);
-    case 'insert': {
-      const at = m.pos % (n + 1);
-      return Buffer.concat([input.subarray(0, at), Buffer.from(m.bytes), input.subarray(at)]);
-    }
-    case 'delete': {
-      if (n === 0) return input;
-      const at = m.pos % n;
-      return Buffer.concat([input.subarray(0, at), input.subarray(at + m.len)]);
-    }
-  }
-}
+const mutationArb = mutationArbitrary(NASTY_TEXT, { flip: 4, set: 2, truncate: 1, insert: 4, delete: 2 });
 
 const applyMutations = (seed: Buffer, ms: readonly Mutation[]): Buffer => ms.reduce(applyMutation, seed);
 

@@ -23,6 +23,7 @@ import { wrapMessage } from '../../gateway/agent/wrap-message.js';
 import { processIncoming } from '../../gateway/flows/process-incoming.js';
 import { credentialPaths } from '../helpers/pki.js';
 import { opensslOk } from '../helpers/openssl.js';
+import { NASTY_BER, applyMutation, mutationArbitrary, onlyHispError } from '../helpers/mutations.js';
 
 /** decodeBase64, ignoring the `what` label the tests pass (the function no longer takes one). */
 const decodeBase64 = (body: Buffer, _what?: string): Buffer => decodeBase64Impl(body);
@@ -46,82 +47,11 @@ async function onlyHispErrorAsync(fn: () => Promise<unknown>): Promise<void> {
   expect(performance.now() - started).toBeLessThan(MAX_MS_PER_CALL);
 }
 
-function onlyHispError(fn: () => unknown): void {
-  const t0 = performance.now();
-  try {
-    fn();
-  } catch (err) {
-    if (!(err instanceof HispError)) {
-      const e = err as Error;
-      throw new Error(`non-HispError escaped: ${e?.constructor?.name ?? typeof err}: ${e?.message ?? String(err)}`, {
-        cause: err,
-      });
-    }
-  }
-  const ms = performance.now() - t0;
-  if (ms > MAX_MS_PER_CALL) throw new Error(`call took ${ms.toFixed(0)} ms`);
-}
 
 // ------------------------------------------------------------------------------------------------
 // Mutations
 
-type Mutation =
-  | { kind: 'flip'; pos: number; bit: number }
-  | { kind: 'set'; pos: number; value: number }
-  | { kind: 'truncate'; len: number }
-  | { kind: 'insert'; pos: number; bytes: Uint8Array }
-  | { kind: 'delete'; pos: number; len: number };
-
-/** Octets that stress BER and MIME readers when inserted. */
-const NASTY_CHUNKS = [
-  [0x00], [0x80], [0xff], [0x30, 0x80], [0xa0, 0x80], [0x24, 0x80], [0x00, 0x00],
-  [0x04, 0x84, 0xff, 0xff, 0xff, 0xff], [0x30, 0x84, 0x7f, 0xff, 0xff, 0xff], [0x1f, 0xff, 0xff, 0xff, 0xff, 0x7f],
-  [0x06, 0x00], [0x02, 0x00], [0x0d], [0x0a], [0x0d, 0x0a, 0x0d, 0x0a], [0x2d, 0x2d], [0x3d], [0x3a], [0x20],
-].map((xs) => Uint8Array.from(xs));
-
-const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ kind: fc.constant('flip' as const), pos: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('set' as const), pos: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), len: fc.nat() }) },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      kind: fc.constant('insert' as const),
-      pos: fc.nat(),
-      bytes: fc.oneof(fc.constantFrom(...NASTY_CHUNKS), fc.uint8Array({ minLength: 1, maxLength: 16 })),
-    }),
-  },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), pos: fc.nat(), len: fc.integer({ min: 1, max: 64 }) }) },
-);
-
-function applyMutation(input: Buffer, m: Mutation): Buffer {
-  const n = input.length;
-  switch (m.kind) {
-    case 'flip': {
-      if (n === 0) return input;
-      const out = Buffer.from(input);
-      out[m.pos % n]! ^= 1 << m.bit;
-      return out;
-    }
-    case 'set': {
-      if (n === 0) return input;
-      const out = Buffer.from(input);
-      out[m.pos % n] = m.value;
-      return out;
-    }
-    case 'truncate':
-      return input.subarray(0, n === 0 ? 0 : m.len % n);
-    case 'insert': {
-      const at = m.pos % (n + 1);
-      return Buffer.concat([input.subarray(0, at), Buffer.from(m.bytes), input.subarray(at)]);
-    }
-    case 'delete': {
-      if (n === 0) return input;
-      const at = m.pos % n;
-      return Buffer.concat([input.subarray(0, at), input.subarray(at + m.len)]);
-    }
-  }
-}
+const mutationArb = mutationArbitrary(NASTY_BER);
 
 /** 1–4 mutations of `seed`, or (in a tenth of the cases) a mutation confined to [from, to). */
 function mutationsOf(seed: () => Buffer): fc.Arbitrary<Buffer> {

@@ -12,6 +12,7 @@ import { checkAgainstCrl, parseCrl, RevocationChecker, verifyCrl } from '../../g
 import { parseTrustBundle } from '../../gateway/trust/trust-bundle.js';
 import { readTrustFile, trustCert } from '../fixtures/trust/trust-pki.js';
 import { vectorGroup } from '../helpers/vectors.js';
+import { NASTY_BER, applyMutation, mutationArbitrary } from '../helpers/mutations.js';
 
 const SEED = Number(process.env.FC_SEED ?? 20261126);
 const RUNS = 300;
@@ -36,60 +37,7 @@ function only<T>(codes: readonly HispErrorCode[], fn: () => T): T | undefined {
   return result;
 }
 
-type Mutation =
-  | { kind: 'flip'; pos: number; bit: number }
-  | { kind: 'set'; pos: number; value: number }
-  | { kind: 'truncate'; len: number }
-  | { kind: 'insert'; pos: number; bytes: Uint8Array }
-  | { kind: 'delete'; pos: number; len: number };
-
-const NASTY = [[0x00], [0x80], [0xff], [0x30, 0x80], [0xa0, 0x80], [0x24, 0x80], [0x00, 0x00], [0x04, 0x84, 0xff, 0xff, 0xff, 0xff], [0x30, 0x84, 0x7f, 0xff, 0xff, 0xff], [0x06, 0x00], [0x02, 0x00], [0x2d, 0x2d], [0x0a]].map(
-  (xs) => Uint8Array.from(xs),
-);
-
-const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ kind: fc.constant('flip' as const), pos: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('set' as const), pos: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), len: fc.nat() }) },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      kind: fc.constant('insert' as const),
-      pos: fc.nat(),
-      bytes: fc.oneof(fc.constantFrom(...NASTY), fc.uint8Array({ minLength: 1, maxLength: 16 })),
-    }),
-  },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), pos: fc.nat(), len: fc.integer({ min: 1, max: 64 }) }) },
-);
-
-function applyMutation(input: Buffer, m: Mutation): Buffer {
-  const n = input.length;
-  switch (m.kind) {
-    case 'flip': {
-      if (n === 0) return input;
-      const out = Buffer.from(input);
-      out[m.pos % n]! ^= 1 << m.bit;
-      return out;
-    }
-    case 'set': {
-      if (n === 0) return input;
-      const out = Buffer.from(input);
-      out[m.pos % n] = m.value;
-      return out;
-    }
-    case 'truncate':
-      return input.subarray(0, n === 0 ? 0 : m.len % n);
-    case 'insert': {
-      const at = m.pos % (n + 1);
-      return Buffer.concat([input.subarray(0, at), Buffer.from(m.bytes), input.subarray(at)]);
-    }
-    case 'delete': {
-      if (n === 0) return input;
-      const at = m.pos % n;
-      return Buffer.concat([input.subarray(0, at), input.subarray(at + m.len)]);
-    }
-  }
-}
+const mutationArb = mutationArbitrary(NASTY_BER);
 
 const mutationsOf = (seed: Buffer): fc.Arbitrary<Buffer> =>
   fc.array(mutationArb, { minLength: 1, maxLength: 4 }).map((ms) => ms.reduce(applyMutation, seed));
