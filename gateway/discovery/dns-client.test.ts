@@ -17,6 +17,7 @@ import {
   type DnsClientOptions,
   type DnsResult,
   type DnsServer,
+  type MxRecord,
   type SrvRecord,
 } from './dns-client.js';
 
@@ -308,7 +309,7 @@ describe('DnsClient.query', () => {
     expect(server.count()).toBe(3);
   });
 
-  it('decodes SRV, A, AAAA and CNAME records', async () => {
+  it('decodes SRV, MX, A, AAAA and CNAME records', async () => {
     const server = await FakeServer.start((q) => {
       switch (q.type) {
         case 'SRV':
@@ -322,6 +323,13 @@ describe('DnsClient.query', () => {
           return { answers: [{ type: 'A', name: q.name, ttl: 60, data: '192.0.2.7' }] };
         case 'AAAA':
           return { answers: [{ type: 'AAAA', name: q.name, ttl: 60, data: '2001:db8::7' }] };
+        case 'MX':
+          return {
+            answers: [
+              { type: 'MX', name: q.name, ttl: 60, data: { preference: 20, exchange: 'mx2.h.test' } },
+              { type: 'MX', name: q.name, ttl: 60, data: { preference: 10, exchange: 'mx1.h.test' } },
+            ],
+          };
         case 'CNAME':
           return { answers: [cname(q.name, 'target.test')] };
         default:
@@ -334,6 +342,12 @@ describe('DnsClient.query', () => {
     expect(srv.records).toEqual([
       { priority: 10, weight: 5, port: 10389, target: 'ldap1.domain4.test' },
       { priority: 20, weight: 0, port: 389, target: '.' },
+    ]);
+    const mx = await dns.query('h.test', 'MX');
+    expectTypeOf(mx.records).toEqualTypeOf<MxRecord[]>();
+    expect(mx.records).toEqual([
+      { preference: 20, exchange: 'mx2.h.test' },
+      { preference: 10, exchange: 'mx1.h.test' },
     ]);
     expect((await dns.query('h.test', 'A')).records).toEqual(['192.0.2.7']);
     expect((await dns.query('h.test', 'AAAA')).records).toEqual(['2001:db8::7']);
@@ -352,7 +366,7 @@ describe('DnsClient.query', () => {
     for (const name of ['', '.', 'a..b', `${'x'.repeat(64)}.test`, `${'abcdefghi.'.repeat(26)}test`]) {
       expect((await rejection(dns.query(name, 'CERT'))).code).toBe('HISP_USAGE');
     }
-    expect((await rejection(dns.query('a.test', 'MX' as 'A'))).code).toBe('HISP_USAGE');
+    expect((await rejection(dns.query('a.test', 'TXT' as 'A'))).code).toBe('HISP_USAGE');
   });
 });
 
@@ -726,6 +740,8 @@ function expectWellFormedResult(res: DnsResult): void {
     if ('certType' in r) {
       expect(Buffer.isBuffer(r.data)).toBe(true);
       expect(r.certType).toBeLessThanOrEqual(0xffff);
+    } else if ('exchange' in r) {
+      expect(typeof r.exchange).toBe('string');
     } else {
       expect(typeof r.target).toBe('string');
     }

@@ -7,8 +7,14 @@ import * as dnsPacket from 'dns-packet';
 import { HispError } from '../core/errors.js';
 import { CERT_RR_TYPE, decodeCertRdata, type CertRecord } from './cert-record.js';
 
-/** The record types hisp asks for: CERT (discovery), SRV (`_ldap._tcp`), A/AAAA (hosts), CNAME. */
-export type DnsQueryType = 'CERT' | 'SRV' | 'A' | 'AAAA' | 'CNAME';
+/** The record types hisp asks for: CERT (discovery), SRV (`_ldap._tcp`), MX (relay), A/AAAA (hosts), CNAME. */
+export type DnsQueryType = 'CERT' | 'SRV' | 'MX' | 'A' | 'AAAA' | 'CNAME';
+
+/** An MX record (RFC 5321 §5.1). An exchange of "." is a null MX: the domain takes no mail (RFC 7505). */
+export interface MxRecord {
+  preference: number;
+  exchange: string;
+}
 
 /** An SRV record (RFC 2782). A target of "." means the service is decidedly not available. */
 export interface SrvRecord {
@@ -22,6 +28,7 @@ export interface SrvRecord {
 export interface DnsRecordByType {
   CERT: CertRecord;
   SRV: SrvRecord;
+  MX: MxRecord;
   A: string;
   AAAA: string;
   CNAME: string;
@@ -118,11 +125,12 @@ const T_CNAME = 5;
 const T_SOA = 6;
 const T_PTR = 12;
 const T_AAAA = 28;
+const T_MX = 15;
 const T_SRV = 33;
 const T_DNAME = 39;
 const T_OPT = 41;
 const CLASS_IN = 1;
-const QTYPE: Readonly<Record<DnsQueryType, number>> = { A: T_A, AAAA: T_AAAA, CNAME: T_CNAME, SRV: T_SRV, CERT: CERT_RR_TYPE };
+const QTYPE: Readonly<Record<DnsQueryType, number>> = { A: T_A, AAAA: T_AAAA, CNAME: T_CNAME, SRV: T_SRV, MX: T_MX, CERT: CERT_RR_TYPE };
 /** dns-packet's names of the types whose data hisp reads, to check it framed the message as we did. */
 const TYPE_NAMES: ReadonlyMap<number, string> = new Map([
   [T_A, 'A'],
@@ -131,6 +139,7 @@ const TYPE_NAMES: ReadonlyMap<number, string> = new Map([
   [T_SOA, 'SOA'],
   [T_PTR, 'PTR'],
   [T_AAAA, 'AAAA'],
+  [T_MX, 'MX'],
   [T_SRV, 'SRV'],
   [CERT_RR_TYPE, 'CERT'],
   [T_DNAME, 'DNAME'],
@@ -685,6 +694,9 @@ function checkRdata(buf: Buffer, rr: FramedRecord): void {
     case T_SRV:
       if (length < 7 || readName(buf, start + 6).end !== end) throw fail('the target does not fill the RDATA');
       break;
+    case T_MX:
+      if (length < 3 || readName(buf, start + 2).end !== end) throw fail('the exchange does not fill the RDATA');
+      break;
     case T_OPT: {
       if (rr.name !== '.') throw fail('OPT owner is not the root');
       let p = start;
@@ -800,6 +812,12 @@ function decodeRecord(rr: ReplyRecord, type: DnsQueryType): DnsRecordByType[DnsQ
         throw malformed(`SRV record of ${rr.name} is not decodable`);
       }
       return { priority, weight, port, target };
+    }
+    case 'MX': {
+      const mx = rr.data as Partial<Record<keyof MxRecord, unknown>> | undefined;
+      const { preference, exchange } = mx ?? {};
+      if (typeof preference !== 'number' || typeof exchange !== 'string') throw malformed(`MX record of ${rr.name} is not decodable`);
+      return { preference, exchange: exchange === '' ? '.' : exchange };
     }
   }
 }
