@@ -55,7 +55,7 @@ export const ERROR_CODES = {
   HISP_DISCOVERY_NO_VALID_CERT: 'Certificates are published for the address, but none is valid and trusted.',
   HISP_DISCOVERY_TEMPORARY: 'Discovery failed for now (DNS time-out or SERVFAIL, LDAP servers failing): try again later.',
   HISP_DNS_MALFORMED: 'A DNS message could not be decoded.',
-  HISP_LDAP_FAILED: 'An LDAP server failed to answer a certificate search.',
+  HISP_RELAY_NO_ROUTE: 'The recipient domain has no mail route (no such domain, a null MX, or no exchange that resolves).',
 } as const;
 
 export type HispErrorCode = keyof typeof ERROR_CODES;

@@ -47,7 +47,7 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_DISCOVERY_NO_VALID_CERT: { code: 554, enhanced: '5.7.1' },
   HISP_DISCOVERY_TEMPORARY: { code: 451, enhanced: '4.4.3' }, // directory server failure (RFC 3463 §3.5)
   HISP_DNS_MALFORMED: { code: 451, enhanced: '4.4.3' },
-  HISP_LDAP_FAILED: { code: 451, enhanced: '4.4.3' },
+  HISP_RELAY_NO_ROUTE: { code: 550, enhanced: '5.4.4' }, // unable to route (RFC 3463 §3.5)
 };
 
 /** Any error to an SMTP reply; errors that are not HispErrors are local failures (451 4.3.0). */
