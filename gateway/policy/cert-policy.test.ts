@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import type { Certificate } from '../core/certificate.js';
-import { HispError } from '../core/errors.js';
 import { readCertificates } from '../agent/key-material.js';
 import { readCredentialPem, type CredentialName } from '../../test/helpers/pki.js';
 import { readTrustFile, trustCert } from '../../test/fixtures/trust/trust-pki.js';
@@ -16,30 +15,11 @@ import {
   validationSettings,
 } from './cert-policy.js';
 import { decideTrust } from './trust-decision.js';
+import { hispError as thrown, hispRejection as rejection } from '../../test/helpers/hisp-error.js';
 
 const pki = (name: CredentialName): Certificate => readCertificates(Buffer.from(readCredentialPem(name).certPem))[0]!;
 const root = pki('root-ca');
 const intermediate = pki('intermediate-ca');
-
-function thrown(fn: () => unknown): HispError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a HispError');
-}
-
-async function rejection(p: Promise<unknown>): Promise<HispError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('certificate policy values', () => {
   it('defaults: RSA ≥ 2048, no SHA-1, soft-fail revocation, Blue Button+ off (requirements §5.1, §5.5, §5.7)', () => {

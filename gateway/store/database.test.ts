@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HispError } from '../core/errors.js';
 import { HispDatabase, type Migration } from './database.js';
 import { HISP_MIGRATIONS } from './schema.js';
+import { hispError as thrown } from '../../test/helpers/hisp-error.js';
 
 let dir: string;
 const open: HispDatabase[] = [];
@@ -14,16 +14,6 @@ function openDb(options: Partial<Parameters<typeof HispDatabase.open>[0]> = {}):
   const db = HispDatabase.open({ dataDir: dir, ...options });
   open.push(db);
   return db;
-}
-
-function thrown(fn: () => unknown): HispError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a HispError');
 }
 
 beforeEach(() => {

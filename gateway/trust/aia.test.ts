@@ -1,24 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { HispError } from '../core/errors.js';
 import { readTrustFile, trustCert, trustCertPem } from '../../test/fixtures/trust/trust-pki.js';
 import { AiaResolver, parseCaIssuersAnswer } from './aia.js';
 import { caIssuersUris, crlDistributionPoints } from './cert-extensions.js';
 import type { Fetcher } from './http-fetch.js';
 import { missingIssuers } from './trust-validator.js';
+import { hispError as thrown } from '../../test/helpers/hisp-error.js';
 
 const root = trustCert('root-ca');
 const intermediate = trustCert('intermediate-ca');
 const good = trustCert('leaf-good');
-
-function thrown(fn: () => unknown): HispError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a HispError');
-}
 
 describe('certificate extensions', () => {
   it('CRL distribution points and caIssuers of the fixture certificates', () => {

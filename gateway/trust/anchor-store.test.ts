@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Certificate } from '../core/certificate.js';
-import { HispError } from '../core/errors.js';
 import { readCertificates } from '../agent/key-material.js';
 import { credentialPaths, readCredentialPem, type CredentialName } from '../../test/helpers/pki.js';
 import { trustCert, trustPath } from '../../test/fixtures/trust/trust-pki.js';
 import { AnchorStore, scopeKey } from './anchor-store.js';
 import { TrustValidator } from './trust-validator.js';
+import { hispError as thrown, hispRejection as rejection } from '../../test/helpers/hisp-error.js';
 
 const pki = (name: CredentialName) => readCertificates(Buffer.from(readCredentialPem(name).certPem))[0]!;
 const rootCa = pki('root-ca');
@@ -16,26 +16,6 @@ const intermediateCa = pki('intermediate-ca');
 const senderRsa = pki('sender-rsa');
 const senderEc = pki('sender-ec256');
 const untrustedRoot = pki('untrusted-root-ca');
-
-function thrown(fn: () => unknown): HispError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a HispError');
-}
-
-async function rejection(p: Promise<unknown>): Promise<HispError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a rejection');
-}
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'hisp-anchors-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

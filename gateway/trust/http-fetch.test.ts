@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HispError } from '../core/errors.js';
 import { startPkiServer, type PkiServer } from '../../test/fixtures/trust/pki-server.js';
 import { asFetchError, createHttpFetcher, fetchErrorCode, type FetchPurpose } from './http-fetch.js';
+import { hispRejection as rejection } from '../../test/helpers/hisp-error.js';
 
 let server: PkiServer;
 beforeAll(async () => {
@@ -26,16 +27,6 @@ const req = (purpose: FetchPurpose = 'crl', extra: Partial<{ timeoutMs: number; 
   maxBytes: 1 << 20,
   ...extra,
 });
-
-async function rejection(p: Promise<unknown>): Promise<HispError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('createHttpFetcher', () => {
   const fetch = createHttpFetcher();

@@ -1,11 +1,11 @@
 import { createPrivateKey, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HispError } from '../core/errors.js';
 import { algorithm, decodeBer } from '../agent/asn1.js';
 import { encode, raw, seq } from '../agent/der.js';
 import { CrlReason as X509CrlReason, readTrustFile, signCrl, trustCert, trustKeyPem, type TrustCaName } from '../../test/fixtures/trust/trust-pki.js';
 import type { Fetcher } from './http-fetch.js';
 import { checkAgainstCrl, normalizeSerial, parseCrl, RevocationChecker, verifyCrl } from './revocation.js';
+import { hispError as thrown, hispRejection as rejection } from '../../test/helpers/hisp-error.js';
 
 const intermediate = trustCert('intermediate-ca');
 const root = trustCert('root-ca');
@@ -13,26 +13,6 @@ const good = trustCert('leaf-good');
 const revoked = trustCert('leaf-revoked');
 const NOW = new Date('2026-03-01T00:00:00Z');
 const INTERMEDIATE_CRL_URL = 'http://crl.hisp.test/intermediate-ca.crl';
-
-async function rejection(p: Promise<unknown>): Promise<HispError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a rejection');
-}
-
-function thrown(fn: () => unknown): HispError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a HispError');
-}
 
 /** An in-memory fetcher over a URL → bytes table that counts its calls. */
 function tableFetcher(table: Map<string, Buffer | Error>): Fetcher & { calls: string[] } {

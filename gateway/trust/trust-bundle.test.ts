@@ -1,25 +1,15 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HispError } from '../core/errors.js';
 import { readTrustFile, trustCert } from '../../test/fixtures/trust/trust-pki.js';
 import type { Fetcher } from './http-fetch.js';
 import { parseTrustBundle, readBundleFile, TrustBundleSource, type RefreshOutcome } from './trust-bundle.js';
+import { hispError as thrown } from '../../test/helpers/hisp-error.js';
 
 const root = trustCert('root-ca');
 const otherRoot = trustCert('other-root-ca');
 const signer = trustCert('bundle-signer');
 const otherSigner = trustCert('bundle-signer-other');
 const AT = new Date('2026-01-01T00:00:00Z');
-
-function thrown(fn: () => unknown): HispError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a HispError');
-}
 
 describe('parseTrustBundle: certs-only PKCS#7', () => {
   it('DER and PEM forms give the same single anchor, no metadata, unsigned', () => {

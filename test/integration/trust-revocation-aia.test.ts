@@ -7,22 +7,12 @@ import type { LookupFunction } from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Certificate } from '../../gateway/core/certificate.js';
-import { HispError } from '../../gateway/core/errors.js';
 import { createHttpFetcher } from '../../gateway/trust/http-fetch.js';
 import { TrustValidator } from '../../gateway/trust/trust-validator.js';
 import { mappedFetcher, startPkiServer, type PkiServer } from '../fixtures/trust/pki-server.js';
 import { readTrustFile, signCrl, trustCert, trustCertPem } from '../fixtures/trust/trust-pki.js';
 import { REPO_ROOT } from '../helpers/vectors.js';
-
-async function rejection(p: Promise<unknown>): Promise<HispError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a rejection');
-}
+import { hispRejection as rejection } from '../helpers/hisp-error.js';
 
 const root = trustCert('root-ca');
 const intermediate = trustCert('intermediate-ca');

@@ -4,22 +4,12 @@
 // eContent, an invalid one) and the .NET chain whose CAs lack basicConstraints.
 import { describe, expect, it } from 'vitest';
 import { Certificate } from '../../gateway/core/certificate.js';
-import { HispError } from '../../gateway/core/errors.js';
 import { validateChain } from '../../gateway/trust/chain-validator.js';
 import { readSignedData } from '../../gateway/trust/pkcs7.js';
 import { parseTrustBundle } from '../../gateway/trust/trust-bundle.js';
 import { TrustValidator } from '../../gateway/trust/trust-validator.js';
 import { hispErrorOf, vectorGroup } from '../helpers/vectors.js';
-
-async function rejection(p: Promise<unknown>): Promise<HispError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(HispError);
-    return err as HispError;
-  }
-  throw new Error('expected a rejection');
-}
+import { hispRejection as rejection } from '../helpers/hisp-error.js';
 
 const javaBundles = vectorGroup('java-ri', [
   'bundles/signedbundle.p7b',
