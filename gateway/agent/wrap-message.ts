@@ -14,6 +14,7 @@ import {
 import { createEnvelopePieces, type RecipientIdentifierForm } from './create-envelope.js';
 import { base64LinesLength, encodeBase64Lines, MimeEntity, toCanonicalCrlf, writeBase64Lines } from './mime-entity.js';
 import { signDetached, type SigningCredential } from './sign-detached.js';
+import { rfc5322Date } from '../core/rfc5322-date.js';
 
 export interface WrapOptions {
   /** One or more signers; each SignerInfo carries its certificate chain. */
@@ -165,13 +166,3 @@ function domainOf(from: string): string | undefined {
   return m?.[1];
 }
 
-/** RFC 5322 §3.3 date-time in UTC. */
-function rfc5322Date(d: Date): string {
-  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-  const p = (n: number) => String(n).padStart(2, '0');
-  return (
-    `${days[d.getUTCDay()]}, ${d.getUTCDate()} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ` +
-    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`
-  );
-}

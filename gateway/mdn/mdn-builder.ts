@@ -12,10 +12,10 @@ import {
   msgIdForHeader,
   oneLine,
   originalHeader,
-  rfc5322Date,
   rfc822HeadersPart,
   textPart,
 } from './report-mime.js';
+import { rfc5322Date } from '../core/rfc5322-date.js';
 
 /**
  * Message Disposition Notifications as a Direct HISP sends them (RFC 8098 §3, formerly RFC 3798 §3;

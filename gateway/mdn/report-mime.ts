@@ -368,17 +368,6 @@ export function notificationFieldBlocks(part: MimeEntity): ReportField[][] {
 // ------------------------------------------------------------------------------------------------
 // Writing
 
-/** RFC 5322 §3.3 date-time in UTC. */
-export function rfc5322Date(d: Date): string {
-  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-  const p = (n: number) => String(n).padStart(2, '0');
-  return (
-    `${days[d.getUTCDay()]}, ${d.getUTCDate()} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ` +
-    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`
-  );
-}
-
 /** A boundary of at most 70 US-ASCII characters without ':' (RFC 2046 §5.1.1). */
 export function freshBoundary(prefix: string): string {
   return `----=_${prefix}_${randomBytes(16).toString('hex')}`;

@@ -10,11 +10,11 @@ import {
   msgIdForHeader,
   oneLine,
   originalHeader,
-  rfc5322Date,
   rfc822HeadersPart,
   textPart,
 } from '../mdn/report-mime.js';
 import { replyForError } from '../smtp/reply-mapping.js';
+import { rfc5322Date } from '../core/rfc5322-date.js';
 
 /**
  * Delivery Status Notifications (RFC 3464, in the multipart/report of RFC 6522; status codes of
