@@ -1,40 +1,74 @@
 import { relative, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { ensureDevelopmentDomain } from '../admin/development-domain.js';
+import { embeddedDefault } from '../admin/embedded-default.js';
+import { inspectConfig } from '../config/load-config.js';
+import type { HispConfig } from '../config/schema.js';
+import { createLogger } from '../core/logger.js';
+import { HispGateway } from '../flows/hisp-gateway.js';
 
 interface StartFlags {
   dataDir?: string;
+  config?: string;
 }
 
 /**
- * `hisp start`. Today it prepares the embedded default (the data folder with a development Direct
- * domain, its CA and keys) and shows the security agent working on it; the SMTP listeners, the
- * queue and `--config` come with the gateway issue, which extends this verb.
+ * `hisp start`: runs the gateway. With `--config FILE` (or $HISP_CONFIG) a real deployment, the
+ * configuration validated first (exit 1 with every problem listed); without, the embedded default
+ * (a development domain on loopback ports, see embedded-default.ts) with a printed first message to
+ * send. SIGTERM and SIGINT drain: no new sessions, open transactions and work in hand finish.
  */
 export function registerStart(program: Command): void {
   program
     .command('start')
-    .summary('prepare the embedded default (data folder, development domain) and show a first message')
+    .summary('run the gateway (embedded development default, or --config FILE)')
     .description(
-      'Creates the data folder (./hisp-data, or --data-dir, or $HISP_DATA_DIR) with a development Direct ' +
-        'domain (direct.localhost), its CA and its keys (mode 0600), reusing them when present, and prints ' +
-        'a first message to wrap and unwrap with them. The SMTP gateway itself (listeners, queue, relay, ' +
-        '--config) is not part of this release yet: see README.',
+      'Runs the HISP: submission and inbound SMTP listeners, relay and receive workers, MDN/DSN tracking. ' +
+        'Without --config (and without $HISP_CONFIG), runs the embedded default: a data folder (./hisp-data, or ' +
+        '--data-dir, or $HISP_DATA_DIR) with a development Direct domain (direct.localhost), its CA and keys (mode ' +
+        '0600), submission on 127.0.0.1:5587 (STARTTLS, AUTH as "dev") and inbound on 127.0.0.1:5525, and prints ' +
+        'how to send a first message. SIGTERM/SIGINT stop it cleanly.',
     )
-    .option('--data-dir <dir>', 'data folder (default ./hisp-data or $HISP_DATA_DIR)')
+    .option('--config <file>', 'configuration file (TOML; see config/hisp.example.toml); default $HISP_CONFIG')
+    .option('--data-dir <dir>', 'data folder of the embedded default (default ./hisp-data or $HISP_DATA_DIR)')
     .action(async (flags: StartFlags) => {
-      const dataDir = resolve(flags.dataDir ?? process.env.HISP_DATA_DIR ?? 'hisp-data');
-      const d = await ensureDevelopmentDomain(dataDir);
-      const rel = (p: string) => relative(process.cwd(), p) || '.';
-      const q = (p: string) => JSON.stringify(rel(p));
+      const configFile = flags.config ?? (process.env.HISP_CONFIG || undefined);
+      let config: HispConfig;
+      let banner: string;
+      if (configFile !== undefined) {
+        const report = inspectConfig(configFile);
+        for (const w of report.warnings) process.stderr.write(`hisp: warning: ${w.path}: ${w.message}\n`);
+        config = report.config;
+        banner = `hisp: configuration ${configFile}: domains ${config.domains.map((d) => d.name).join(', ')}\n`;
+      } else {
+        const dataDir = resolve(flags.dataDir ?? process.env.HISP_DATA_DIR ?? 'hisp-data');
+        const dev = await embeddedDefault(dataDir);
+        config = dev.config;
+        const rel = (p: string) => relative(process.cwd(), p) || '.';
+        const d = dev.domain.domain;
+        banner =
+          `hisp: embedded default in ${rel(dataDir)} (${dev.domain.created ? 'created' : 'reused'}): development domain ${d}, ` +
+          `anchor ${rel(dev.domain.anchor)}; submission password in ${rel(dev.passwordFile)}\n` +
+          'hisp: send a first message (it is signed, encrypted, decrypted, verified and delivered to a Maildir, with an MDN back):\n\n' +
+          `  swaks --server 127.0.0.1:${config.submission.port} --tls --auth-user ${dev.username} --auth-password '${dev.password}' \\\n` +
+          `    --from provider@${d} --to patient@${d} --header 'Subject: Hello Direct'\n\n` +
+          `hisp: then look in ${rel(dataDir)}/maildir/patient@${d}/new (the message) and ${rel(dataDir)}/maildir/provider@${d}/new (the MDN)\n`;
+      }
+      const logger = createLogger({ level: config.log.level });
+      const gateway = await HispGateway.start({ config, logger });
+      process.stdout.write(banner);
       process.stdout.write(
-        `hisp: data folder ${rel(dataDir)} ${d.created ? 'created' : 'ready'}: development domain ${d.domain}, ` +
-          `anchor ${rel(d.anchor)}\n` +
-          'hisp: the security agent is ready; the SMTP listeners are not part of this release yet (see README).\n' +
-          'hisp: send a first message through it:\n\n' +
-          `  printf 'From: provider@${d.domain}\\r\\nTo: patient@${d.domain}\\r\\nSubject: Hello Direct\\r\\n\\r\\nHello\\r\\n' \\\n` +
-          `    | npx hisp wrap --sign-key ${q(d.key)} --sign-cert ${q(d.certificate)} --encrypt-cert ${q(d.certificate)} \\\n` +
-          `    | npx hisp unwrap --decrypt-key ${q(d.key)} --decrypt-cert ${q(d.certificate)} --anchor ${q(d.anchor)} --json\n`,
+        `hisp: listening: submission ${gateway.submissionPort ?? 'off'}, inbound ${gateway.inboundPort ?? 'off'} (SIGTERM or Ctrl-C to stop)\n`,
       );
+      await new Promise<void>((resolveStop) => {
+        const stop = (signal: string) => {
+          process.stdout.write(`hisp: ${signal}: draining and stopping\n`);
+          gateway.stop().then(resolveStop, (err: unknown) => {
+            process.stderr.write(`hisp: stop failed: ${err instanceof Error ? err.message : String(err)}\n`);
+            resolveStop();
+          });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
     });
 }

@@ -99,7 +99,7 @@ describe('loadConfig: a valid configuration', () => {
     expect(c.api).toEqual({ enabled: false, host: '127.0.0.1', port: 5580 });
     expect(c.queue).toEqual({ retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 4 });
     expect(c.dedupe).toEqual({ windowHours: 72 });
-    expect(c.remoteDomains).toEqual({ '*': { cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1', tlsRequired: false } });
+    expect(c.remoteDomains).toEqual({ '*': { cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1', tlsRequired: false, port: 25 } });
 
     expect(c.domains).toHaveLength(1);
     const d = c.domains[0]!;
@@ -240,6 +240,8 @@ mayUseAddresses = ["a@Sender.test", "@SENDER.test"]
 cipher = "aes128-gcm"
 [remoteDomains."Partner.Example"]
 keyTransport = "rsa-oaep-sha256"
+route = "192.0.2.7"
+port = 2525
 `,
       ),
     );
@@ -252,8 +254,8 @@ keyTransport = "rsa-oaep-sha256"
     ]);
     // An entry other than "*" takes what it does not say from "*".
     expect(c.remoteDomains).toEqual({
-      '*': { cipher: 'aes128-gcm', keyTransport: 'rsa-oaep-sha1', tlsRequired: false },
-      'partner.example': { cipher: 'aes128-gcm', keyTransport: 'rsa-oaep-sha256', tlsRequired: false },
+      '*': { cipher: 'aes128-gcm', keyTransport: 'rsa-oaep-sha1', tlsRequired: false, port: 25 },
+      'partner.example': { cipher: 'aes128-gcm', keyTransport: 'rsa-oaep-sha256', tlsRequired: false, port: 2525, route: '192.0.2.7' },
     });
     expect(remoteDomainSettings(c, 'PARTNER.example.').keyTransport).toBe('rsa-oaep-sha256');
     expect(remoteDomainSettings(c, 'unknown.example')).toEqual(c.remoteDomains['*']);
@@ -352,7 +354,7 @@ describe('loadConfig: every class of error names its key path', () => {
     expectError(minimal('', '[queue]\nretrySchedule = [5, 1]\n'), 'queue.retrySchedule[1]', 'intervals must not decrease');
     expectError(minimal('', '[queue]\nretrySchedule = []\n'), 'queue.retrySchedule', 'at least one interval');
     expectError(minimal('[domains.policy]\nminRsaBits = 512'), 'domains[0].policy.minRsaBits', 'must be from 1024 to 16384 (got 512)');
-    expectError(minimal('[domains.mdn]\nprocessedTimeoutMinutes = 0'), 'domains[0].mdn.processedTimeoutMinutes', 'must be from 1');
+    expectError(minimal('[domains.mdn]\nprocessedTimeoutMinutes = 0'), 'domains[0].mdn.processedTimeoutMinutes', 'must be from 0.01');
   });
 
   it('enum values show the allowed ones and the typo', () => {

@@ -122,6 +122,7 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
   };
   const root = Section.of(issues, '', raw, ctx.baseDir);
 
+  const hostname = readHost(root, 'hostname', DEFAULTS.hostname);
   const dataDirText = root.optString('dataDir');
   const envDataDir = ctx.env.HISP_DATA_DIR;
   ctx.dataDir = envDataDir ? resolve(envDataDir) : resolve(ctx.baseDir, dataDirText ?? DEFAULTS.dataDir);
@@ -226,6 +227,7 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
   if (issues.errors.length > 0) throw invalid(issues.errors, options.file);
   const config: HispConfig = {
     dataDir: ctx.dataDir,
+    hostname,
     log: { level },
     dns,
     submission,
@@ -619,8 +621,9 @@ function readMdn(s: Section): MdnConfig {
   const d = DEFAULTS.mdn;
   const mdn: MdnConfig = {
     requestFinalDelivery: s.bool('requestFinalDelivery', d.requestFinalDelivery),
-    processedTimeoutMinutes: s.int('processedTimeoutMinutes', d.processedTimeoutMinutes, 1, 10_080),
-    dispatchedTimeoutMinutes: s.int('dispatchedTimeoutMinutes', d.dispatchedTimeoutMinutes, 1, 10_080),
+    // Fractions of a minute are allowed (0.01 = 0.6 s): test set-ups scale the ETT time-outs down.
+    processedTimeoutMinutes: s.number('processedTimeoutMinutes', d.processedTimeoutMinutes, 0.01, 10_080),
+    dispatchedTimeoutMinutes: s.number('dispatchedTimeoutMinutes', d.dispatchedTimeoutMinutes, 0.01, 10_080),
     forwardPositive: s.oneOf('forwardPositive', FORWARD_POSITIVE, d.forwardPositive),
   };
   if (mdn.forwardPositive === 'dispatched' && !mdn.requestFinalDelivery) {
@@ -715,6 +718,8 @@ function readRemoteDomains(s: Section): Record<string, RemoteDomainConfig> {
       cipher: e.oneOf('cipher', SEND_CIPHERS, base.cipher),
       keyTransport: e.oneOf('keyTransport', KEY_TRANSPORTS, base.keyTransport),
       tlsRequired: e.bool('tlsRequired', base.tlsRequired),
+      port: e.port('port', base.port, false),
+      ...(e.has('route') ? { route: readHost(e, 'route', '') } : base.route !== undefined ? { route: base.route } : {}),
     };
     e.done();
     return entry;

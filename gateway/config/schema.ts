@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { DEFAULT_CIPHER, DEFAULT_KEY_TRANSPORT, KEY_TRANSPORTS, SEND_CIPHERS, type KeyTransportName, type SendCipher } from '../agent/algorithms.js';
 import type { KeyUsage } from '../core/certificate.js';
 import { DEFAULT_CERTIFICATE_POLICY, SIGNATURE_ALGORITHMS } from '../policy/cert-policy.js';
@@ -226,6 +227,13 @@ export interface RemoteDomainConfig {
   readonly keyTransport: KeyTransportName;
   /** Send to this domain only over STARTTLS. */
   readonly tlsRequired: boolean;
+  /** The SMTP port of the domain's servers (RFC 5321 §4.5.4: 25). */
+  readonly port: number;
+  /**
+   * A fixed next hop (host name or IP) instead of the domain's MX records, like Postfix's
+   * transport_maps: a partner reached through a known gateway, or test set-ups.
+   */
+  readonly route?: string;
 }
 
 export interface QueueConfig {
@@ -248,6 +256,11 @@ export interface DedupeConfig {
 export interface HispConfig {
   /** Absolute. Env HISP_DATA_DIR overrides. */
   readonly dataDir: string;
+  /**
+   * This gateway's host name: EHLO of the relay, the `by` of Received fields, Reporting-MTA of DSNs
+   * and the domain of generated Message-IDs. Default the machine's host name.
+   */
+  readonly hostname: string;
   readonly log: LogConfig;
   readonly dns: DnsConfig;
   readonly submission: SubmissionConfig;
@@ -267,6 +280,12 @@ const MiB = 1024 * 1024;
 
 const SIGNATURE_ALGORITHM_NAME_BY_OID = new Map<string, string>(Object.entries(SIGNATURE_ALGORITHMS).map(([name, oid]) => [oid, name]));
 
+/** os.hostname() when it is a usable host name, else "localhost". */
+function defaultHostname(): string {
+  const h = hostname();
+  return /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(h) ? h : 'localhost';
+}
+
 /** Freezes an object and everything it holds (the configuration cannot change after start). */
 export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -279,6 +298,7 @@ export function deepFreeze<T>(value: T): T {
 /** Every default of the configuration (relative paths are relative to the configuration file's folder). */
 export const DEFAULTS = {
   dataDir: './hisp-data',
+  hostname: defaultHostname(),
   log: { level: 'info' as LogLevel },
   dns: { servers: [] as string[], timeoutMs: 3000, retries: 2 },
   submission: {
@@ -321,7 +341,7 @@ export const DEFAULTS = {
   webhook: { retries: 5, timeoutMs: 10_000 },
   lmtp: { host: '127.0.0.1', port: 24 },
   smtp: { port: 25 },
-  remoteDomain: { cipher: DEFAULT_CIPHER, keyTransport: DEFAULT_KEY_TRANSPORT, tlsRequired: false } as RemoteDomainConfig,
+  remoteDomain: { cipher: DEFAULT_CIPHER, keyTransport: DEFAULT_KEY_TRANSPORT, tlsRequired: false, port: 25 } as RemoteDomainConfig,
   queue: { retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 4 },
   dedupe: { windowHours: 72 },
 } as const;

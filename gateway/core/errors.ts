@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   HISP_USAGE: 'The command line or API call is malformed (missing or conflicting options).',
   HISP_IO: 'A file could not be read or written.',
   HISP_CONFIG_INVALID: 'The configuration is invalid.',
+  HISP_NOT_FOUND: 'What the operator named does not exist: no queued message or quarantine entry with that id.',
 
   // Key material
   HISP_KEY_UNREADABLE: 'A private key or certificate file could not be parsed (format, password or corruption).',
@@ -56,6 +57,18 @@ export const ERROR_CODES = {
   HISP_DISCOVERY_TEMPORARY: 'Discovery failed for now (DNS time-out or SERVFAIL, LDAP servers failing): try again later.',
   HISP_DNS_MALFORMED: 'A DNS message could not be decoded.',
   HISP_RELAY_NO_ROUTE: 'The recipient domain has no mail route (no such domain, a null MX, or no exchange that resolves).',
+
+  // SMTP edges (submission and inbound listeners)
+  HISP_SMTP_AUTH_REQUIRED: 'Authentication required: the submission port takes MAIL only after AUTH (RFC 4954 §6).',
+  HISP_SMTP_AUTH_FAILED: 'Authentication credentials invalid (RFC 4954 §6).',
+  HISP_SMTP_TLS_REQUIRED: 'The listener requires STARTTLS before MAIL (RFC 3207 §4).',
+  HISP_SMTP_SENDER_NOT_ALLOWED: 'The authenticated account may not send as this sender (envelope or From field).',
+  HISP_SMTP_BAD_ADDRESS: 'A recipient address is not a valid mailbox (RFC 5321 §4.1.2).',
+  HISP_SMTP_RELAY_DENIED: 'The receive port takes mail only for the local domains of this HISP.',
+  HISP_SMTP_UNKNOWN_RECIPIENT: 'The address is in a local domain but is not known here.',
+  HISP_SMTP_MESSAGE_TOO_BIG: 'The message exceeds the listener\'s size limit (RFC 1870 SIZE).',
+  HISP_SMTP_BARE_LINE_END: 'The message contains a bare CR or LF (RFC 5321 §2.3.8); refused before the 250 so that nothing can be smuggled past a lax peer.',
+  HISP_SMTP_TIMEOUT: 'The client took too long (the DATA transfer time-out).',
 } as const;
 
 export type HispErrorCode = keyof typeof ERROR_CODES;

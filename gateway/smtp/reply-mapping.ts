@@ -16,6 +16,7 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_USAGE: { code: 501, enhanced: '5.5.4' }, // invalid command arguments
   HISP_IO: { code: 451, enhanced: '4.3.0' }, // local error in processing
   HISP_CONFIG_INVALID: { code: 451, enhanced: '4.3.5' }, // system incorrectly configured
+  HISP_NOT_FOUND: { code: 550, enhanced: '5.0.0' }, // operator verbs only (hisp status/queue/quarantine); other undefined status
   HISP_KEY_UNREADABLE: { code: 451, enhanced: '4.3.5' },
   HISP_KEY_MISMATCH: { code: 451, enhanced: '4.3.5' },
   HISP_MIME_MALFORMED: { code: 554, enhanced: '5.6.0' }, // other or undefined media error
@@ -48,6 +49,16 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_DISCOVERY_TEMPORARY: { code: 451, enhanced: '4.4.3' }, // directory server failure (RFC 3463 §3.5)
   HISP_DNS_MALFORMED: { code: 451, enhanced: '4.4.3' },
   HISP_RELAY_NO_ROUTE: { code: 550, enhanced: '5.4.4' }, // unable to route (RFC 3463 §3.5)
+  HISP_SMTP_AUTH_REQUIRED: { code: 530, enhanced: '5.7.0' }, // authentication required
+  HISP_SMTP_AUTH_FAILED: { code: 535, enhanced: '5.7.8' }, // authentication credentials invalid
+  HISP_SMTP_TLS_REQUIRED: { code: 530, enhanced: '5.7.0' }, // must issue STARTTLS first
+  HISP_SMTP_SENDER_NOT_ALLOWED: { code: 553, enhanced: '5.7.1' }, // sender not owned by user
+  HISP_SMTP_BAD_ADDRESS: { code: 553, enhanced: '5.1.3' }, // bad destination mailbox address syntax
+  HISP_SMTP_RELAY_DENIED: { code: 550, enhanced: '5.7.1' }, // relaying denied
+  HISP_SMTP_UNKNOWN_RECIPIENT: { code: 550, enhanced: '5.1.1' }, // bad destination mailbox address
+  HISP_SMTP_MESSAGE_TOO_BIG: { code: 552, enhanced: '5.3.4' }, // message too big for system
+  HISP_SMTP_BARE_LINE_END: { code: 550, enhanced: '5.6.0' }, // other or undefined media error
+  HISP_SMTP_TIMEOUT: { code: 451, enhanced: '4.4.2' }, // bad connection
 };
 
 /** Any error to an SMTP reply; errors that are not HispErrors are local failures (451 4.3.0). */

@@ -104,4 +104,23 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX quarantine_by_time ON quarantine (quarantined_at);
     `,
   },
+  {
+    version: 2,
+    description: 'MDN sent per inbound recipient; how a tracked failure was reported',
+    up: `
+      -- The MDNs the receive side queued, per (inbound message, recipient, disposition): a worker
+      -- that dies after queuing one and retries the delivery does not send it twice.
+      CREATE TABLE mdn_sent (
+        queue_id    TEXT NOT NULL REFERENCES messages (queue_id) ON DELETE CASCADE,
+        recipient   TEXT NOT NULL,
+        disposition TEXT NOT NULL,
+        queued_at   INTEGER NOT NULL,
+        PRIMARY KEY (queue_id, recipient, disposition)
+      ) WITHOUT ROWID;
+
+      -- A failure the sender learnt from something other than a signed, trusted MDN: an ordinary
+      -- mail server's plain DSN is recorded as 'unauthenticated DSN from <MTA>' (issue 5).
+      ALTER TABLE mdn_tracking ADD COLUMN failure_note TEXT;
+    `,
+  },
 ];

@@ -50,6 +50,8 @@ export interface TrackingEntry {
   dispatchedLate: boolean;
   failedAt: Date | null;
   failedLate: boolean;
+  /** How a failure was learnt when not from a signed MDN, e.g. "unauthenticated DSN from mx.example.org". */
+  failureNote: string | null;
   timedOut: 'processed' | 'dispatched' | null;
   timedOutAt: Date | null;
   /** The deadline still pending; null once final. */
@@ -94,6 +96,7 @@ interface Row {
   dispatched_late: number;
   failed_at: number | null;
   failed_late: number;
+  failure_note: string | null;
   timed_out: 'processed' | 'dispatched' | null;
   timed_out_at: number | null;
   next_deadline: number | null;
@@ -141,7 +144,7 @@ export class TrackingStore {
     this.updateStmt = sql.prepare<Row>(
       `UPDATE mdn_tracking SET dispatched_deadline = @dispatched_deadline, processed_at = @processed_at,
          processed_late = @processed_late, dispatched_at = @dispatched_at, dispatched_late = @dispatched_late,
-         failed_at = @failed_at, failed_late = @failed_late, next_deadline = @next_deadline
+         failed_at = @failed_at, failed_late = @failed_late, failure_note = @failure_note, next_deadline = @next_deadline
        WHERE id = @id`,
     );
     this.dueStmt = sql.prepare<[number, number], Row>(
@@ -175,11 +178,12 @@ export class TrackingStore {
    * Records an MDN (or a DSN taken as a failed one) for (Original-Message-ID, Final-Recipient)
    * arriving at `at`, and says whether it came in time; see {@link MdnRecordStatus}.
    */
-  record(messageId: string, recipient: string, kind: MdnKind, at: Date): MdnRecordResult {
+  record(messageId: string, recipient: string, kind: MdnKind, at: Date, failureNote?: string): MdnRecordResult {
     const row = this.byKeyStmt.get(normalizeMessageId(messageId) ?? '', normalizeAddress(recipient));
     if (row === undefined) return { status: 'untracked' };
     const t = at.getTime();
     const status = transition(row, kind, t);
+    if (kind === 'failed' && status !== 'duplicate' && failureNote !== undefined) row.failure_note = failureNote;
     if (status !== 'duplicate') this.updateStmt.run(row);
     return { status, entry: toEntry(row) };
   }
@@ -306,6 +310,7 @@ function toEntry(row: Row): TrackingEntry {
     dispatchedLate: row.dispatched_late === 1,
     failedAt: date(row.failed_at),
     failedLate: row.failed_late === 1,
+    failureNote: row.failure_note,
     timedOut: row.timed_out,
     timedOutAt: date(row.timed_out_at),
     nextDeadline: date(row.next_deadline),

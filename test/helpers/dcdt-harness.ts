@@ -309,7 +309,7 @@ function assertPortFree(port: number, what: string): Promise<void> {
 }
 
 /** A port free on 127.0.0.1 for both TCP and UDP (at the time of asking). */
-async function freeTcpUdpPort(): Promise<number> {
+export async function freeTcpUdpPort(): Promise<number> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const server = net.createServer();
     const port = await new Promise<number>((resolve, reject) => {

@@ -1,0 +1,289 @@
+import { connect, type Socket } from 'node:net';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { substituteAddress, type DeliveryConfig, type LmtpDelivery, type WebhookDelivery } from '../config/schema.js';
+import { HispError, isHispError } from '../core/errors.js';
+import { deliverToMaildir } from './maildir.js';
+import { parseReply, relayMessage, type RelayReply } from './smtp-relay.js';
+import { WebhookDeliverer, type WebhookResult } from './webhook.js';
+
+/** One received message for one local recipient, as the inbound worker has it after unwrapping. */
+export interface LocalDeliveryItem {
+  recipient: string;
+  /** The envelope sender; '' for the null reverse-path (kept as `MAIL FROM:<>` over LMTP/SMTP). */
+  sender: string;
+  messageId: string | null;
+  queueId: string;
+  receivedAt: Date;
+  /** The plain RFC 5322 message (decrypted, signature verified). */
+  message: Buffer;
+  /** Facts for the webhook's JSON (signer subject, trust anchor, …); other endpoints ignore them. */
+  metadata?: Record<string, unknown>;
+}
+
+export interface LocalDeliveryOptions {
+  /** This gateway's host name: the LHLO/EHLO name, and the host part of maildir file names. */
+  hostname: string;
+  /**
+   * The webhook deliverers by configuration object. Default: one cache for the process. A caller
+   * may pre-fill its own (a deliverer with TLS trust roots, in tests).
+   */
+  webhooks?: WeakMap<WebhookDelivery, WebhookDeliverer>;
+  /**
+   * Overrides the endpoint's time-out: the webhook's `timeoutMs`; for LMTP and SMTP the connection
+   * time-out and that of each command (default 30 s and 5 minutes, RFC 5321 §4.5.3.2).
+   */
+  timeoutMs?: number;
+  /**
+   * Which try this is, 1 for the first (the queue's failed attempts + 1). A webhook's `retries`
+   * caps the tries: a transient outcome of try `retries + 1` or later is made permanent. Default 1.
+   */
+  tryNumber?: number;
+}
+
+export interface LocalDeliveryOutcome {
+  /** delivered: durable at the endpoint (ack/MDN may go); transient: the queue retries; permanent: fail (DSN). */
+  outcome: 'delivered' | 'transient' | 'permanent';
+  /** An SMTP-style reply for the queue, logs and DSNs: the server's own over LMTP/SMTP, else synthesized. */
+  reply: RelayReply;
+  /** Where it went: the maildir file, the webhook's delivery id, or the LMTP/SMTP server. */
+  location?: string;
+  /** The failure behind a maildir or webhook outcome, for the log (its message may name paths the reply leaves out). */
+  error?: HispError;
+}
+
+/**
+ * The deliverers outlive a single delivery because each reads its HMAC secret (maybe a file) once.
+ * A WeakMap keyed by the (deep-frozen) configuration object rather than a class holding them: the
+ * inbound worker needs no object to keep, `deliveryFor` hands out the same webhook object for every
+ * message of an address, and a configuration reload (new objects) drops the old deliverers, and with
+ * them the old secrets, without any bookkeeping.
+ */
+const processWebhooks = new WeakMap<WebhookDelivery, WebhookDeliverer>();
+
+/**
+ * Delivers a received message to the recipient's configured endpoint and says how it went, in the
+ * terms the queue needs (2xx delivered, 4xx transient, 5xx permanent, with the reply to record):
+ * - maildir: {@link deliverToMaildir} (a domain's path with `{address}` is resolved here too);
+ * - webhook: one signed POST ({@link WebhookDeliverer}); the reply is synthesized from the status;
+ * - lmtp (RFC 2033): to host and port, or to the Unix `socket` when given; smtp: to host and port.
+ *   Both through nodemailer's SMTPConnection, with MAIL FROM the original envelope sender and the
+ *   one recipient; the server's per-recipient reply is the outcome.
+ *
+ * It does not throw: every failure, including a bug's exception, is an outcome (unknown ones are
+ * transient, so that no message is failed to its sender by accident; the queue's give-up bounds them).
+ */
+export async function deliverLocally(target: DeliveryConfig, item: LocalDeliveryItem, options: LocalDeliveryOptions): Promise<LocalDeliveryOutcome> {
+  try {
+    switch (target.type) {
+      case 'maildir': {
+        // A domain's delivery still holding `{address}` is resolved here; a resolved one is unchanged.
+        const resolved = substituteAddress(target, item.recipient);
+        return await toMaildir(resolved.type === 'maildir' ? resolved.path : target.path, item, options);
+      }
+      case 'webhook':
+        return capTries(target, await toWebhook(target, item, options), options.tryNumber ?? 1);
+      case 'lmtp':
+        if (target.socket !== undefined) return await lmtpOverUnixSocket(target, item, options);
+        return await toRelay('lmtp', target.host, target.port, item, options);
+      case 'smtp':
+        return await toRelay('smtp', target.host, target.port, item, options);
+    }
+  } catch (err) {
+    return failure('local', err);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Maildir
+
+async function toMaildir(path: string, item: LocalDeliveryItem, options: LocalDeliveryOptions): Promise<LocalDeliveryOutcome> {
+  try {
+    const file = await deliverToMaildir(path, item.message, { hostname: options.hostname });
+    return { outcome: 'delivered', reply: { code: 250, enhanced: '2.0.0', text: 'maildir: delivered' }, location: file };
+  } catch (err) {
+    return failure('maildir', err);
+  }
+}
+
+/**
+ * A maildir (or other local) failure as an outcome with a synthesized reply (RFC 3463 codes):
+ * a full disk 452 4.3.1 (mail system full), a full quota 452 4.2.2 (mailbox full), a path that
+ * cannot be a maildir 451 4.3.5 (system incorrectly configured), other transient ones 451 4.3.0;
+ * permanent: a file too large 552 5.3.4 (message too big for system), else 554 5.3.0.
+ * With an errno, the text names it and the error code but not the path: it may end up in a DSN to
+ * the sender (the path is in `error`, for the log).
+ */
+function failure(what: 'maildir' | 'webhook' | 'local', err: unknown): LocalDeliveryOutcome {
+  const e = isHispError(err) ? err : new HispError('HISP_IO', err instanceof Error ? err.message : String(err), { transient: true, cause: err });
+  const errno = typeof e.details?.errno === 'string' ? e.details.errno : undefined;
+  const text = `${what}: ${errno === undefined ? e.message : `${errno} ${describeErrno(e)}`} [${e.code}]`.replace(/\s+/g, ' ');
+  let reply: RelayReply;
+  if (e.transient) {
+    if (errno === 'ENOSPC') reply = { code: 452, enhanced: '4.3.1', text };
+    else if (errno === 'EDQUOT') reply = { code: 452, enhanced: '4.2.2', text };
+    else if (e.code === 'HISP_CONFIG_INVALID') reply = { code: 451, enhanced: '4.3.5', text };
+    else reply = { code: 451, enhanced: '4.3.0', text };
+  } else {
+    reply = errno === 'EFBIG' ? { code: 552, enhanced: '5.3.4', text } : { code: 554, enhanced: '5.3.0', text };
+  }
+  return { outcome: e.transient ? 'transient' : 'permanent', reply, error: e };
+}
+
+/** "ENOSPC: no space left on device, open '/x'" → "no space left on device" (the path left out). */
+function describeErrno(e: HispError): string {
+  const m = /^[A-Z0-9_]+: ([^,]+)/.exec(e.cause instanceof Error ? e.cause.message : '');
+  return m ? `(${m[1]!.trim()})` : '';
+}
+
+// ------------------------------------------------------------------------------------------------
+// Webhook
+
+async function toWebhook(target: WebhookDelivery, item: LocalDeliveryItem, options: LocalDeliveryOptions): Promise<LocalDeliveryOutcome> {
+  const cache = options.webhooks ?? processWebhooks;
+  let deliverer = cache.get(target);
+  if (deliverer === undefined) {
+    try {
+      deliverer = new WebhookDeliverer(target);
+    } catch (err) {
+      return failure('webhook', err); // not cached: the next try reads the secret again
+    }
+    cache.set(target, deliverer);
+  }
+  let result: WebhookResult;
+  try {
+    result = await deliverer.deliver(item, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs });
+  } catch (err) {
+    return failure('webhook', err);
+  }
+  return { outcome: result.outcome, reply: webhookReply(result), location: result.deliveryId };
+}
+
+/**
+ * An HTTP outcome as an SMTP-style reply (RFC 3463 codes): 2xx `250 2.0.0 webhook 200 …`;
+ * no answer or no connection `451 4.4.1`; 429 and 503 `451 4.3.2` (system not accepting messages),
+ * 408 and other 5xx `451 4.3.0`; a redirect `554 5.3.5` (system incorrectly configured: the URL);
+ * 413 `552 5.3.4` (message too big), 401 and 403 `554 5.7.1` (delivery not authorized, usually
+ * the signature's secret), other 4xx `554 5.6.0`. The text carries the status and the first line of
+ * the response body.
+ */
+function webhookReply(r: WebhookResult): RelayReply {
+  const text = r.status === undefined ? `webhook ${r.failure ?? 'failure'}: ${r.text}` : `webhook ${r.status} ${r.text}`.trim();
+  if (r.outcome === 'delivered') return { code: 250, enhanced: '2.0.0', text };
+  if (r.failure === 'timeout' || r.failure === 'connection') return { code: 451, enhanced: '4.4.1', text };
+  if (r.failure === 'redirect') return { code: 554, enhanced: '5.3.5', text };
+  const status = r.status ?? 0;
+  if (r.outcome === 'transient') return { code: 451, enhanced: status === 429 || status === 503 ? '4.3.2' : '4.3.0', text };
+  if (status === 413) return { code: 552, enhanced: '5.3.4', text };
+  if (status === 401 || status === 403) return { code: 554, enhanced: '5.7.1', text };
+  return { code: 554, enhanced: '5.6.0', text };
+}
+
+/**
+ * The webhook's `retries` (tries after the first): a transient outcome of the last allowed try
+ * becomes permanent, 554 5.4.7 (delivery time expired), so that the queue fails it with a DSN
+ * instead of retrying until its own give-up time (whichever comes first ends the retries).
+ */
+function capTries(target: WebhookDelivery, r: LocalDeliveryOutcome, tryNumber: number): LocalDeliveryOutcome {
+  if (r.outcome !== 'transient' || tryNumber <= target.retries) return r;
+  return { ...r, outcome: 'permanent', reply: { code: 554, enhanced: '5.4.7', text: `gave up after ${tryNumber} tries: ${r.reply.code} ${r.reply.text}` } };
+}
+
+// ------------------------------------------------------------------------------------------------
+// LMTP and SMTP
+
+const CONNECT_TIMEOUT_MS = 30_000;
+const COMMAND_TIMEOUT_MS = 300_000;
+
+async function toRelay(kind: 'lmtp' | 'smtp', host: string, port: number, item: LocalDeliveryItem, options: LocalDeliveryOptions): Promise<LocalDeliveryOutcome> {
+  const r = await relayMessage(host, port, { from: item.sender, to: [item.recipient] }, item.message, {
+    name: options.hostname,
+    lmtp: kind === 'lmtp',
+    connectTimeoutMs: options.timeoutMs ?? CONNECT_TIMEOUT_MS,
+    socketTimeoutMs: options.timeoutMs ?? COMMAND_TIMEOUT_MS,
+  });
+  const one = r.recipients[0];
+  if (one === undefined) throw new HispError('HISP_USAGE', 'the relay returned no result for the recipient', { transient: true });
+  return { outcome: one.outcome, reply: one.reply, location: `${kind}://${host.includes(':') ? `[${host}]` : host}:${port}` };
+}
+
+/**
+ * LMTP over a Unix socket (Dovecot's /run/dovecot/lmtp, Cyrus's lmtp socket). relayMessage dials
+ * TCP only, and SMTPConnection's `socket` option connects by port and host; its `connection`
+ * option takes an open socket, so the socket is connected here (net.connect({ path })) and handed
+ * over. TLS is not offered to a local socket (ignoreTLS). The classification is relayMessage's:
+ * 2xx delivered, 4xx and connection failures transient, 5xx permanent.
+ */
+async function lmtpOverUnixSocket(target: LmtpDelivery, item: LocalDeliveryItem, options: LocalDeliveryOptions): Promise<LocalDeliveryOutcome> {
+  const path = target.socket ?? '';
+  const location = `lmtp:unix:${path}`;
+  const connectTimeoutMs = options.timeoutMs ?? CONNECT_TIMEOUT_MS;
+  let socket: Socket;
+  try {
+    socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect({ path });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new Error(`no connection to ${path} within ${connectTimeoutMs} ms`));
+      }, connectTimeoutMs);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        s.removeAllListeners('error');
+        resolve(s);
+      });
+      s.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+  } catch (err) {
+    return { outcome: 'transient', reply: nodemailerReply(err, 421, '4.4.1'), location };
+  }
+  const connection = new SMTPConnection({
+    connection: socket,
+    name: options.hostname,
+    lmtp: true,
+    ignoreTLS: true,
+    greetingTimeout: connectTimeoutMs,
+    socketTimeout: options.timeoutMs ?? COMMAND_TIMEOUT_MS,
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      connection.once('error', reject);
+      connection.connect(() => {
+        connection.removeListener('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    connection.close();
+    return { outcome: 'transient', reply: nodemailerReply(err, 421, '4.4.1'), location };
+  }
+  try {
+    const info = await new Promise<{ rejected: string[]; rejectedErrors?: unknown[]; response: string }>((resolve, reject) => {
+      connection.once('error', reject);
+      connection.send({ from: item.sender, to: [item.recipient] }, item.message, (err, result) => {
+        connection.removeListener('error', reject);
+        if (err) reject(err);
+        else resolve(result);
+      });
+    });
+    if (info.rejected.length > 0) {
+      // LMTP's per-recipient reply after DATA (RFC 2033 §4.2) refused our one recipient.
+      const reply = nodemailerReply(info.rejectedErrors?.[0], 450, '4.0.0');
+      return { outcome: reply.code >= 500 ? 'permanent' : 'transient', reply, location };
+    }
+    return { outcome: 'delivered', reply: parseReply(info.response, 250, '2.0.0'), location };
+  } catch (err) {
+    const reply = nodemailerReply(err, 451, '4.4.2');
+    return { outcome: reply.code >= 500 && reply.code !== 503 ? 'permanent' : 'transient', reply, location };
+  } finally {
+    connection.quit();
+  }
+}
+
+/** The server's reply carried by a nodemailer error, else a local one with the error's message. */
+function nodemailerReply(err: unknown, code: number, enhanced: string): RelayReply {
+  const e = err as { responseCode?: number; response?: string; message?: string } | undefined;
+  if (typeof e?.responseCode === 'number' && typeof e.response === 'string') return parseReply(e.response, e.responseCode, undefined);
+  return { code, enhanced, text: e?.message ?? String(err) };
+}

@@ -1,0 +1,38 @@
+import type { ConnectionOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import type { DomainRegistry } from '../admin/domain-registry.js';
+import type { HispConfig } from '../config/schema.js';
+import type { CertificateDiscovery } from '../discovery/certificate-discovery.js';
+import type { DnsClient } from '../discovery/dns-client.js';
+import type { RetrySchedule } from '../queue/retry-schedule.js';
+import type { SqliteQueue } from '../queue/sqlite-queue.js';
+import type { HispDatabase } from '../store/database.js';
+import type { InboundDedupe } from '../store/inbound-dedupe.js';
+import type { QuarantineStore } from '../store/quarantine-store.js';
+import type { TrackingStore } from '../store/tracking-store.js';
+import type { TrustValidator } from '../trust/trust-validator.js';
+
+/**
+ * Everything the running gateway's parts share: one database and queue, one DNS client (with its
+ * cache), one TrustValidator (CRL and AIA caches), the local domains. Built once by HispGateway.
+ */
+export interface GatewayContext {
+  readonly config: HispConfig;
+  readonly registry: DomainRegistry;
+  readonly db: HispDatabase;
+  readonly queue: SqliteQueue;
+  readonly tracking: TrackingStore;
+  readonly quarantine: QuarantineStore;
+  readonly dedupe: InboundDedupe;
+  readonly dns: DnsClient;
+  readonly discovery: CertificateDiscovery;
+  readonly validator: TrustValidator;
+  readonly schedule: RetrySchedule;
+  readonly logger: Logger;
+  /** TLS settings of the relay when a domain requires TLS (trust roots for tests, pinning). */
+  readonly relayTls?: ConnectionOptions;
+  /** The clock (ms), shared with the queue. */
+  readonly now: () => number;
+  /** Wakes the workers of a direction: new work was queued. */
+  readonly wake: (direction: 'outbound' | 'inbound') => void;
+}

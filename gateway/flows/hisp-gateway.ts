@@ -1,0 +1,206 @@
+import type { AddressInfo } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import { DomainRegistry } from '../admin/domain-registry.js';
+import type { HispConfig } from '../config/schema.js';
+import { createLogger } from '../core/logger.js';
+import { CertificateDiscovery } from '../discovery/certificate-discovery.js';
+import { DnsClient } from '../discovery/dns-client.js';
+import { RetrySchedule } from '../queue/retry-schedule.js';
+import { SqliteQueue } from '../queue/sqlite-queue.js';
+import { inboundHandlers } from '../smtp/inbound-edge.js';
+import { SmtpListener } from '../smtp/smtp-listener.js';
+import { submissionHandlers } from '../smtp/submission-edge.js';
+import { openDatabase } from '../store/database.js';
+import { InboundDedupe } from '../store/inbound-dedupe.js';
+import { QuarantineStore } from '../store/quarantine-store.js';
+import { HISP_MIGRATIONS } from '../store/schema.js';
+import { TrackingStore } from '../store/tracking-store.js';
+import { createHttpFetcher, FETCH_DEFAULTS } from '../trust/http-fetch.js';
+import { TrustValidator } from '../trust/trust-validator.js';
+import type { GatewayContext } from './gateway-context.js';
+import { describeError } from './notices.js';
+import { Notifier } from './notifier.js';
+import { ReceiveWorker } from './receive-worker.js';
+import { RelayWorker } from './relay-worker.js';
+
+export interface HispGatewayOptions {
+  config: HispConfig;
+  logger?: Logger;
+  /** TLS settings of the relay to other HISPs (trust roots when a domain requires TLS). */
+  relayTls?: ConnectionOptions;
+  /** How often idle workers look for due work (deferred deliveries, MDN time-outs); default 1000 ms. */
+  pollIntervalMs?: number;
+  /** How long stop() lets open SMTP sessions finish; default 30 s. */
+  closeTimeoutMs?: number;
+  /** Retry jitter (tests: `(ms) => ms`). */
+  jitter?: (delayMs: number) => number;
+}
+
+type Direction = 'outbound' | 'inbound';
+
+/**
+ * A running HISP: the submission and inbound SMTP listeners, the relay and receive workers, the
+ * notifier (DSNs, MDN time-outs) and housekeeping, on one SQLite store. `stop()` (SIGTERM) stops
+ * accepting, lets open SMTP transactions and the work in hand finish, then closes the store; work
+ * not started stays queued for the next start (leases of a killed process expire and are retried).
+ */
+export class HispGateway {
+  readonly ctx: GatewayContext;
+  private readonly listeners: { submission?: SmtpListener; inbound?: SmtpListener } = {};
+  private readonly addresses: { submission?: AddressInfo; inbound?: AddressInfo } = {};
+  private readonly waiters: Record<Direction | 'notifier', (() => void)[]> = { outbound: [], inbound: [], notifier: [] };
+  private readonly loops: Promise<void>[] = [];
+  private stopping = false;
+  private housekeeping: NodeJS.Timeout | undefined;
+  private readonly pollIntervalMs: number;
+
+  private constructor(
+    private readonly options: HispGatewayOptions,
+    ctx: Omit<GatewayContext, 'wake'>,
+  ) {
+    this.ctx = { ...ctx, wake: (d) => this.wake(d) };
+    this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+  }
+
+  static async start(options: HispGatewayOptions): Promise<HispGateway> {
+    const { config } = options;
+    const logger = options.logger ?? createLogger({ level: config.log.level });
+    const dns = new DnsClient({
+      ...(config.dns.servers.length > 0 ? { servers: config.dns.servers.map((s) => DnsClient.parseServer(s)) } : {}),
+      timeoutMs: config.dns.timeoutMs,
+      retries: config.dns.retries,
+    });
+    const lookup = dns.lookupFunction();
+    const fetcher = createHttpFetcher({ lookup });
+    const registry = DomainRegistry.load(config, { logger, lookup });
+    const db = openDatabase({ dataDir: config.dataDir, migrations: HISP_MIGRATIONS });
+    const queue = new SqliteQueue(db);
+    const ctx: Omit<GatewayContext, 'wake'> = {
+      config,
+      registry,
+      db,
+      queue,
+      tracking: new TrackingStore(db),
+      quarantine: new QuarantineStore(db, queue.messages),
+      dedupe: new InboundDedupe(db),
+      dns,
+      discovery: new CertificateDiscovery({
+        dns,
+        fetch: (url) => fetcher(url, { purpose: 'aia', ...FETCH_DEFAULTS.aia }),
+        ldap: { connectTimeoutMs: config.dns.timeoutMs, timeoutMs: config.dns.timeoutMs },
+      }),
+      validator: new TrustValidator({ fetcher }),
+      schedule: new RetrySchedule({
+        retrySchedule: config.queue.retrySchedule,
+        giveUpHours: config.queue.giveUpHours,
+        ...(options.jitter ? { jitter: options.jitter } : {}),
+      }),
+      logger,
+      ...(options.relayTls ? { relayTls: options.relayTls } : {}),
+      now: Date.now,
+    };
+    const gateway = new HispGateway(options, ctx);
+    try {
+      await gateway.run();
+    } catch (err) {
+      await gateway.stop();
+      throw err;
+    }
+    return gateway;
+  }
+
+  private async run(): Promise<void> {
+    const { config, logger } = this.ctx;
+    await this.ctx.registry.startBundles();
+    const orphans = await this.ctx.queue.messages.sweepOrphans();
+    if (orphans > 0) logger.info({ orphans }, 'removed message files of transactions that never committed');
+    for (let i = 0; i < config.queue.workers; i++) {
+      const relay = new RelayWorker(this.ctx, `relay-${process.pid}-${i}`);
+      const receive = new ReceiveWorker(this.ctx, `receive-${process.pid}-${i}`);
+      this.loops.push(this.loop('outbound', () => relay.runOnce()));
+      this.loops.push(this.loop('inbound', () => receive.runOnce()));
+    }
+    const notifier = new Notifier(this.ctx);
+    this.loops.push(this.loop('notifier', () => notifier.runOnce()));
+    this.housekeeping = setInterval(() => void this.tidy(), 3_600_000);
+    this.housekeeping.unref();
+    const common = { hostname: config.hostname, logger, ...(this.options.closeTimeoutMs !== undefined ? { closeTimeoutMs: this.options.closeTimeoutMs } : {}) };
+    if (config.submission.enabled) {
+      this.listeners.submission = new SmtpListener(config.submission, submissionHandlers(this.ctx), { ...common, name: 'submission', auth: true });
+      this.addresses.submission = await this.listeners.submission.listen();
+    }
+    if (config.inbound.enabled) {
+      this.listeners.inbound = new SmtpListener(config.inbound, inboundHandlers(this.ctx), { ...common, name: 'inbound', auth: false });
+      this.addresses.inbound = await this.listeners.inbound.listen();
+    }
+    logger.info({ domains: this.ctx.registry.names, workers: config.queue.workers, dataDir: config.dataDir }, 'hisp gateway started');
+  }
+
+  get submissionPort(): number | undefined {
+    return this.addresses.submission?.port;
+  }
+
+  get inboundPort(): number | undefined {
+    return this.addresses.inbound?.port;
+  }
+
+  /** Work is queued for a direction: wake its idle workers (and the notifier, which follows failures). */
+  private wake(direction: Direction): void {
+    for (const key of [direction, 'notifier'] as const) {
+      const list = this.waiters[key].splice(0);
+      for (const w of list) w();
+    }
+  }
+
+  private idle(key: Direction | 'notifier'): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, this.pollIntervalMs);
+      const list = this.waiters[key];
+      function done() {
+        clearTimeout(timer);
+        const i = list.indexOf(done);
+        if (i !== -1) list.splice(i, 1);
+        resolve();
+      }
+      list.push(done);
+    });
+  }
+
+  private async loop(key: Direction | 'notifier', round: () => Promise<number>): Promise<void> {
+    while (!this.stopping) {
+      let n = 0;
+      try {
+        n = await round();
+      } catch (err) {
+        this.ctx.logger.error({ worker: key, err: describeError(err) }, 'worker round failed');
+      }
+      if (n === 0 && !this.stopping) await this.idle(key);
+    }
+  }
+
+  private async tidy(): Promise<void> {
+    try {
+      const now = this.ctx.now();
+      const week = 7 * 86_400_000;
+      const purged = await this.ctx.queue.purge(new Date(now - week));
+      const pruned = await this.ctx.db.batch(() => this.ctx.dedupe.prune(this.ctx.config.dedupe.windowHours * 3_600_000, now) + this.ctx.tracking.purge(new Date(now - week)));
+      if (purged + pruned > 0) this.ctx.logger.info({ purged, pruned }, 'housekeeping');
+    } catch (err) {
+      this.ctx.logger.warn({ err: describeError(err) }, 'housekeeping failed');
+    }
+  }
+
+  /** Stops accepting, drains open SMTP transactions and the workers' current rounds, closes the store. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.housekeeping) clearInterval(this.housekeeping);
+    await Promise.all([this.listeners.submission?.close(), this.listeners.inbound?.close()]);
+    for (const key of ['outbound', 'inbound', 'notifier'] as const) for (const w of this.waiters[key].splice(0)) w();
+    await Promise.all(this.loops);
+    this.ctx.registry.stopBundles();
+    if (this.ctx.db.isOpen) await this.ctx.db.close();
+    this.ctx.logger.info('hisp gateway stopped');
+  }
+}

@@ -1,0 +1,277 @@
+import type { Logger } from 'pino';
+import { deliveryFor, findDomain, substituteAddress, type DeliveryConfig } from '../config/schema.js';
+import { DirectAddress } from '../core/direct-address.js';
+import { isHispError } from '../core/errors.js';
+import { deliverLocally } from '../delivery/local-delivery.js';
+import { notificationKind, parseMdn } from '../mdn/mdn-parser.js';
+import { notificationOptionsOf, type NotificationOptions } from '../mdn/notification-options.js';
+import { planMdns } from '../mdn/mdn-builder.js';
+import { parseDsn } from '../queue/dsn-parser.js';
+import type { DsnRecipient } from '../queue/dsn.js';
+import type { Delivery, RemoteReply } from '../queue/outbound-queue.js';
+import { replyForError } from '../smtp/reply-mapping.js';
+import { receivedField } from '../smtp/received-field.js';
+import type { StoredMessage } from '../store/message-store.js';
+import type { MdnKind } from '../store/tracking-store.js';
+import type { GatewayContext } from './gateway-context.js';
+import { describeError, dsnFor, kindOf, queueMdn, queueNotice } from './notices.js';
+import { processIncoming, type IncomingResult } from './process-incoming.js';
+
+const LEASE_MS = 5 * 60_000;
+
+/** What to do with a received message for one recipient after decryption and trust. */
+type Disposition =
+  | { action: 'deliver'; message: Buffer; mdn: boolean; options: NotificationOptions }
+  | { action: 'drop'; why: string };
+
+/**
+ * The receive side's worker (issue 5): leases inbound deliveries, decrypts and verifies each message
+ * for its recipient (every key of the domain, retired ones included) and checks the signer against
+ * the recipient's incoming anchors and bundles (R-TRU-5). A message that fails is kept in quarantine
+ * with the reason and gets no MDN. A trusted one gets a processed MDN (R-MDN-1), is delivered to the
+ * address's endpoint, then gets a dispatched MDN when the sender asked for it (R-MDN-5, R-MDN-6) or
+ * a failed one when delivery finally fails. MDNs and DSNs for messages this HISP sent update the
+ * tracking (R-MDN-7..9) and reach the edge only when timely and wanted; none is ever answered.
+ */
+export class ReceiveWorker {
+  private readonly log: Logger;
+
+  constructor(
+    private readonly ctx: GatewayContext,
+    readonly id: string,
+  ) {
+    this.log = ctx.logger.child({ component: 'receive', worker: id });
+  }
+
+  async runOnce(n = 20): Promise<number> {
+    const leased = await this.ctx.queue.lease(n, this.id, LEASE_MS, 'inbound');
+    for (const d of leased) {
+      try {
+        await this.receive(d);
+      } catch (err) {
+        this.log.error({ queueId: d.queueId, recipient: d.recipient, err: describeError(err) }, 'receive failed unexpectedly');
+        await this.retryOrFail(d, replyForError(err), undefined).catch(() => undefined);
+      }
+    }
+    return leased.length;
+  }
+
+  private async receive(d: Delivery): Promise<void> {
+    const message = this.ctx.queue.messages.get(d.queueId);
+    if (!message) return;
+    const log = this.log.child({ queueId: d.queueId, recipient: d.recipient, messageId: message.messageId });
+    const raw = await this.ctx.queue.body(d.queueId);
+    if (kindOf(message) === 'notice') {
+      await this.deliver(d, message, raw, undefined, log);
+      return;
+    }
+    const domain = DirectAddress.parse(d.recipient).domain;
+    const policy = this.ctx.registry.policy(domain);
+    let incoming: IncomingResult;
+    try {
+      incoming = await processIncoming(raw, {
+        credentials: this.ctx.registry.decryptors(domain),
+        anchors: this.ctx.registry.anchorsFor(d.recipient, 'incoming'),
+        allowSha1: policy.allowSha1,
+        revocation: policy.revocation,
+        validator: this.ctx.validator,
+        at: new Date(this.ctx.now()),
+      });
+    } catch (err) {
+      if (isHispError(err) && err.transient) {
+        log.info({ err: describeError(err) }, 'trust check failed for now: deferred');
+        await this.retryOrFail(d, replyForError(err), undefined);
+        return;
+      }
+      await this.refuse(d, message, raw, err, log);
+      return;
+    }
+    log.info({ signer: incoming.accepted[0]?.certificate.subject, sender: incoming.sender.toString() }, 'decrypted and trusted');
+    const inner = incoming.unwrapped.message;
+    const disposition = this.notification(inner, d, log) ?? this.plainMessage(inner);
+    if (disposition.action === 'drop') {
+      log.info({ why: disposition.why }, 'not delivered');
+      await this.ctx.queue.complete(d, { code: 250, enhanced: '2.0.0', text: disposition.why });
+      return;
+    }
+    if (disposition.mdn) {
+      const plan = planMdns(disposition.options);
+      if (plan.failedOnly !== undefined) {
+        await queueMdn(this.ctx, d, inner, 'failed', disposition.options, { failure: plan.failedOnly, finalDeliveryExtension: false });
+        await this.failInbound(d, { code: 554, enhanced: '5.6.0', text: plan.failedOnly });
+        return;
+      }
+      await queueMdn(this.ctx, d, inner, 'processed', disposition.options, { finalDeliveryExtension: false });
+    }
+    const trace = receivedField({
+      ...(typeof message.meta.helo === 'string' ? { helo: message.meta.helo } : {}),
+      ...(typeof message.meta.client === 'string' ? { remoteAddress: message.meta.client } : {}),
+      by: this.ctx.config.hostname,
+      protocol: message.meta.handoff === 'local' ? 'local' : message.meta.tls === true ? 'ESMTPS' : 'ESMTP',
+      id: d.queueId,
+      recipient: d.recipient,
+      date: new Date(message.receivedAt),
+    });
+    await this.deliver(d, message, Buffer.concat([trace, disposition.message]), disposition.mdn ? { inner, options: disposition.options } : undefined, log);
+  }
+
+  /** An ordinary message: delivered, with MDNs. */
+  private plainMessage(inner: Buffer): Disposition {
+    return { action: 'deliver', message: inner, mdn: true, options: notificationOptionsOf(inner) };
+  }
+
+  /**
+   * An MDN or DSN (never answered, RFC 8098 §3, RFC 3464): applied to the tracking of the message
+   * we sent, then passed to the edge only when timely and wanted (failures always; positive ones per
+   * `mdn.forwardPositive`); late and duplicate ones never reach the edge (issue 5). Undefined when
+   * `inner` is not a notification.
+   */
+  private notification(inner: Buffer, d: Delivery, log: Logger): Disposition | undefined {
+    let kind;
+    try {
+      kind = notificationKind(inner);
+    } catch {
+      return undefined;
+    }
+    if (kind !== 'mdn' && kind !== 'dsn') return undefined;
+    const options = notificationOptionsOf(inner);
+    const forward: Disposition = { action: 'deliver', message: inner, mdn: false, options };
+    const now = new Date(this.ctx.now());
+    const domain = findDomain(this.ctx.config, DirectAddress.parse(d.recipient).domain);
+    const forwardPositive = domain?.mdn.forwardPositive ?? 'processed';
+    try {
+      if (kind === 'mdn') {
+        const mdn = parseMdn(inner);
+        const recordAs: MdnKind | undefined = mdn.disposition === 'processed' || mdn.disposition === 'dispatched' ? mdn.disposition : mdn.disposition === 'failed' || mdn.disposition === 'denied' || mdn.disposition === 'deleted' ? 'failed' : undefined;
+        if (!mdn.originalMessageId || !mdn.finalRecipient || recordAs === undefined) return forward;
+        const r = this.ctx.tracking.record(mdn.originalMessageId, mdn.finalRecipient, recordAs, now);
+        log.info({ mdn: mdn.disposition, original: mdn.originalMessageId, finalRecipient: mdn.finalRecipient, status: r.status }, 'MDN received');
+        if (r.status === 'untracked') return forward;
+        if (r.status !== 'timely') return { action: 'drop', why: `MDN ${mdn.disposition} ${r.status}: not passed to the edge` };
+        if (recordAs === 'failed') return forward;
+        if (forwardPositive === 'processed' || (forwardPositive === 'dispatched' && recordAs === 'dispatched')) return forward;
+        return { action: 'drop', why: `MDN ${mdn.disposition} recorded (mdn.forwardPositive = ${forwardPositive})` };
+      }
+      const dsn = parseDsn(inner);
+      let timely = false;
+      let tracked = false;
+      for (const r of dsn.recipients) {
+        if (r.action !== 'failed' || !dsn.originalMessageId || !r.finalRecipient) continue;
+        const rec = this.ctx.tracking.record(dsn.originalMessageId, r.finalRecipient, 'failed', now);
+        tracked ||= rec.status !== 'untracked';
+        timely ||= rec.status === 'timely';
+      }
+      log.info({ original: dsn.originalMessageId, tracked, timely }, 'DSN received');
+      if (tracked && !timely) return { action: 'drop', why: 'DSN late or duplicate: not passed to the edge' };
+      return forward;
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'unreadable notification: delivered as it is');
+      return forward;
+    }
+  }
+
+  /**
+   * Not decryptable, not signed, not trusted: no delivery and no MDN; kept in quarantine with the
+   * reason. A plain DSN from an ordinary mail server still updates the tracking, marked
+   * unauthenticated, and the edge sender hears of the failure (issue 5).
+   */
+  private async refuse(d: Delivery, message: StoredMessage, raw: Buffer, err: unknown, log: Logger): Promise<void> {
+    const code = isHispError(err) ? err.code : 'HISP_IO';
+    const detail = err instanceof Error ? err.message : String(err);
+    log.warn({ code, detail }, 'quarantined');
+    if (code === 'HISP_SMIME_NOT_ENCRYPTED' || code === 'HISP_SMIME_NOT_SIGNED') await this.applyPlainDsn(raw, log).catch(() => undefined);
+    await this.ctx.db.batch(() => {
+      this.ctx.quarantine.add(message.queueId, code, detail);
+      this.ctx.queue.deliveries.fail(d, replyForError(err), this.ctx.now());
+      this.ctx.queue.markDsnQueued([d.id]); // the receive side answers with MDNs, never DSNs
+    });
+  }
+
+  private async applyPlainDsn(raw: Buffer, log: Logger): Promise<void> {
+    if (notificationKind(raw) !== 'dsn') return;
+    const dsn = parseDsn(raw);
+    if (!dsn.originalMessageId) return;
+    const note = `unauthenticated DSN from ${dsn.reportingMta ?? 'an unknown MTA'}`;
+    for (const r of dsn.recipients) {
+      if ((r.action !== 'failed' && r.action !== 'delayed') || !r.finalRecipient) continue;
+      if (r.action === 'delayed') {
+        log.info({ original: dsn.originalMessageId, recipient: r.finalRecipient }, `delay reported by an ${note}`);
+        continue;
+      }
+      const rec = this.ctx.tracking.record(dsn.originalMessageId, r.finalRecipient, 'failed', new Date(this.ctx.now()), note);
+      log.info({ original: dsn.originalMessageId, recipient: r.finalRecipient, status: rec.status }, `failure reported by an ${note}`);
+      if (rec.status !== 'timely' || !rec.entry) continue;
+      const sent = this.ctx.queue.messages.get(rec.entry.queueId);
+      if (!sent) continue;
+      const recipient: DsnRecipient = {
+        finalRecipient: r.finalRecipient,
+        action: 'failed',
+        status: r.status.startsWith('5') ? r.status : '5.0.0',
+        ...(r.diagnosticCode ? { diagnosticCode: r.diagnosticCode } : {}),
+        ...(r.remoteMta ? { remoteMta: r.remoteMta } : {}),
+        reason: `delivery failed, as reported by an ${note} (not signed: it could not be authenticated)`,
+      };
+      const built = dsnFor(this.ctx, sent, undefined, [recipient]);
+      await queueNotice(this.ctx, sent.mailFrom, built.message, built.messageId);
+    }
+  }
+
+  /** Delivers to the address's endpoint; MDNs after the outcome when `mdn` is given. */
+  private async deliver(d: Delivery, message: StoredMessage, bytes: Buffer, mdn: { inner: Buffer; options: NotificationOptions } | undefined, log: Logger): Promise<void> {
+    const target = this.targetFor(d.recipient);
+    if (!target) {
+      await this.failInbound(d, { code: 550, enhanced: '5.1.1', text: `no delivery configured for ${d.recipient}` });
+      if (mdn) await queueMdn(this.ctx, d, mdn.inner, 'failed', mdn.options, { failure: 'no such recipient', finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension });
+      return;
+    }
+    const outcome = await deliverLocally(
+      target,
+      { recipient: d.recipient, sender: message.mailFrom, messageId: message.messageId, queueId: d.queueId, receivedAt: message.receivedAt, message: bytes },
+      { hostname: this.ctx.config.hostname, tryNumber: d.attempts + 1 },
+    );
+    if (outcome.outcome === 'delivered') {
+      log.info({ endpoint: target.type, location: outcome.location }, 'delivered');
+      await this.ctx.queue.complete(d, outcome.reply);
+      if (mdn && planMdns(mdn.options).dispatched) {
+        await queueMdn(this.ctx, d, mdn.inner, 'dispatched', mdn.options, { finalDeliveryExtension: true });
+      }
+      return;
+    }
+    log.warn({ endpoint: target.type, outcome: outcome.outcome, reply: outcome.reply }, 'local delivery did not succeed');
+    if (outcome.outcome === 'transient') await this.retryOrFail(d, outcome.reply, mdn);
+    else {
+      await this.failInbound(d, outcome.reply);
+      if (mdn) await queueMdn(this.ctx, d, mdn.inner, 'failed', mdn.options, { failure: `${outcome.reply.code} ${outcome.reply.text}`, finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension });
+    }
+  }
+
+  private targetFor(address: string): DeliveryConfig | undefined {
+    const own = deliveryFor(this.ctx.config, address);
+    if (own) return own;
+    // Notices for an edge address not listed (a catch-all sender of its domain): the domain's delivery.
+    const domain = findDomain(this.ctx.config, DirectAddress.parse(address).domain);
+    return domain ? substituteAddress(domain.delivery, address) : undefined;
+  }
+
+  private async failInbound(d: Delivery, reply: RemoteReply): Promise<void> {
+    await this.ctx.db.batch(() => {
+      this.ctx.queue.deliveries.fail(d, reply, this.ctx.now());
+      this.ctx.queue.markDsnQueued([d.id]);
+    });
+  }
+
+  private async retryOrFail(d: Delivery, reply: RemoteReply, mdn: { inner: Buffer; options: NotificationOptions } | undefined): Promise<void> {
+    const next = this.ctx.schedule.next(d.attempts + 1, d.receivedAt, new Date(this.ctx.now()));
+    if (next.action === 'retry') {
+      await this.ctx.queue.defer(d, reply, next.at);
+      return;
+    }
+    await this.failInbound(d, reply);
+    if (mdn) {
+      await queueMdn(this.ctx, d, mdn.inner, 'failed', mdn.options, {
+        failure: `delivery kept failing: ${reply.code} ${reply.text}`,
+        finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension,
+      });
+    }
+  }
+}

@@ -1,0 +1,128 @@
+import { randomBytes } from 'node:crypto';
+import type { SMTPServerSession } from 'smtp-server';
+import { MimeEntity } from '../agent/mime-entity.js';
+import { verifyPassword } from '../config/password-hash.js';
+import type { SubmissionUser } from '../config/schema.js';
+import { DirectAddress } from '../core/direct-address.js';
+import { HispError } from '../core/errors.js';
+import { rfc5322Date } from '../core/rfc5322-date.js';
+import type { GatewayContext } from '../flows/gateway-context.js';
+import { addRequestHeaders } from '../mdn/notification-options.js';
+import { receivedField, withProtocol } from './received-field.js';
+import type { SmtpEdgeHandlers, SmtpTransaction } from './smtp-listener.js';
+
+/** True when `user` may send as `address`: listed as such, or `@domain` of its domain (case-insensitive). */
+export function mayUse(user: SubmissionUser, address: string): boolean {
+  let a: DirectAddress;
+  try {
+    a = DirectAddress.parse(address);
+  } catch {
+    return false;
+  }
+  const full = a.toString().toLowerCase();
+  return user.mayUseAddresses.some((m) => {
+    const x = m.toLowerCase();
+    return x.startsWith('@') ? x.slice(1) === a.domain : x === full;
+  });
+}
+
+/** A scrypt hash to verify against for unknown users, so that the reply time does not tell which user names exist. */
+const UNKNOWN_USER_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+
+/**
+ * The submission port (RFC 6409) for edge systems (EHRs): AUTH PLAIN/LOGIN against the configured
+ * accounts, each allowed to send as its addresses or domains (envelope sender and From field); any
+ * recipient (the relay is the point). The message is stored with a Received field, a Message-ID and
+ * Date when it had none (RFC 6409 §8.3), and the MDN request of R-MDN-4 (Disposition-Notification-To,
+ * Disposition-Notification-Options with X-DIRECT-FINAL-DESTINATION-DELIVERY unless the domain turns it
+ * off); nothing else of what was submitted changes. 250 only after the commit.
+ */
+export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
+  const users = new Map(ctx.config.submission.users.map((u) => [u.username.toLowerCase(), u]));
+  const userOf = (session: SMTPServerSession): SubmissionUser => {
+    const name = typeof session.user === 'string' ? session.user : '';
+    const user = users.get(name.toLowerCase());
+    if (!user) throw new HispError('HISP_SMTP_AUTH_REQUIRED', 'authentication required');
+    return user;
+  };
+  return {
+    async authenticate(username, password) {
+      const user = users.get(username.toLowerCase());
+      const ok = await verifyPassword(password, user?.passwordHash ?? UNKNOWN_USER_HASH).catch(() => false);
+      return ok && user !== undefined;
+    },
+    mailFrom(address, session) {
+      const user = userOf(session);
+      if (address === '') throw new HispError('HISP_SMTP_SENDER_NOT_ALLOWED', 'the null sender cannot submit messages');
+      if (!mayUse(user, address)) throw new HispError('HISP_SMTP_SENDER_NOT_ALLOWED', `sender ${address} is not allowed for user ${user.username}`);
+    },
+    rcptTo(address) {
+      try {
+        DirectAddress.parse(address);
+      } catch {
+        throw new HispError('HISP_SMTP_BAD_ADDRESS', `not a valid recipient address: ${address.slice(0, 100)}`);
+      }
+    },
+    async message(tx: SmtpTransaction): Promise<string> {
+      const user = userOf(tx.session);
+      let entity: MimeEntity;
+      try {
+        entity = MimeEntity.parse(tx.body);
+      } catch (err) {
+        throw err instanceof HispError ? err : new HispError('HISP_MIME_MALFORMED', 'the header section cannot be read');
+      }
+      const fromField = entity.header('from');
+      if (!fromField) throw new HispError('HISP_MIME_MALFORMED', 'the message has no From field (RFC 5322 §3.6)');
+      let from: DirectAddress;
+      try {
+        from = DirectAddress.fromHeader(fromField);
+      } catch {
+        throw new HispError('HISP_MIME_MALFORMED', 'the From field holds no address');
+      }
+      if (!mayUse(user, from.toString())) {
+        throw new HispError('HISP_SMTP_SENDER_NOT_ALLOWED', `From address ${from.toString()} is not allowed for user ${user.username}`);
+      }
+      if (!ctx.registry.isLocalDomain(from.domain)) {
+        throw new HispError('HISP_SMTP_SENDER_NOT_ALLOWED', `From address ${from.toString()} is not in a local domain`);
+      }
+      if (!entity.header('to') && !entity.header('cc') && !entity.header('bcc')) {
+        throw new HispError('HISP_MIME_MALFORMED', 'the message has no To, Cc or Bcc field');
+      }
+      const now = new Date(ctx.now());
+      let added = '';
+      let messageId = entity.header('message-id')?.trim();
+      if (!messageId) {
+        messageId = `<${randomBytes(16).toString('hex')}@${ctx.config.hostname}>`;
+        added += `Message-ID: ${messageId}\r\n`;
+      }
+      if (!entity.header('date')) added += `Date: ${rfc5322Date(now)}\r\n`;
+      const domain = ctx.registry.domainConfig(from.domain);
+      // The notification request (R-MDN-4) goes to the envelope sender: the edge system hears back there.
+      const requested = addRequestHeaders(tx.body, tx.mailFrom, { finalDelivery: domain.mdn.requestFinalDelivery });
+      const trace = receivedField({
+        helo: tx.session.hostNameAppearsAs,
+        remoteAddress: tx.session.remoteAddress,
+        by: ctx.config.hostname,
+        protocol: withProtocol(true, tx.session.secure, true),
+        ...(tx.recipients.length === 1 && tx.recipients[0] ? { recipient: tx.recipients[0] } : {}),
+        date: now,
+      });
+      const body = Buffer.concat([trace, Buffer.from(added, 'latin1'), requested]);
+      const queueId = await ctx.queue.enqueue(
+        {
+          direction: 'outbound',
+          mailFrom: tx.mailFrom,
+          recipients: tx.recipients,
+          submittedBy: user.username,
+          messageId,
+          receivedAt: now,
+          meta: { client: tx.session.remoteAddress, helo: tx.session.hostNameAppearsAs, tls: tx.session.secure },
+        },
+        body,
+      );
+      tx.log.info({ queueId, messageId, user: user.username, recipients: tx.recipients.length, size: body.length }, 'submitted');
+      ctx.wake('outbound');
+      return `2.0.0 Ok: queued as ${queueId}`;
+    },
+  };
+}
