@@ -25,7 +25,14 @@ export const DEVELOPMENT_USER = 'dev';
  * certificate) and one account `dev` whose random password is kept in the data folder, inbound on
  * 127.0.0.1:5525. Built through the same validation as a configuration file.
  */
-export async function embeddedDefault(dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<EmbeddedDefault> {
+export interface EmbeddedPorts {
+  /** Default 5587. */
+  submission?: number;
+  /** Default 5525. */
+  inbound?: number;
+}
+
+export async function embeddedDefault(dataDir: string, ports: EmbeddedPorts = {}, env: NodeJS.ProcessEnv = process.env): Promise<EmbeddedDefault> {
   const domain = await ensureDevelopmentDomain(dataDir);
   const passwordFile = join(dataDir, 'private', 'submission-password');
   let password: string;
@@ -39,11 +46,12 @@ export async function embeddedDefault(dataDir: string, env: NodeJS.ProcessEnv = 
     dataDir,
     submission: {
       host: '127.0.0.1',
+      ...(ports.submission !== undefined ? { port: ports.submission } : {}),
       tlsCert: domain.certificate,
       tlsKey: domain.key,
       users: [{ username: DEVELOPMENT_USER, passwordHash: await hashPassword(password), mayUseAddresses: [`@${domain.domain}`] }],
     },
-    inbound: { host: '127.0.0.1' },
+    inbound: { host: '127.0.0.1', ...(ports.inbound !== undefined ? { port: ports.inbound } : {}) },
     domains: [
       {
         name: domain.domain,

@@ -4,11 +4,24 @@ import { embeddedDefault } from '../admin/embedded-default.js';
 import { inspectConfig } from '../config/load-config.js';
 import type { HispConfig } from '../config/schema.js';
 import { createLogger } from '../core/logger.js';
+import { HispError } from '../core/errors.js';
 import { HispGateway } from '../flows/hisp-gateway.js';
+
+/** Where the banner shows the submission port, known only once listening (--submission-port 0). */
+const SUBMISSION_PORT = '{submission-port}';
 
 interface StartFlags {
   dataDir?: string;
   config?: string;
+  submissionPort?: string;
+  inboundPort?: string;
+}
+
+function portFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new HispError('HISP_USAGE', `${flag} must be a port number (0-65535; 0: any free port)`);
+  return n;
 }
 
 /**
@@ -30,18 +43,25 @@ export function registerStart(program: Command): void {
     )
     .option('--config <file>', 'configuration file (TOML; see config/hisp.example.toml); default $HISP_CONFIG')
     .option('--data-dir <dir>', 'data folder of the embedded default (default ./hisp-data or $HISP_DATA_DIR)')
+    .option('--submission-port <port>', 'embedded default: submission port (default 5587; 0: any free port)')
+    .option('--inbound-port <port>', 'embedded default: inbound port (default 5525; 0: any free port)')
     .action(async (flags: StartFlags) => {
       const configFile = flags.config ?? (process.env.HISP_CONFIG || undefined);
       let config: HispConfig;
       let banner: string;
+      const ports = { submission: portFlag(flags.submissionPort, '--submission-port'), inbound: portFlag(flags.inboundPort, '--inbound-port') };
       if (configFile !== undefined) {
+        if (ports.submission !== undefined || ports.inbound !== undefined) throw new HispError('HISP_USAGE', 'with --config, set the ports in the configuration file');
         const report = inspectConfig(configFile);
         for (const w of report.warnings) process.stderr.write(`hisp: warning: ${w.path}: ${w.message}\n`);
         config = report.config;
         banner = `hisp: configuration ${configFile}: domains ${config.domains.map((d) => d.name).join(', ')}\n`;
       } else {
         const dataDir = resolve(flags.dataDir ?? process.env.HISP_DATA_DIR ?? 'hisp-data');
-        const dev = await embeddedDefault(dataDir);
+        const dev = await embeddedDefault(dataDir, {
+          ...(ports.submission !== undefined ? { submission: ports.submission } : {}),
+          ...(ports.inbound !== undefined ? { inbound: ports.inbound } : {}),
+        });
         config = dev.config;
         const rel = (p: string) => relative(process.cwd(), p) || '.';
         const d = dev.domain.domain;
@@ -49,13 +69,13 @@ export function registerStart(program: Command): void {
           `hisp: embedded default in ${rel(dataDir)} (${dev.domain.created ? 'created' : 'reused'}): development domain ${d}, ` +
           `anchor ${rel(dev.domain.anchor)}; submission password in ${rel(dev.passwordFile)}\n` +
           'hisp: send a first message (it is signed, encrypted, decrypted, verified and delivered to a Maildir, with an MDN back):\n\n' +
-          `  swaks --server 127.0.0.1:${config.submission.port} --tls --auth-user ${dev.username} --auth-password '${dev.password}' \\\n` +
+          `  swaks --server 127.0.0.1:${SUBMISSION_PORT} --tls --auth-user ${dev.username} --auth-password '${dev.password}' \\\n` +
           `    --from provider@${d} --to patient@${d} --header 'Subject: Hello Direct'\n\n` +
           `hisp: then look in ${rel(dataDir)}/maildir/patient@${d}/new (the message) and ${rel(dataDir)}/maildir/provider@${d}/new (the MDN)\n`;
       }
       const logger = createLogger({ level: config.log.level });
       const gateway = await HispGateway.start({ config, logger });
-      process.stdout.write(banner);
+      process.stdout.write(banner.replace(SUBMISSION_PORT, String(gateway.submissionPort ?? config.submission.port)));
       process.stdout.write(
         `hisp: listening: submission ${gateway.submissionPort ?? 'off'}, inbound ${gateway.inboundPort ?? 'off'} (SIGTERM or Ctrl-C to stop)\n`,
       );
