@@ -184,6 +184,7 @@ export class ReceiveWorker {
       this.ctx.quarantine.add(message.queueId, code, detail);
       this.ctx.queue.deliveries.fail(d, replyForError(err), this.ctx.now());
       this.ctx.queue.markDsnQueued([d.id]); // the receive side answers with MDNs, never DSNs
+      this.forget(message, d);
     });
   }
 
@@ -254,10 +255,21 @@ export class ReceiveWorker {
   }
 
   private async failInbound(d: Delivery, reply: RemoteReply): Promise<void> {
+    const message = this.ctx.queue.messages.get(d.queueId);
     await this.ctx.db.batch(() => {
       this.ctx.queue.deliveries.fail(d, reply, this.ctx.now());
       this.ctx.queue.markDsnQueued([d.id]);
+      if (message) this.forget(message, d);
     });
+  }
+
+  /**
+   * A message that was not delivered is no longer "already received": the sender may send it again
+   * (after the operator added its anchor, after the endpoint was repaired) and that copy must be
+   * processed, not swallowed by the de-duplication meant for deliveries (issue 5).
+   */
+  private forget(message: StoredMessage, d: Delivery): void {
+    if (message.messageId !== null && kindOf(message) === undefined) this.ctx.dedupe.forget(message.mailFrom, message.messageId, d.recipient);
   }
 
   private async retryOrFail(d: Delivery, reply: RemoteReply, mdn: { inner: Buffer; options: NotificationOptions } | undefined): Promise<void> {
