@@ -208,7 +208,7 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
   }
   const queue = {
     retrySchedule,
-    giveUpHours: queueSection.number('giveUpHours', DEFAULTS.queue.giveUpHours, 0.01, 720),
+    giveUpHours: queueSection.number('giveUpHours', DEFAULTS.queue.giveUpHours, 0.001, 720), // 0.001 h = 3.6 s: test set-ups
     workers: queueSection.int('workers', DEFAULTS.queue.workers, 1, 256),
   };
   queueSection.done();

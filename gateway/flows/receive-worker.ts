@@ -242,7 +242,7 @@ export class ReceiveWorker {
     if (outcome.outcome === 'transient') await this.retryOrFail(d, outcome.reply, mdn);
     else {
       await this.failInbound(d, outcome.reply);
-      if (mdn) await queueMdn(this.ctx, d, mdn.inner, 'failed', mdn.options, { failure: `${outcome.reply.code} ${outcome.reply.text}`, finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension });
+      if (mdn) await queueMdn(this.ctx, d, mdn.inner, 'failed', mdn.options, { failure: publicFailure('the final destination refused the message', outcome.reply), finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension });
     }
   }
 
@@ -281,9 +281,18 @@ export class ReceiveWorker {
     await this.failInbound(d, reply);
     if (mdn) {
       await queueMdn(this.ctx, d, mdn.inner, 'failed', mdn.options, {
-        failure: `delivery kept failing: ${reply.code} ${reply.text}`,
+        failure: publicFailure('delivery kept failing', reply),
         finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension,
       });
     }
   }
+}
+
+/**
+ * The Failure text of a failed MDN, which goes to another organisation: the reply codes only, never
+ * the reply text (it may name internal hosts, ports or paths: `connect ECONNREFUSED 10.0.0.5:24`).
+ * The whole reply stays in the delivery's record for the operator (`hisp status`).
+ */
+function publicFailure(what: string, reply: RemoteReply): string {
+  return `${what} (${reply.code}${reply.enhanced ? ` ${reply.enhanced}` : ''})`;
 }
