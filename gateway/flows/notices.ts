@@ -119,11 +119,13 @@ export function codeInReply(reply: RemoteReply | null): HispErrorCode | undefine
 /** A failed delivery as a DSN recipient, with the reason the edge user can read. */
 export function dsnRecipientFor(recipient: string, reply: RemoteReply | null, giveUpHours: number, at: Date | null): DsnRecipient {
   const options = at ? { lastAttemptDate: at } : {};
+  // A transient reply that ended the delivery means the give-up time passed, whatever caused it
+  // (a remote 4xx, even one carrying a hisp code of the peer, or a discovery time-out here).
+  if (reply !== null && reply.code < 500) return failedRecipient(recipient, { kind: 'expired', hours: giveUpHours, lastError: `${reply.code} ${reply.enhanced ?? ''} ${reply.text}` }, options);
   const code = codeInReply(reply);
   if (code === 'HISP_DISCOVERY_NO_CERT') return failedRecipient(recipient, { kind: 'no-certificate' }, options);
   if (code !== undefined) return failedRecipient(recipient, { kind: 'error', error: new HispError(code, reply?.text.replace(/\s*\[HISP_[A-Z0-9_]+\]\s*$/, '') ?? code) }, options);
   if (reply === null) return failedRecipient(recipient, { kind: 'error', error: new HispError('HISP_IO', 'delivery failed') }, options);
-  if (reply.code < 500) return failedRecipient(recipient, { kind: 'expired', hours: giveUpHours, lastError: `${reply.code} ${reply.enhanced ?? ''} ${reply.text}` }, options);
   return failedRecipient(recipient, { kind: 'rejected', reply }, options);
 }
 

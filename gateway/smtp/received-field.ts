@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { rfc5322Date } from '../core/rfc5322-date.js';
 
 export interface ReceivedTrace {
@@ -26,8 +27,21 @@ export function withProtocol(esmtp: boolean, tls: boolean, authenticated: boolea
  */
 export function receivedField(t: ReceivedTrace): Buffer {
   const clean = (s: string) => s.replace(/[^\x21-\x7e]/g, '').slice(0, 200);
-  const from = t.helo !== undefined || t.remoteAddress !== undefined ? `from ${clean(t.helo ?? 'unknown')}${t.remoteAddress ? ` ([${clean(t.remoteAddress)}])` : ''}\r\n\t` : '';
+  // The HELO name is the client's text: no comment or clause delimiters may come through.
+  const helo = clean(t.helo ?? '').replace(/[()<>;\\"[\]]/g, '') || 'unknown';
+  const from = t.helo !== undefined || t.remoteAddress !== undefined ? `from ${helo}${t.remoteAddress ? ` (${addressLiteral(t.remoteAddress)})` : ''}\r\n\t` : '';
   const id = t.id ? ` id ${clean(t.id)}` : '';
   const forPart = t.recipient ? `\r\n\tfor <${clean(t.recipient)}>` : '';
   return Buffer.from(`Received: ${from}by ${clean(t.by)} (hisp) with ${clean(t.protocol)}${id}${forPart};\r\n\t${rfc5322Date(t.date)}\r\n`, 'latin1');
+}
+
+/**
+ * A client address as an RFC 5321 §4.1.3 address literal: `[192.0.2.1]`, `[IPv6:2001:db8::1]`; an
+ * IPv4-mapped IPv6 address (a dual-stack listener) as the IPv4 it is.
+ */
+export function addressLiteral(address: string): string {
+  const a = address.replace(/[^0-9A-Fa-f:.]/g, '');
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(a);
+  if (mapped) return `[${mapped[1]}]`;
+  return isIP(a) === 6 ? `[IPv6:${a}]` : `[${a}]`;
 }

@@ -1,0 +1,145 @@
+import type { SMTPServerSession } from 'smtp-server';
+import { describe, expect, it } from 'vitest';
+import { hispError, hispRejection } from '../../test/helpers/hisp-error.js';
+import type { SubmissionUser } from '../config/schema.js';
+import { createLogger } from '../core/logger.js';
+import type { GatewayContext } from '../flows/gateway-context.js';
+import type { MessageEnvelope } from '../store/message-store.js';
+import type { SmtpTransaction } from './smtp-listener.js';
+import { mayUse, submissionHandlers } from './submission-edge.js';
+
+const user = (mayUseAddresses: string[]): SubmissionUser => ({ username: 'ehr', passwordHash: 'unused', mayUseAddresses });
+
+describe('mayUse', () => {
+  it('allows an address listed as such', () => {
+    expect(mayUse(user(['provider@direct.example.org']), 'provider@direct.example.org')).toBe(true);
+  });
+
+  it('refuses another address of the same domain when only one address is listed', () => {
+    expect(mayUse(user(['provider@direct.example.org']), 'nurse@direct.example.org')).toBe(false);
+  });
+
+  it('allows any address of a domain listed as @domain', () => {
+    const u = user(['@direct.example.org']);
+    expect(mayUse(u, 'provider@direct.example.org')).toBe(true);
+    expect(mayUse(u, 'nurse@direct.example.org')).toBe(true);
+  });
+
+  it('compares case-insensitively, both the entry and the address, local part and domain', () => {
+    expect(mayUse(user(['Provider@Direct.Example.org']), 'PROVIDER@direct.EXAMPLE.ORG')).toBe(true);
+    expect(mayUse(user(['@DIRECT.example.org']), 'provider@Direct.Example.Org')).toBe(true);
+  });
+
+  it('accepts the address in angle brackets and with a trailing dot on the domain', () => {
+    expect(mayUse(user(['@direct.example.org']), '<provider@direct.example.org>')).toBe(true);
+    expect(mayUse(user(['@direct.example.org']), 'provider@direct.example.org.')).toBe(true);
+  });
+
+  it('refuses another domain, a subdomain, a parent domain and a look-alike', () => {
+    const u = user(['@direct.example.org', 'provider@direct.example.org']);
+    expect(mayUse(u, 'provider@other.example.org')).toBe(false);
+    expect(mayUse(u, 'provider@sub.direct.example.org')).toBe(false);
+    expect(mayUse(u, 'provider@example.org')).toBe(false);
+    expect(mayUse(u, 'provider@evildirect.example.org')).toBe(false);
+    expect(mayUse(u, 'provider@direct.example.org.evil.test')).toBe(false);
+  });
+
+  it('refuses an address whose domain is the allowed one only in its local part', () => {
+    expect(mayUse(user(['@direct.example.org']), 'x@direct.example.org@evil.test')).toBe(false);
+    expect(mayUse(user(['provider@direct.example.org']), 'provider@direct.example.org@evil.test')).toBe(false);
+  });
+
+  it('refuses garbage', () => {
+    const u = user(['@direct.example.org', 'provider@direct.example.org']);
+    for (const g of ['', ' ', 'provider', '@direct.example.org', 'provider@', 'pro vider@direct.example.org', '<>', 'a@b@', '\u0000']) {
+      expect(mayUse(u, g), JSON.stringify(g)).toBe(false);
+    }
+  });
+
+  it('refuses everything for an account with no entries', () => {
+    expect(mayUse(user([]), 'provider@direct.example.org')).toBe(false);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// The handlers, on a context that records what would be queued.
+
+interface Queued {
+  envelope: MessageEnvelope;
+  body: string;
+}
+
+function fakeContext(queued: Queued[]): GatewayContext {
+  const ctx = {
+    config: {
+      hostname: 'hisp.example.org',
+      submission: {
+        users: [{ username: 'ehr', passwordHash: 'unused', mayUseAddresses: ['@direct.example.org'] }],
+      },
+    },
+    registry: {
+      isLocalDomain: (d: string) => d.toLowerCase() === 'direct.example.org',
+      domainConfig: () => ({ mdn: { requestFinalDelivery: true } }),
+    },
+    queue: {
+      enqueue: (envelope: MessageEnvelope, body: Uint8Array) => {
+        queued.push({ envelope, body: Buffer.from(body).toString('latin1') });
+        return Promise.resolve(`Q${queued.length}`);
+      },
+    },
+    now: () => Date.parse('2026-11-25T10:00:00Z'),
+    wake: () => undefined,
+  };
+  return ctx as unknown as GatewayContext;
+}
+
+function session(user: string | undefined, secure = true): SMTPServerSession {
+  return { id: 's1', user, secure, remoteAddress: '192.0.2.7', hostNameAppearsAs: 'ehr.clinic.test', envelope: { mailFrom: false, rcptTo: [] } } as unknown as SMTPServerSession;
+}
+
+function tx(recipients: string[], body: string, user: string | undefined = 'ehr'): SmtpTransaction {
+  return { session: session(user), mailFrom: 'provider@direct.example.org', recipients, body: Buffer.from(body, 'latin1'), log: createLogger({ level: 'silent' }) };
+}
+
+const MESSAGE = 'From: Dr. P <provider@direct.example.org>\r\nTo: patient@other.test\r\nSubject: x\r\nMessage-ID: <m1@ehr.test>\r\nDate: Wed, 25 Nov 2026 09:00:00 +0000\r\n\r\nbody\r\n';
+
+describe('submissionHandlers', () => {
+  it('mailFrom refuses a sender the account may not use (HISP_SMTP_SENDER_NOT_ALLOWED) and the null sender', () => {
+    const h = submissionHandlers(fakeContext([]));
+    expect(() => h.mailFrom('provider@direct.example.org', session('ehr'))).not.toThrow();
+    expect(hispError(() => h.mailFrom('provider@other.test', session('ehr'))).code).toBe('HISP_SMTP_SENDER_NOT_ALLOWED');
+    expect(hispError(() => h.mailFrom('', session('ehr'))).code).toBe('HISP_SMTP_SENDER_NOT_ALLOWED');
+    expect(hispError(() => h.mailFrom('provider@direct.example.org', session(undefined))).code).toBe('HISP_SMTP_AUTH_REQUIRED');
+  });
+
+  it('rcptTo refuses what is not an address (HISP_SMTP_BAD_ADDRESS), takes any domain', () => {
+    const h = submissionHandlers(fakeContext([]));
+    expect(() => h.rcptTo('patient@anywhere.test', session('ehr'))).not.toThrow();
+    expect(hispError(() => h.rcptTo('not an address', session('ehr'))).code).toBe('HISP_SMTP_BAD_ADDRESS');
+  });
+
+  it('adds a Received field naming the recipient when there is one recipient', async () => {
+    const queued: Queued[] = [];
+    const reply = await submissionHandlers(fakeContext(queued)).message(tx(['patient@other.test'], MESSAGE));
+    expect(reply).toBe('2.0.0 Ok: queued as Q1');
+    expect(queued[0]!.body).toMatch(/^Received: from ehr\.clinic\.test \(\[192\.0\.2\.7\]\)\r\n\tby hisp\.example\.org \(hisp\) with ESMTPSA\r\n\tfor <patient@other\.test>;\r\n\t/);
+  });
+
+  it('does not name recipients in the Received field when there are several (RFC 5321 §7.2)', async () => {
+    const queued: Queued[] = [];
+    await submissionHandlers(fakeContext(queued)).message(tx(['patient@other.test', 'bcc@other.test'], MESSAGE));
+    const received = /^Received:[^]*?\r\n(?![ \t])/.exec(queued[0]!.body)?.[0] ?? '';
+    expect(received).toMatch(/^Received: /);
+    expect(received).not.toMatch(/\sfor\s/);
+    expect(received).not.toContain('patient@other.test');
+    expect(received).not.toContain('bcc@other.test');
+    expect(queued[0]!.envelope.recipients).toEqual(['patient@other.test', 'bcc@other.test']);
+  });
+
+  it('refuses a From address the account may not use, and queues nothing', async () => {
+    const queued: Queued[] = [];
+    const err = await hispRejection(submissionHandlers(fakeContext(queued)).message(tx(['patient@other.test'], MESSAGE.replace('provider@direct.example.org', 'someone@other.test'))));
+    expect(err.code).toBe('HISP_SMTP_SENDER_NOT_ALLOWED');
+    expect(queued).toEqual([]);
+  });
+});

@@ -1,0 +1,191 @@
+/**
+ * `hisp start` as a user runs it: the embedded default in a fresh data folder on free ports, one
+ * message submitted over STARTTLS + AUTH, delivered to the Maildir with the processed and
+ * dispatched MDNs back at the sender, then SIGTERM drains and exits 0. And the two ways a
+ * configuration file can stop the start: missing, or invalid (exit 1, the key path named).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseMdn } from '../../gateway/mdn/mdn-parser.js';
+import { ensureBuilt, REPO_ROOT } from '../helpers/openssl.js';
+import { credentialPaths } from '../helpers/pki.js';
+
+const HISP = path.join(REPO_ROOT, 'bin', 'hisp.js');
+const work = mkdtempSync(path.join(tmpdir(), 'hisp-start-cmd-'));
+
+/** The environment of a user who set none of hisp's variables. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  const { HISP_CONFIG: _c, HISP_DATA_DIR: _d, HISP_LOG_LEVEL: _l, ...rest } = process.env;
+  return { ...rest, HISP_LOG_LEVEL: 'warn' };
+}
+
+interface Running {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function startHisp(args: string[]): Running {
+  const child = spawn(process.execPath, [HISP, ...args], { cwd: work, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs = 20_000, context: () => string = () => ''): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${context()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function maildirNew(dir: string): Buffer[] {
+  const d = path.join(dir, 'new');
+  if (!existsSync(d)) return [];
+  return readdirSync(d)
+    .sort()
+    .map((f) => readFileSync(path.join(d, f)));
+}
+
+beforeAll(() => {
+  ensureBuilt();
+}, 180_000);
+
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('hisp start (embedded default)', () => {
+  const dataDir = path.join(work, 'data');
+  let hisp: Running;
+  let submissionPort = 0;
+
+  beforeAll(async () => {
+    hisp = startHisp(['start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0']);
+    const m = await waitFor(
+      'the "listening" line',
+      () => {
+        if (hisp.child.exitCode !== null) throw new Error(`hisp start exited ${hisp.child.exitCode}:\n${hisp.stdout()}\n${hisp.stderr()}`);
+        return /^hisp: listening: submission (\d+), inbound (\d+)/m.exec(hisp.stdout()) ?? undefined;
+      },
+      60_000,
+      () => `${hisp.stdout()}\n${hisp.stderr()}`,
+    );
+    submissionPort = Number(m[1]);
+  }, 90_000);
+
+  afterAll(async () => {
+    if (hisp && hisp.child.exitCode === null && hisp.child.signalCode === null) {
+      hisp.child.kill('SIGKILL');
+      await hisp.exited;
+    }
+  });
+
+  it('prints where it runs and listens on free ports', () => {
+    expect(submissionPort).toBeGreaterThan(0);
+    expect(hisp.stdout()).toMatch(/^hisp: embedded default in .* \(created\): development domain direct\.localhost/m);
+    // The printed first-message command names the real port.
+    expect(hisp.stdout()).toContain(`--server 127.0.0.1:${submissionPort} `);
+    expect(existsSync(path.join(dataDir, 'private', 'submission-password'))).toBe(true);
+  });
+
+  it('delivers a message submitted over STARTTLS + AUTH, with processed and dispatched MDNs back', async () => {
+    const password = readFileSync(path.join(dataDir, 'private', 'submission-password'), 'utf8').trim();
+    const transport = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: submissionPort,
+      secure: false,
+      requireTLS: true,
+      auth: { user: 'dev', pass: password },
+      tls: { rejectUnauthorized: false },
+    });
+    const messageId = `<start-command.${Date.now()}@direct.localhost>`;
+    const raw =
+      'From: provider@direct.localhost\r\nTo: patient@direct.localhost\r\nSubject: Hello Direct\r\n' +
+      `Message-ID: ${messageId}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nFirst message.\r\n`;
+    try {
+      const info = await transport.sendMail({ envelope: { from: 'provider@direct.localhost', to: ['patient@direct.localhost'] }, raw });
+      expect(info.response).toMatch(/^250 /);
+    } finally {
+      transport.close();
+    }
+
+    const context = () => `${hisp.stdout()}\n${hisp.stderr()}`;
+    const [delivered] = await waitFor('the message in the patient Maildir', () => {
+      const m = maildirNew(path.join(dataDir, 'maildir', 'patient@direct.localhost'));
+      return m.length > 0 ? m : undefined;
+    }, 30_000, context);
+    expect(delivered!.toString()).toContain('Subject: Hello Direct');
+    expect(delivered!.toString()).toContain('First message.');
+
+    const mdns = await waitFor('processed and dispatched MDNs in the provider Maildir', () => {
+      const m = maildirNew(path.join(dataDir, 'maildir', 'provider@direct.localhost'));
+      return m.length >= 2 ? m.map((x) => parseMdn(x)) : undefined;
+    }, 30_000, context);
+    expect(mdns.map((m) => m.disposition).sort()).toEqual(['dispatched', 'processed']);
+    for (const m of mdns) expect(m.originalMessageId).toBe(messageId);
+  }, 90_000);
+
+  it('drains and exits 0 on SIGTERM within a few seconds', async () => {
+    const started = Date.now();
+    hisp.child.kill('SIGTERM');
+    const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 10_000).unref());
+    const result = await Promise.race([hisp.exited, timeout]);
+    expect(result, `${hisp.stdout()}\n${hisp.stderr()}`).toEqual({ code: 0, signal: null });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(hisp.stdout()).toMatch(/^hisp: SIGTERM: draining and stopping$/m);
+  }, 20_000);
+});
+
+describe('hisp start --config', () => {
+  it('exits 1 with a clear message when the file does not exist', async () => {
+    const r = startHisp(['start', '--config', '/nonexistent/hisp.toml']);
+    const { code } = await r.exited;
+    expect(code).toBe(1);
+    expect(r.stderr()).toMatch(/cannot read configuration file \/nonexistent\/hisp\.toml \(ENOENT\)/);
+    expect(r.stdout()).not.toMatch(/listening/);
+  }, 30_000);
+
+  it('exits 1 naming the key path of an unknown key, and does not start', async () => {
+    const tls = credentialPaths('sender-domain');
+    const domain = credentialPaths('recipient-domain');
+    const file = path.join(work, 'bad.toml');
+    writeFileSync(
+      file,
+      [
+        `dataDir = ${JSON.stringify(path.join(work, 'bad-data'))}`,
+        '[submission]',
+        'port = 0',
+        `tlsCert = ${JSON.stringify(tls.chain)}`,
+        `tlsKey = ${JSON.stringify(tls.key)}`,
+        '[inbound]',
+        'port = 0',
+        'maxClient = 5',
+        '[[domains]]',
+        'name = "recipient.test"',
+        `anchors = { incoming = [${JSON.stringify(credentialPaths('root-ca').cert)}], outgoing = [${JSON.stringify(credentialPaths('root-ca').cert)}] }`,
+        '[[domains.credentials]]',
+        `key = ${JSON.stringify(domain.key)}`,
+        `cert = ${JSON.stringify(domain.chain)}`,
+        '',
+      ].join('\n'),
+    );
+    const r = startHisp(['start', '--config', file]);
+    const { code } = await r.exited;
+    expect(code).toBe(1);
+    expect(r.stderr()).toContain('HISP_CONFIG_INVALID');
+    expect(r.stderr()).toMatch(/inbound\.maxClient: unknown key/);
+    // The only error: the rest of the file is valid.
+    expect(r.stderr()).toMatch(/\(1 error\)/);
+    expect(r.stdout()).not.toMatch(/listening/);
+  }, 30_000);
+});
