@@ -3,7 +3,10 @@ import { isHispError } from '../core/errors.js';
 import { EXIT, ReportedFailure } from './exit-codes.js';
 import { registerConfig } from './config-command.js';
 import { registerDiscover } from './discover-command.js';
+import { registerQuarantine } from './quarantine-command.js';
+import { registerQueue } from './queue-command.js';
 import { registerStart } from './start-command.js';
+import { registerStatus } from './status-command.js';
 import { registerUnwrap } from './unwrap-command.js';
 import { registerWrap } from './wrap-command.js';
 
@@ -18,6 +21,9 @@ export function buildProgram(): Command {
   registerUnwrap(program);
   registerDiscover(program);
   registerConfig(program);
+  registerStatus(program);
+  registerQueue(program);
+  registerQuarantine(program);
   for (const c of program.commands) c.exitOverride().showHelpAfterError('(add --help for usage)');
   return program;
 }
