@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import { createCipheriv, createHash, randomBytes, sign } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { unwrapMessage } from '../gateway/agent/unwrap-message.js';
 import { wrapMessage } from '../gateway/agent/wrap-message.js';
 import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
 import { benchDiscovery } from './discovery-bench.js';
+import { benchE2e } from './e2e-bench.js';
 import { benchQueue } from './queue-bench.js';
 
 /**
@@ -165,6 +166,12 @@ try {
   const discovery = await benchDiscovery();
   if ('skipped' in discovery) console.log(`discovery: skipped: ${discovery.skipped}`);
   else for (const f of discovery) add({ ...f, reference: null, target: null });
+
+  // ---- end to end: the sending hop into smtp-sink and the full A → B path with MDNs, as
+  // `hisp start` processes, against a Postfix relay into smtp-sink with the same load (the reference)
+  const e2e = await benchE2e({ verbose: true });
+  if ('skipped' in e2e) console.log(`e2e: skipped: ${e2e.skipped}`);
+  else for (const f of e2e) add(f);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
@@ -176,6 +183,8 @@ const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
 console.log(`machine: ${machine}`);
 console.log('references: openssl cms (sign+encrypt / decrypt+verify, one process pair per message, same files);');
 console.log('            ceiling = 1 / (RSA-2048 private op + SHA-256 + AES-256-CBC + base64 of the message), measured in node');
+console.log('            e2e.*: Postfix (relay instance, STARTTLS, queue fsynced) relaying the same messages into smtp-sink;');
+console.log('            cpu_ms_per_msg: hisp gateway process vs all Postfix processes; load average now:', loadavg().map((x) => x.toFixed(2)).join(' '));
 console.log(line(header));
 for (const r of rows) console.log(line(r));
 const dir = join(REPO_ROOT, 'bench', 'results');
