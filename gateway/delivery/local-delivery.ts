@@ -246,6 +246,9 @@ async function lmtpOverUnixSocket(target: LmtpDelivery, item: LocalDeliveryItem,
     greetingTimeout: connectTimeoutMs,
     socketTimeout: options.timeoutMs ?? COMMAND_TIMEOUT_MS,
   });
+  // For the connection's whole life: an error after the transaction (a reset during QUIT) must not
+  // become an uncaught exception; the ones during it are handled by the listeners below.
+  connection.on('error', () => undefined);
   try {
     await new Promise<void>((resolve, reject) => {
       connection.once('error', reject);

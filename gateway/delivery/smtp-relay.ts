@@ -41,19 +41,88 @@ export interface SmtpRelayOptions {
 }
 
 /**
+ * Open SMTP connections kept between transactions to the same next hop, as Postfix's connection
+ * cache does (smtp_connection_cache_on_demand): under load, a relay that opens a TCP connection,
+ * EHLO and STARTTLS per message spends more on them than on the message. A connection is reused
+ * for at most `maxMessages` transactions (Postfix: smtp_connection_reuse_count_limit) and closed
+ * after `idleMs` unused (Postfix: smtp_connection_cache_time_limit, 2 s).
+ */
+export class SmtpConnectionCache {
+  private readonly idle = new Map<string, { connection: SMTPConnection; messages: number; timer: NodeJS.Timeout }[]>();
+  private closed = false;
+
+  constructor(private readonly options: { idleMs?: number; maxMessages?: number; maxIdlePerHop?: number } = {}) {}
+
+  /** An idle, still open connection to `key`, removed from the cache. */
+  take(key: string): { connection: SMTPConnection; messages: number } | undefined {
+    const list = this.idle.get(key);
+    while (list && list.length > 0) {
+      const entry = list.pop()!;
+      clearTimeout(entry.timer);
+      if (!entry.connection.destroyed) return { connection: entry.connection, messages: entry.messages };
+    }
+    return undefined;
+  }
+
+  /** Keeps a connection that just ended a transaction cleanly, or closes it (limits, shutdown). */
+  give(key: string, connection: SMTPConnection, messages: number): void {
+    const list = this.idle.get(key) ?? [];
+    if (this.closed || connection.destroyed || messages >= (this.options.maxMessages ?? 100) || list.length >= (this.options.maxIdlePerHop ?? 32)) {
+      connection.quit();
+      return;
+    }
+    const entry = {
+      connection,
+      messages,
+      timer: setTimeout(() => {
+        const i = list.indexOf(entry);
+        if (i !== -1) list.splice(i, 1);
+        connection.quit();
+      }, this.options.idleMs ?? 2000),
+    };
+    entry.timer.unref();
+    list.push(entry);
+    this.idle.set(key, list);
+  }
+
+  /** Quits every idle connection; later ones are not kept. */
+  close(): void {
+    this.closed = true;
+    for (const list of this.idle.values()) {
+      for (const e of list.splice(0)) {
+        clearTimeout(e.timer);
+        e.connection.quit();
+      }
+    }
+  }
+}
+
+/**
  * One SMTP (or LMTP) transaction that hands a message to a next hop: the recipient's HISP found by
  * MX, or a downstream mail server. STARTTLS is used whenever offered (opportunistic, RFC 3207) and
  * required when the domain says so; S/MIME stays the security layer either way (R-SMTP-3). Every
  * outcome is per recipient, classified the way the queue needs it: 2xx delivered, 4xx and any
- * connection failure transient (retry with back-off), 5xx permanent (a DSN to the sender).
+ * connection failure transient (retry with back-off), 5xx permanent (a DSN to the sender). With a
+ * `cache`, the connection of an earlier transaction to the same hop is reused (RFC 5321 §3.3: a
+ * session carries any number of transactions) and kept for the next one.
  */
 export async function relayMessage(
   host: string,
   port: number,
   envelope: { from: string; to: readonly string[] },
   message: Buffer,
-  options: SmtpRelayOptions,
+  options: SmtpRelayOptions & { cache?: SmtpConnectionCache },
 ): Promise<RelayResult> {
+  const cache = options.cache;
+  const key = `${host}|${port}|${options.servername ?? ''}|${options.tlsRequired ? 1 : 0}|${options.lmtp ? 1 : 0}|${options.name}`;
+  const cached = cache?.take(key);
+  if (cached) {
+    const outcome = await transaction(cached.connection, envelope, message);
+    // A cached connection the server closed meanwhile (its idle time-out): nothing was sent, so try
+    // once more on a fresh one rather than count a failure.
+    if (!outcome.connectionFailed) return finish(outcome, cached.connection, cached.messages + 1);
+    cached.connection.close();
+  }
   const connection = new SMTPConnection({
     host,
     port,
@@ -71,10 +140,10 @@ export async function relayMessage(
     allowInternalNetworkInterfaces: true,
     ...(options.servername ? { servername: options.servername } : {}),
   });
-  const all = (outcome: RelayRecipientResult['outcome'], reply: RelayReply): RelayResult => ({
-    recipients: envelope.to.map((recipient) => ({ recipient, outcome, reply })),
-    tls: connection.secure,
-  });
+  // For the connection's whole life, before anything can fail: an error after the transaction (a
+  // peer resetting during QUIT, or while the connection sits in the cache) must not become an
+  // uncaught exception; the ones during connect and send are handled by their own listeners.
+  connection.on('error', () => undefined);
   try {
     await new Promise<void>((resolve, reject) => {
       connection.once('error', reject);
@@ -85,8 +154,31 @@ export async function relayMessage(
     });
   } catch (err) {
     connection.close();
-    return all('transient', errorReply(err, 421, '4.4.1'));
+    return everyone(envelope, 'transient', errorReply(err, 421, '4.4.1'), false);
   }
+  return finish(await transaction(connection, envelope, message), connection, 1);
+
+  function finish(outcome: Transaction, c: SMTPConnection, messages: number): RelayResult {
+    if (outcome.reusable && cache) cache.give(key, c, messages);
+    else if (outcome.reusable) c.quit();
+    else c.close();
+    return outcome.result;
+  }
+}
+
+interface Transaction {
+  result: RelayResult;
+  /** The session is fine for another transaction (the last one ended with a reply, not a failure of the connection). */
+  reusable: boolean;
+  /** The connection failed before the server answered anything about this message. */
+  connectionFailed: boolean;
+}
+
+function everyone(envelope: { to: readonly string[] }, outcome: RelayRecipientResult['outcome'], reply: RelayReply, tls: boolean): RelayResult {
+  return { recipients: envelope.to.map((recipient) => ({ recipient, outcome, reply })), tls };
+}
+
+async function transaction(connection: SMTPConnection, envelope: { from: string; to: readonly string[] }, message: Buffer): Promise<Transaction> {
   try {
     const info = await new Promise<{ accepted: string[]; rejected: string[]; rejectedErrors?: unknown[]; response: string }>(
       (resolve, reject) => {
@@ -103,19 +195,33 @@ export async function relayMessage(
     info.rejected.forEach((r, i) => rejected.set(r.toLowerCase(), info.rejectedErrors?.[i]));
     const accepted = parseReply(info.response, 250, '2.0.0');
     return {
-      tls,
-      recipients: envelope.to.map((recipient) => {
-        const err = rejected.get(recipient.toLowerCase());
-        if (!rejected.has(recipient.toLowerCase())) return { recipient, outcome: 'delivered', reply: accepted };
-        const reply = errorReply(err, 450, '4.0.0');
-        return { recipient, outcome: reply.code >= 500 ? 'permanent' : 'transient', reply };
-      }),
+      reusable: true,
+      connectionFailed: false,
+      result: {
+        tls,
+        recipients: envelope.to.map((recipient) => {
+          const err = rejected.get(recipient.toLowerCase());
+          if (!rejected.has(recipient.toLowerCase())) return { recipient, outcome: 'delivered', reply: accepted };
+          const reply = errorReply(err, 450, '4.0.0');
+          return { recipient, outcome: reply.code >= 500 ? 'permanent' : 'transient', reply };
+        }),
+      },
     };
   } catch (err) {
     const reply = errorReply(err, 451, '4.4.2');
-    return all(reply.code >= 500 && reply.code !== 503 ? 'permanent' : 'transient', reply);
-  } finally {
-    connection.quit();
+    const e = err as { code?: string; responseCode?: number };
+    // EENVELOPE / EMESSAGE with a reply: the server refused this message; the session goes on after RSET.
+    const refused = (e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && typeof e.responseCode === 'number' && e.responseCode !== 421;
+    const connectionFailed = !refused && typeof e.responseCode !== 'number';
+    let reusable = false;
+    if (refused && !connection.destroyed) {
+      reusable = await new Promise<boolean>((resolve) => connection.reset((resetErr) => resolve(!resetErr)));
+    }
+    return {
+      reusable,
+      connectionFailed,
+      result: everyone(envelope, reply.code >= 500 && reply.code !== 503 ? 'permanent' : 'transient', reply, connection.secure),
+    };
   }
 }
 

@@ -4,6 +4,7 @@ import type { DomainRegistry } from '../admin/domain-registry.js';
 import type { HispConfig } from '../config/schema.js';
 import type { CertificateDiscovery } from '../discovery/certificate-discovery.js';
 import type { DnsClient } from '../discovery/dns-client.js';
+import type { SmtpConnectionCache } from '../delivery/smtp-relay.js';
 import type { RetrySchedule } from '../queue/retry-schedule.js';
 import type { SqliteQueue } from '../queue/sqlite-queue.js';
 import type { HispDatabase } from '../store/database.js';
@@ -28,6 +29,8 @@ export interface GatewayContext {
   readonly discovery: CertificateDiscovery;
   readonly validator: TrustValidator;
   readonly schedule: RetrySchedule;
+  /** Open connections to next hops, reused by the relay workers. */
+  readonly relayConnections: SmtpConnectionCache;
   readonly logger: Logger;
   /** TLS settings of the relay when a domain requires TLS (trust roots for tests, pinning). */
   readonly relayTls?: ConnectionOptions;

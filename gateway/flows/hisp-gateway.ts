@@ -6,11 +6,13 @@ import type { HispConfig } from '../config/schema.js';
 import { createLogger } from '../core/logger.js';
 import { CertificateDiscovery } from '../discovery/certificate-discovery.js';
 import { DnsClient } from '../discovery/dns-client.js';
+import { SmtpConnectionCache } from '../delivery/smtp-relay.js';
 import { RetrySchedule } from '../queue/retry-schedule.js';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
 import { inboundHandlers } from '../smtp/inbound-edge.js';
 import { SmtpListener } from '../smtp/smtp-listener.js';
 import { submissionHandlers } from '../smtp/submission-edge.js';
+import { DataFolderLock } from '../store/data-folder-lock.js';
 import { openDatabase } from '../store/database.js';
 import { InboundDedupe } from '../store/inbound-dedupe.js';
 import { QuarantineStore } from '../store/quarantine-store.js';
@@ -58,6 +60,7 @@ export class HispGateway {
   private constructor(
     private readonly options: HispGatewayOptions,
     ctx: Omit<GatewayContext, 'wake'>,
+    private readonly lock: DataFolderLock,
   ) {
     this.ctx = { ...ctx, wake: (d) => this.wake(d) };
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
@@ -74,7 +77,14 @@ export class HispGateway {
     const lookup = dns.lookupFunction();
     const fetcher = createHttpFetcher({ lookup });
     const registry = DomainRegistry.load(config, { logger, lookup });
-    const db = openDatabase({ dataDir: config.dataDir, migrations: HISP_MIGRATIONS });
+    const lock = DataFolderLock.acquire(config.dataDir);
+    let db;
+    try {
+      db = openDatabase({ dataDir: config.dataDir, migrations: HISP_MIGRATIONS });
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
     const queue = new SqliteQueue(db);
     const ctx: Omit<GatewayContext, 'wake'> = {
       config,
@@ -96,11 +106,12 @@ export class HispGateway {
         giveUpHours: config.queue.giveUpHours,
         ...(options.jitter ? { jitter: options.jitter } : {}),
       }),
+      relayConnections: new SmtpConnectionCache(),
       logger,
       ...(options.relayTls ? { relayTls: options.relayTls } : {}),
       now: Date.now,
     };
-    const gateway = new HispGateway(options, ctx);
+    const gateway = new HispGateway(options, ctx, lock);
     try {
       await gateway.run();
     } catch (err) {
@@ -113,6 +124,8 @@ export class HispGateway {
   private async run(): Promise<void> {
     const { config, logger } = this.ctx;
     await this.ctx.registry.startBundles();
+    const released = await this.ctx.db.batch(() => this.ctx.queue.deliveries.releaseAll(this.ctx.now()));
+    if (released > 0) logger.info({ released }, 'deliveries held by the previous process are due again');
     const orphans = await this.ctx.queue.messages.sweepOrphans();
     if (orphans > 0) logger.info({ orphans }, 'removed message files of transactions that never committed');
     for (let i = 0; i < config.queue.workers; i++) {
@@ -199,8 +212,10 @@ export class HispGateway {
     await Promise.all([this.listeners.submission?.close(), this.listeners.inbound?.close()]);
     for (const key of ['outbound', 'inbound', 'notifier'] as const) for (const w of this.waiters[key].splice(0)) w();
     await Promise.all(this.loops);
+    this.ctx.relayConnections.close();
     this.ctx.registry.stopBundles();
     if (this.ctx.db.isOpen) await this.ctx.db.close();
+    this.lock.release();
     this.ctx.logger.info('hisp gateway stopped');
   }
 }

@@ -163,6 +163,7 @@ export class RelayWorker {
             name: this.ctx.config.hostname,
             tlsRequired: settings.tlsRequired || this.ctx.registry.domainConfig(sender.domain).relay.tlsRequired,
             servername: hop.host,
+            cache: this.ctx.relayConnections,
             ...(this.ctx.relayTls ? { tls: this.ctx.relayTls } : {}),
           },
         );

@@ -229,6 +229,16 @@ export class DeliveryTable {
     return this.releaseStmt.run({ ...guardOf(d), now }).changes > 0;
   }
 
+  /**
+   * Every lease given back at once, due now: for a gateway starting on its data folder (which it
+   * holds alone, DataFolderLock), whose earlier process died holding them. Returns how many.
+   */
+  releaseAll(now: number): number {
+    return this.sqlite
+      .prepare<[number]>("UPDATE deliveries SET lease_owner = NULL, next_attempt_at = ? WHERE state = 'queued' AND lease_owner IS NOT NULL")
+      .run(now).changes;
+  }
+
   extend(d: Delivery, leaseMs: number, now: number): boolean {
     return this.extendStmt.run({ ...guardOf(d), until: now + Math.max(1, Math.floor(leaseMs)) }).changes > 0;
   }

@@ -1,0 +1,698 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import Database from 'better-sqlite3';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { DEFAULTS } from '../gateway/config/schema.js';
+import {
+  EDGE_PASSWORD,
+  EDGE_USER,
+  gatewayConfigObject,
+  knotAvailable,
+  startDirectNetwork,
+  writeToml,
+  type DirectNetwork,
+} from '../test/helpers/direct-network.js';
+import { postfixUnavailableReason, smtpSinkAvailable, startPostfix, startSmtpSink } from '../test/helpers/postfix.js';
+import { REPO_ROOT } from './agent-workload.js';
+
+/**
+ * The end-to-end path, against real peers on loopback, hisp gateways as `hisp start
+ * --config` child processes (so that their CPU time and peak RSS are their own, from /proc):
+ *
+ * - hop: the sending gateway alone. N messages are submitted over 1 or 20 SMTP sessions (STARTTLS +
+ *   AUTH once per session, then one message per transaction) into gateway A (a.test), which signs
+ *   and encrypts each one to sink.test's certificate (found through a CERT record in knotd), queues
+ *   it durably and relays it to smtp-sink standing in for the remote HISP (`remoteDomains.sink.test
+ *   .route`). The reference is a Debian Postfix relay instance (queue fsynced, as shipped) doing
+ *   the same hop into its own smtp-sink, with the same messages over the same number of sessions
+ *   (STARTTLS, no AUTH: Postfix's smtpd SASL needs Dovecot or saslauthd).
+ * - full: gateway A relays to gateway B (b.test, MX and CERT in knotd), which decrypts, verifies,
+ *   delivers into a Maildir and sends processed and dispatched MDNs back to A, which decrypts,
+ *   verifies and records them (and forwards the timely ones into the sender's Maildir). "MDNs back"
+ *   is when A has finished all 2 N of them (its inbound deliveries, read from its database).
+ *   Reference: the same load through the Postfix relay into smtp-sink.
+ * - sink_direct: the same client straight into smtp-sink (plain SMTP), for what the client and the
+ *   sink can do on this machine at most (both references share the machine with the client).
+ *
+ * messages/s = N / (time from the first submission until N are counted at the far end: smtp-sink's
+ * counters, or the files in B's Maildir new/, polled every 10 ms). The clock starts after the
+ * sessions are open (connected, STARTTLS, AUTH) and after a warm-up of 20 messages has gone all the
+ * way through. Submit-to-delivered latency: the client stamps each message at its 250 (Date.now());
+ * delivered is the mtime of its file in B's Maildir (written and fsynced before it is linked into
+ * new/; the file-system clock is coarse, a few ms). CPU s/msg: utime + stime of the gateway process
+ * (/proc/PID/stat, all threads) over the measured interval (until the last MDN is back, for the full
+ * path), per message; Postfix's CPU is the same sum over master's process group (live processes,
+ * plus the children master reaped). Peak RSS: VmHWM of the gateway process at the end of the run
+ * (its whole life: start-up, warm-up and the run). Every run gets fresh processes and data folders.
+ *
+ * The gateway configuration is the default one except for what the network needs (ports, domains,
+ * DNS server, remote ports): queue workers, fsync, log level `info` (to a file, as Postfix's maillog)
+ * are what a deployment gets. Nothing is turned off to go faster.
+ */
+
+export interface E2eFigure {
+  name: string;
+  value: number;
+  unit: string;
+  reference: number | null;
+  target: string | null;
+  pass: boolean | null;
+}
+
+export interface E2eOptions {
+  /** Multiplies every N (a quick check: 0.1). */
+  scale?: number;
+  /** Only these parts. */
+  only?: readonly ('hop' | 'full')[];
+  /** Only the runs whose figure prefix (`e2e.hop.10KB.20_sessions`) contains this. */
+  match?: string;
+  /** Run the gateway processes with `node --cpu-prof`, profiles written here (one folder per run). */
+  cpuProfileDir?: string;
+  /** Progress lines on stderr. */
+  verbose?: boolean;
+}
+
+interface Load {
+  size: '10KB' | '100KB';
+  sessions: number;
+  n: number;
+}
+
+// N chosen so that each hisp run takes several seconds on a 2-core machine.
+const HOP_LOADS: Load[] = [
+  { size: '10KB', sessions: 20, n: 2000 },
+  { size: '100KB', sessions: 20, n: 1000 },
+  { size: '10KB', sessions: 1, n: 1000 },
+  { size: '100KB', sessions: 1, n: 600 },
+];
+const FULL_LOADS: Load[] = [
+  { size: '10KB', sessions: 20, n: 500 },
+  { size: '100KB', sessions: 20, n: 300 },
+  { size: '10KB', sessions: 1, n: 200 },
+  { size: '100KB', sessions: 1, n: 100 },
+];
+const WARM_UP = 20;
+/** Fail a run when nothing more arrives for this long. */
+const STALL_MS = 60_000;
+const BYTES = { '10KB': 10 * 1024, '100KB': 100 * 1024 } as const;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const who = (sessions: number): string => (sessions === 1 ? '1_session' : `${sessions}_sessions`);
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+const bodies = new Map<string, string>();
+
+/** The base64 body of `bytes` bytes (random content, 76-character lines), one per size. */
+function bodyOf(bytes: number): string {
+  let b = bodies.get(String(bytes));
+  if (!b) {
+    const lines = Math.max(1, Math.ceil(bytes / 78));
+    const raw = randomBytes(lines * 57);
+    const parts: string[] = [];
+    for (let i = 0; i < lines; i++) parts.push(raw.subarray(i * 57, i * 57 + 57).toString('base64'));
+    b = `${parts.join('\r\n')}\r\n`;
+    bodies.set(String(bytes), b);
+  }
+  return b;
+}
+
+let runCounter = 0;
+let tagCounter = 0;
+
+/** A message of about `bytes` bytes from provider@a.test, its Message-ID `<e2e-TAG.SEQ@a.test>`. */
+function message(tag: string, seq: number, to: string, bytes: number): Buffer {
+  const head =
+    `From: Dr. Provider <provider@a.test>\r\nTo: ${to}\r\nSubject: Continuity of care document ${seq}\r\n` +
+    `Date: Wed, 25 Nov 2026 09:00:00 +0000\r\nMessage-ID: <e2e-${tag}.${seq}@a.test>\r\nMIME-Version: 1.0\r\n` +
+    'Content-Type: application/xml; name=ccda.xml\r\nContent-Transfer-Encoding: base64\r\n\r\n';
+  return Buffer.from(head + bodyOf(Math.max(100, bytes - head.length)), 'latin1');
+}
+
+const MESSAGE_ID_RE = /^Message-ID:\s*<e2e-([\w-]+)\.(\d+)@a\.test>/im;
+
+// ---------------------------------------------------------------------------------------------
+// SMTP client sessions
+
+interface SessionOptions {
+  port: number;
+  /** STARTTLS (required) and, with credentials, AUTH. */
+  tls: boolean;
+  auth?: { user: string; pass: string };
+}
+
+function callback<T>(fn: (cb: (err: Error | null | undefined, v?: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v as T))));
+}
+
+async function openSession(o: SessionOptions): Promise<SMTPConnection> {
+  const c = new SMTPConnection({
+    host: '127.0.0.1',
+    port: o.port,
+    name: 'bench.client.test',
+    secure: false,
+    requireTLS: o.tls,
+    ignoreTLS: !o.tls,
+    tls: { rejectUnauthorized: false },
+    connectionTimeout: 30_000,
+    greetingTimeout: 30_000,
+    socketTimeout: 300_000,
+    allowInternalNetworkInterfaces: true,
+  });
+  c.on('error', () => undefined); // reported through the callbacks
+  await new Promise<void>((resolve, reject) => {
+    c.once('error', reject);
+    c.connect(() => {
+      c.removeListener('error', reject);
+      resolve();
+    });
+  });
+  const auth = o.auth;
+  if (auth) await callback<true>((cb) => c.login(auth, cb as never));
+  return c;
+}
+
+interface Submitted {
+  /** performance.now() before the first MAIL FROM. */
+  t0: number;
+  /** Date.now() at each message's 250, by sequence number. */
+  acceptedAt: Float64Array;
+  /** ms from the start of the transaction to the 250, sorted. */
+  submitMs: number[];
+}
+
+/**
+ * Sends messages `from`..`from + n - 1` over the open sessions, each session taking the next
+ * sequence number as soon as its previous transaction ends.
+ */
+async function submit(sessions: SMTPConnection[], n: number, make: (seq: number) => { from: string; to: string[]; raw: Buffer }): Promise<Submitted> {
+  const acceptedAt = new Float64Array(n);
+  const submitMs: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    sessions.map(async (c) => {
+      for (;;) {
+        const seq = next++;
+        if (seq >= n) return;
+        const m = make(seq);
+        const s = performance.now();
+        await callback((cb) => c.send({ from: m.from, to: m.to }, m.raw, cb as never)).catch((err: unknown) => {
+          throw new Error(`submission of message ${seq} failed: ${(err as Error).message}`);
+        });
+        acceptedAt[seq] = Date.now();
+        submitMs.push(performance.now() - s);
+      }
+    }),
+  );
+  submitMs.sort((a, b) => a - b);
+  return { t0, acceptedAt, submitMs };
+}
+
+function closeSessions(sessions: SMTPConnection[]): void {
+  for (const c of sessions) c.quit();
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(sorted.length * p) - 1))]!;
+}
+
+/** Polls `count` until it reaches `target`; returns performance.now() then. Fails after STALL_MS without progress. */
+async function waitCount(what: string, count: () => number, target: number, intervalMs = 10): Promise<number> {
+  let last = -1;
+  let lastChange = performance.now();
+  for (;;) {
+    const c = count();
+    const now = performance.now();
+    if (c >= target) return now;
+    if (c !== last) {
+      last = c;
+      lastChange = now;
+    } else if (now - lastChange > STALL_MS) {
+      throw new Error(`${what}: ${c} of ${target}, nothing more for ${STALL_MS / 1000} s`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+function countFiles(dir: string): number {
+  try {
+    return readdirSync(dir).length;
+  } catch {
+    return 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes: CPU and memory from /proc
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** Fields of /proc/PID/stat after the command name: [0] is field 3 (state). */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return s.slice(s.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** utime + stime of one process (all its threads), seconds. */
+function cpuSeconds(pid: number): number {
+  const f = statFields(pid);
+  if (!f) return NaN;
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/**
+ * CPU seconds of a process group: utime + stime of every live member, plus cutime + cstime (the
+ * children each one reaped). Members that exited but were not reaped yet are still listed.
+ */
+function groupCpuSeconds(pgid: number): number {
+  let ticks = 0;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(Number(name));
+    if (!f || Number(f[2]) !== pgid) continue;
+    ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  }
+  return ticks / CLK_TCK;
+}
+
+/** VmHWM (peak resident set) of a process, bytes. */
+function peakRss(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+interface GatewayProcess {
+  pid: number;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+const children = new Set<ChildProcess>();
+let exitHook = false;
+
+/** `node bin/hisp.js start --config FILE`, its output in `logFile`; ready at "hisp: listening". */
+async function startGatewayProcess(name: string, configFile: string, logFile: string, cpuProfileDir?: string): Promise<GatewayProcess> {
+  if (!exitHook) {
+    exitHook = true;
+    process.on('exit', () => {
+      for (const c of children) c.kill('SIGKILL');
+    });
+  }
+  const fd = openSync(logFile, 'a');
+  const args = [
+    ...(cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : []),
+    join(REPO_ROOT, 'bin', 'hisp.js'),
+    'start',
+    '--config',
+    configFile,
+  ];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env: { ...process.env, HISP_LOG_LEVEL: 'info' } });
+  closeSync(fd);
+  children.add(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      children.delete(child);
+      throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}) at start:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+    }
+    if (/^hisp: listening/m.test(readFileSync(logFile, 'utf8'))) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${name} did not start in 30 s:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+    }
+    await sleep(25);
+  }
+  return {
+    pid: child.pid!,
+    logFile,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      children.delete(child);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runs
+
+interface HopResult {
+  perSec: number;
+  cpuPerMsg: number;
+  peakRssMiB: number;
+  submitP50: number;
+  submitP99: number;
+}
+
+interface FullResult {
+  perSec: number;
+  mdnPerSec: number;
+  latencyP50: number;
+  latencyP99: number;
+  cpuPerMsgA: number;
+  cpuPerMsgB: number;
+  peakRssMiBA: number;
+  peakRssMiBB: number;
+  submitP50: number;
+  submitP99: number;
+}
+
+interface Reference {
+  perSec: number;
+  cpuPerMsg: number;
+  submitP50: number;
+  submitP99: number;
+}
+
+class E2eBench {
+  constructor(
+    private readonly net: DirectNetwork,
+    private readonly options: E2eOptions,
+  ) {}
+
+  log(line: string): void {
+    if (this.options.verbose) process.stderr.write(`e2e: ${line}\n`);
+  }
+
+  private runDir(label: string): string {
+    const dir = join(this.net.dir, `run${++runCounter}-${label}`);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
+  /** Opens the sessions, sends the warm-up (waiting for `warmedUp`), then the N messages. */
+  private async drive(
+    load: Load,
+    session: SessionOptions,
+    to: string,
+    warmedUp: (count: number) => Promise<void>,
+  ): Promise<{ tag: string; submitted: Submitted }> {
+    const tag = `r${++tagCounter}`;
+    const sessions = await Promise.all(Array.from({ length: load.sessions }, () => openSession(session)));
+    try {
+      const bytes = BYTES[load.size];
+      await submit(sessions, WARM_UP, (seq) => ({ from: 'provider@a.test', to: [to], raw: message(`${tag}w`, seq, to, bytes) }));
+      await warmedUp(WARM_UP);
+      const submitted = await submit(sessions, load.n, (seq) => ({ from: 'provider@a.test', to: [to], raw: message(tag, seq, to, bytes) }));
+      return { tag, submitted };
+    } finally {
+      closeSessions(sessions);
+    }
+  }
+
+  /** The client straight into smtp-sink (plain SMTP): what the client and the sink can do at most. */
+  async sinkDirect(load: Load): Promise<number> {
+    const sink = await startSmtpSink();
+    try {
+      const { submitted } = await this.drive(load, { port: sink.port, tls: false }, 'patient@sink.test', async (w) => {
+        await waitCount('smtp-sink warm-up', () => sink.counters().messages, w);
+      });
+      const end = await waitCount('smtp-sink', () => sink.counters().messages, WARM_UP + load.n, 2);
+      return (load.n / (end - submitted.t0)) * 1000;
+    } finally {
+      await sink.stop();
+    }
+  }
+
+  /** Postfix (relay mode, STARTTLS on smtpd, queue as shipped) relaying into smtp-sink. */
+  async postfix(load: Load): Promise<Reference> {
+    const sink = await startSmtpSink();
+    const cred = this.net.credentials['sink.test']!;
+    const relay = await startPostfix({ mode: 'relay', relayhost: { port: sink.port }, smtpdTls: { keyFile: cred.keyFile, certFile: cred.certFile } });
+    try {
+      const pgid = Number(readFileSync(join(relay.tempDir, 'spool', 'pid', 'master.pid'), 'latin1').trim());
+      let base = 0;
+      let cpu0 = 0;
+      const { submitted } = await this.drive(load, { port: relay.port, tls: true }, 'patient@sink.test', async (w) => {
+        await waitCount('Postfix warm-up at smtp-sink', () => sink.counters().messages, w);
+        base = w;
+        cpu0 = groupCpuSeconds(pgid);
+      });
+      const end = await waitCount('Postfix relay into smtp-sink', () => sink.counters().messages, base + load.n);
+      const cpu = groupCpuSeconds(pgid) - cpu0;
+      return {
+        perSec: (load.n / (end - submitted.t0)) * 1000,
+        cpuPerMsg: cpu / load.n,
+        submitP50: percentile(submitted.submitMs, 0.5),
+        submitP99: percentile(submitted.submitMs, 0.99),
+      };
+    } finally {
+      await relay.stop();
+      await sink.stop();
+    }
+  }
+
+  private async gatewayConfig(dir: string, domain: string, remote: Record<string, unknown>): Promise<string> {
+    const spec = this.net.spec(domain, {
+      dataDir: join(dir, `data-${domain}`),
+      // The deployment defaults (tests shorten the retry schedule and give up within a minute).
+      extra: { queue: { ...DEFAULTS.queue, retrySchedule: [...DEFAULTS.queue.retrySchedule] }, log: { level: 'info' } },
+    });
+    const raw = await gatewayConfigObject(spec, this.net.dns.address);
+    raw.remoteDomains = { ...(raw.remoteDomains as Record<string, unknown>), ...remote };
+    const file = join(dir, `${domain}.toml`);
+    writeToml(file, raw);
+    return file;
+  }
+
+  private profileDir(dir: string): string | undefined {
+    if (!this.options.cpuProfileDir) return undefined;
+    const d = join(this.options.cpuProfileDir, dir.slice(dir.lastIndexOf('/') + 1));
+    mkdirSync(d, { recursive: true });
+    return d;
+  }
+
+  /** Gateway A alone, relaying into smtp-sink (sink.test routed to it; its certificate in DNS). */
+  async hop(load: Load): Promise<HopResult> {
+    const dir = this.runDir(`hop-${load.size}-${load.sessions}`);
+    const sink = await startSmtpSink();
+    let a: GatewayProcess | undefined;
+    try {
+      const config = await this.gatewayConfig(dir, 'a.test', { 'sink.test': { route: '127.0.0.1', port: sink.port } });
+      a = await startGatewayProcess('a.test', config, join(dir, 'a.test.log'), this.profileDir(dir));
+      const pid = a.pid;
+      let base = 0;
+      let cpu0 = 0;
+      const { submitted } = await this.drive(load, { port: this.net.ports['a.test']!.submission, tls: true, auth: { user: EDGE_USER, pass: EDGE_PASSWORD } }, 'patient@sink.test', async (w) => {
+        await waitCount('hisp warm-up at smtp-sink', () => sink.counters().messages, w);
+        base = w;
+        cpu0 = cpuSeconds(pid);
+      });
+      const end = await waitCount('hisp relay into smtp-sink', () => sink.counters().messages, base + load.n);
+      const cpu = cpuSeconds(pid) - cpu0;
+      return {
+        perSec: (load.n / (end - submitted.t0)) * 1000,
+        cpuPerMsg: cpu / load.n,
+        peakRssMiB: peakRss(pid) / 2 ** 20,
+        submitP50: percentile(submitted.submitMs, 0.5),
+        submitP99: percentile(submitted.submitMs, 0.99),
+      };
+    } finally {
+      await a?.stop();
+      await sink.stop();
+    }
+  }
+
+  /** A → B over real DNS, delivered into B's Maildir, MDNs back at A. */
+  async full(load: Load): Promise<FullResult> {
+    const dir = this.runDir(`full-${load.size}-${load.sessions}`);
+    const ports = this.net.ports;
+    const prof = this.profileDir(dir);
+    let a: GatewayProcess | undefined;
+    let b: GatewayProcess | undefined;
+    try {
+      a = await startGatewayProcess('a.test', await this.gatewayConfig(dir, 'a.test', {}), join(dir, 'a.test.log'), prof);
+      b = await startGatewayProcess('b.test', await this.gatewayConfig(dir, 'b.test', {}), join(dir, 'b.test.log'), prof);
+      const delivered = join(dir, 'data-b.test', 'maildir', 'patient@b.test', 'new');
+      // Every MDN back at A, read from its queue: B sends a processed and a dispatched MDN per message,
+      // and A forwards both to the sender's Maildir only when the processed one arrives first (a
+      // processed MDN after the dispatched one is a duplicate and dropped), so the Maildir cannot be
+      // counted. The inbound deliveries of A are these MDNs; finished = delivered or dropped.
+      const aDb = new Database(join(dir, 'data-a.test', 'hisp.sqlite'), { readonly: true, fileMustExist: true });
+      const finishedMdns = aDb.prepare<[], { n: number }>("SELECT count(*) AS n FROM deliveries WHERE direction = 'inbound' AND state <> 'queued'");
+      const mdnsBack = () => finishedMdns.get()?.n ?? 0;
+      const pids = { a: a.pid, b: b.pid };
+      let cpu0 = { a: 0, b: 0 };
+      let end: number;
+      let mdnEnd: number;
+      let drove: { tag: string; submitted: Submitted };
+      try {
+        drove = await this.drive(load, { port: ports['a.test']!.submission, tls: true, auth: { user: EDGE_USER, pass: EDGE_PASSWORD } }, 'patient@b.test', async (w) => {
+          await waitCount('warm-up delivered at b.test', () => countFiles(delivered), w);
+          await waitCount('warm-up MDNs back at a.test', mdnsBack, 2 * w, 20);
+          cpu0 = { a: cpuSeconds(pids.a), b: cpuSeconds(pids.b) };
+        });
+        end = await waitCount('delivered at b.test', () => countFiles(delivered), WARM_UP + load.n);
+        mdnEnd = await waitCount('processed and dispatched MDNs back at a.test', mdnsBack, 2 * (WARM_UP + load.n), 20);
+      } finally {
+        aDb.close();
+      }
+      const { tag, submitted } = drove;
+      const cpu = { a: cpuSeconds(pids.a) - cpu0.a, b: cpuSeconds(pids.b) - cpu0.b };
+
+      const latencies: number[] = [];
+      const head = Buffer.alloc(4096);
+      for (const name of readdirSync(delivered)) {
+        const file = join(delivered, name);
+        const fd = openSync(file, 'r');
+        let len: number;
+        try {
+          len = readSync(fd, head, 0, head.length, 0);
+        } finally {
+          closeSync(fd);
+        }
+        const m = MESSAGE_ID_RE.exec(head.subarray(0, len).toString('latin1'));
+        if (!m || m[1] !== tag) continue;
+        latencies.push(statSync(file).mtimeMs - submitted.acceptedAt[Number(m[2])]!);
+      }
+      if (latencies.length !== load.n) throw new Error(`found ${latencies.length} of ${load.n} measured messages in ${delivered}`);
+      latencies.sort((x, y) => x - y);
+      return {
+        perSec: (load.n / (end - submitted.t0)) * 1000,
+        mdnPerSec: (load.n / (mdnEnd - submitted.t0)) * 1000,
+        latencyP50: percentile(latencies, 0.5),
+        latencyP99: percentile(latencies, 0.99),
+        cpuPerMsgA: cpu.a / load.n,
+        cpuPerMsgB: cpu.b / load.n,
+        peakRssMiBA: peakRss(pids.a) / 2 ** 20,
+        peakRssMiBB: peakRss(pids.b) / 2 ** 20,
+        submitP50: percentile(submitted.submitMs, 0.5),
+        submitP99: percentile(submitted.submitMs, 0.99),
+      };
+    } finally {
+      await a?.stop();
+      await b?.stop();
+    }
+  }
+}
+
+/** Why the end-to-end bench cannot run here, or undefined. */
+export function e2eUnavailableReason(): string | undefined {
+  if (!knotAvailable()) return 'knotd is not installed (scripts/install-test-peers.sh)';
+  if (!smtpSinkAvailable()) return 'smtp-sink (Debian postfix) is not installed (scripts/install-test-peers.sh)';
+  const postfix = postfixUnavailableReason();
+  if (postfix) return postfix;
+  if (!existsSync('/proc/self/stat')) return 'no /proc: CPU and RSS of the gateway processes cannot be read';
+  return undefined;
+}
+
+/** The end-to-end figures (see the comment at the top), or why they were skipped. */
+export async function benchE2e(options: E2eOptions = {}): Promise<E2eFigure[] | { skipped: string }> {
+  const why = e2eUnavailableReason();
+  if (why) return { skipped: why };
+  const scale = options.scale ?? 1;
+  const scaled = (l: Load): Load => ({ ...l, n: Math.max(20, Math.round(l.n * scale)) });
+  const only = new Set(options.only ?? ['hop', 'full']);
+  const figures: E2eFigure[] = [];
+  const fig = (name: string, value: number, unit: string, reference: number | null = null, target: string | null = null, pass: boolean | null = null) =>
+    figures.push({ name, value, unit, reference, target, pass });
+
+  const net = await startDirectNetwork(['a.test', 'b.test', 'sink.test']);
+  const bench = new E2eBench(net, options);
+  const references = new Map<string, Reference>();
+  const reference = async (l: Load): Promise<Reference> => {
+    const key = `${l.size}.${l.sessions}.${l.n}`;
+    let r = references.get(key);
+    if (!r) {
+      r = await bench.postfix(l);
+      references.set(key, r);
+      bench.log(`postfix ${l.size} ${who(l.sessions)} n=${l.n}: ${r.perSec.toFixed(0)} msg/s, ${(r.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg`);
+    }
+    return r;
+  };
+  try {
+    bench.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    if (only.has('hop')) {
+      for (const load of HOP_LOADS.map(scaled)) {
+        const id = `${load.size}.${who(load.sessions)}`;
+        if (options.match && !`e2e.hop.${id}`.includes(options.match)) continue;
+        if (load.sessions > 1) {
+          const direct = await bench.sinkDirect(load);
+          fig(`e2e.sink_direct.${id}.msgs_per_s`, direct, 'msg/s');
+        }
+        const pf = await reference(load);
+        const h = await bench.hop(load);
+        bench.log(`hop ${id} n=${load.n}: ${h.perSec.toFixed(0)} msg/s (Postfix ${pf.perSec.toFixed(0)}), ${(h.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg`);
+        const target = load.sessions > 1;
+        fig(`e2e.hop.${id}.msgs_per_s`, h.perSec, 'msg/s', pf.perSec, target ? 'ratio >= 1.0' : null, target ? h.perSec / pf.perSec >= 1 : null);
+        fig(`e2e.hop.${id}.cpu_ms_per_msg`, h.cpuPerMsg * 1000, 'ms', pf.cpuPerMsg * 1000);
+        fig(`e2e.hop.${id}.submit_p50_ms`, h.submitP50, 'ms', pf.submitP50);
+        fig(`e2e.hop.${id}.submit_p99_ms`, h.submitP99, 'ms', pf.submitP99);
+        fig(`e2e.hop.${id}.peak_rss`, h.peakRssMiB, 'MiB');
+      }
+    }
+    if (only.has('full')) {
+      for (const load of FULL_LOADS.map(scaled)) {
+        const id = `${load.size}.${who(load.sessions)}`;
+        if (options.match && !`e2e.full.${id}`.includes(options.match)) continue;
+        const pf = await reference(load);
+        const f = await bench.full(load);
+        bench.log(`full ${id} n=${load.n}: ${f.perSec.toFixed(0)} msg/s (Postfix ${pf.perSec.toFixed(0)}), p50 ${f.latencyP50.toFixed(0)} ms, p99 ${f.latencyP99.toFixed(0)} ms`);
+        fig(`e2e.full.${id}.msgs_per_s`, f.perSec, 'msg/s', pf.perSec);
+        fig(`e2e.full.${id}.mdns_back_msgs_per_s`, f.mdnPerSec, 'msg/s');
+        fig(`e2e.full.${id}.latency_p50_ms`, f.latencyP50, 'ms');
+        fig(`e2e.full.${id}.latency_p99_ms`, f.latencyP99, 'ms');
+        fig(`e2e.full.${id}.submit_p99_ms`, f.submitP99, 'ms', pf.submitP99);
+        fig(`e2e.full.${id}.cpu_ms_per_msg.a`, f.cpuPerMsgA * 1000, 'ms', pf.cpuPerMsg * 1000);
+        fig(`e2e.full.${id}.cpu_ms_per_msg.b`, f.cpuPerMsgB * 1000, 'ms');
+        fig(`e2e.full.${id}.peak_rss.a`, f.peakRssMiBA, 'MiB');
+        fig(`e2e.full.${id}.peak_rss.b`, f.peakRssMiBB, 'MiB');
+      }
+    }
+  } finally {
+    await net.stop();
+  }
+  return figures;
+}
+
+// `node dist/bench/e2e-bench.js [hop|full] [--match 10KB.20_sessions] [--scale X] [--cpu-prof DIR]`
+// prints the figures (--cpu-prof: the gateway processes run with `node --cpu-prof`).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const args = process.argv.slice(2);
+  const opt = (flag: string): string | undefined => {
+    const i = args.indexOf(flag);
+    return i === -1 ? undefined : args[i + 1];
+  };
+  const parts = args.filter((a): a is 'hop' | 'full' => a === 'hop' || a === 'full');
+  const profile = opt('--cpu-prof');
+  const result = await benchE2e({
+    verbose: true,
+    ...(parts.length ? { only: parts } : {}),
+    ...(opt('--scale') ? { scale: Number(opt('--scale')) } : {}),
+    ...(opt('--match') ? { match: opt('--match') } : {}),
+    ...(profile ? { cpuProfileDir: profile } : {}),
+  });
+  if ('skipped' in result) console.log(`e2e: skipped: ${result.skipped}`);
+  else {
+    for (const f of result) {
+      const ref = f.reference === null ? '' : `  (reference ${f.reference.toFixed(2)}, ratio ${(f.value / f.reference).toFixed(3)})`;
+      console.log(`${f.name.padEnd(48)} ${f.value.toFixed(2).padStart(10)} ${f.unit}${ref}${f.pass === null ? '' : f.pass ? '  ok' : '  MISSED'}`);
+    }
+  }
+}
