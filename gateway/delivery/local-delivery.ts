@@ -1,24 +1,14 @@
-import { connect, type Socket } from 'node:net';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { substituteAddress, type DeliveryConfig, type LmtpDelivery, type WebhookDelivery } from '../config/schema.js';
+import { substituteAddress, type DeliveryConfig, type WebhookDelivery } from '../config/schema.js';
 import { HispError, isHispError } from '../core/errors.js';
 import { deliverToMaildir } from './maildir.js';
-import { parseReply, relayMessage, type RelayReply } from './smtp-relay.js';
-import { WebhookDeliverer, type WebhookResult } from './webhook.js';
+import { relayMessage, type RelayReply } from './smtp-relay.js';
+import { WebhookDeliverer, type WebhookPayload, type WebhookResult } from './webhook.js';
 
-/** One received message for one local recipient, as the inbound worker has it after unwrapping. */
-export interface LocalDeliveryItem {
-  recipient: string;
-  /** The envelope sender; '' for the null reverse-path (kept as `MAIL FROM:<>` over LMTP/SMTP). */
-  sender: string;
-  messageId: string | null;
-  queueId: string;
-  receivedAt: Date;
-  /** The plain RFC 5322 message (decrypted, signature verified). */
-  message: Buffer;
-  /** Facts for the webhook's JSON (signer subject, trust anchor, …); other endpoints ignore them. */
-  metadata?: Record<string, unknown>;
-}
+/**
+ * One received message for one local recipient, as the inbound worker has it after unwrapping:
+ * exactly what a webhook is handed (the other endpoints ignore `metadata`).
+ */
+export type LocalDeliveryItem = WebhookPayload;
 
 export interface LocalDeliveryOptions {
   /** This gateway's host name: the LHLO/EHLO name, and the host part of maildir file names. */
@@ -83,8 +73,7 @@ export async function deliverLocally(target: DeliveryConfig, item: LocalDelivery
       case 'webhook':
         return capTries(target, await toWebhook(target, item, options), options.tryNumber ?? 1);
       case 'lmtp':
-        if (target.socket !== undefined) return await lmtpOverUnixSocket(target, item, options);
-        return await toRelay('lmtp', target.host, target.port, item, options);
+        return await toRelay('lmtp', target.host, target.port, item, options, target.socket);
       case 'smtp':
         return await toRelay('smtp', target.host, target.port, item, options);
     }
@@ -194,99 +183,24 @@ function capTries(target: WebhookDelivery, r: LocalDeliveryOutcome, tryNumber: n
 const CONNECT_TIMEOUT_MS = 30_000;
 const COMMAND_TIMEOUT_MS = 300_000;
 
-async function toRelay(kind: 'lmtp' | 'smtp', host: string, port: number, item: LocalDeliveryItem, options: LocalDeliveryOptions): Promise<LocalDeliveryOutcome> {
+async function toRelay(
+  kind: 'lmtp' | 'smtp',
+  host: string,
+  port: number,
+  item: LocalDeliveryItem,
+  options: LocalDeliveryOptions,
+  socketPath?: string,
+): Promise<LocalDeliveryOutcome> {
   const r = await relayMessage(host, port, { from: item.sender, to: [item.recipient] }, item.message, {
     name: options.hostname,
     lmtp: kind === 'lmtp',
     connectTimeoutMs: options.timeoutMs ?? CONNECT_TIMEOUT_MS,
     socketTimeoutMs: options.timeoutMs ?? COMMAND_TIMEOUT_MS,
+    ...(socketPath !== undefined ? { socketPath } : {}),
   });
   const one = r.recipients[0];
   if (one === undefined) throw new HispError('HISP_USAGE', 'the relay returned no result for the recipient', { transient: true });
-  return { outcome: one.outcome, reply: one.reply, location: `${kind}://${host.includes(':') ? `[${host}]` : host}:${port}` };
+  const location = socketPath !== undefined ? `lmtp:unix:${socketPath}` : `${kind}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return { outcome: one.outcome, reply: one.reply, location };
 }
 
-/**
- * LMTP over a Unix socket (Dovecot's /run/dovecot/lmtp, Cyrus's lmtp socket). relayMessage dials
- * TCP only, and SMTPConnection's `socket` option connects by port and host; its `connection`
- * option takes an open socket, so the socket is connected here (net.connect({ path })) and handed
- * over. TLS is not offered to a local socket (ignoreTLS). The classification is relayMessage's:
- * 2xx delivered, 4xx and connection failures transient, 5xx permanent.
- */
-async function lmtpOverUnixSocket(target: LmtpDelivery, item: LocalDeliveryItem, options: LocalDeliveryOptions): Promise<LocalDeliveryOutcome> {
-  const path = target.socket ?? '';
-  const location = `lmtp:unix:${path}`;
-  const connectTimeoutMs = options.timeoutMs ?? CONNECT_TIMEOUT_MS;
-  let socket: Socket;
-  try {
-    socket = await new Promise<Socket>((resolve, reject) => {
-      const s = connect({ path });
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(new Error(`no connection to ${path} within ${connectTimeoutMs} ms`));
-      }, connectTimeoutMs);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        s.removeAllListeners('error');
-        resolve(s);
-      });
-      s.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
-  } catch (err) {
-    return { outcome: 'transient', reply: nodemailerReply(err, 421, '4.4.1'), location };
-  }
-  const connection = new SMTPConnection({
-    connection: socket,
-    name: options.hostname,
-    lmtp: true,
-    ignoreTLS: true,
-    greetingTimeout: connectTimeoutMs,
-    socketTimeout: options.timeoutMs ?? COMMAND_TIMEOUT_MS,
-  });
-  // For the connection's whole life: an error after the transaction (a reset during QUIT) must not
-  // become an uncaught exception; the ones during it are handled by the listeners below.
-  connection.on('error', () => undefined);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      connection.once('error', reject);
-      connection.connect(() => {
-        connection.removeListener('error', reject);
-        resolve();
-      });
-    });
-  } catch (err) {
-    connection.close();
-    return { outcome: 'transient', reply: nodemailerReply(err, 421, '4.4.1'), location };
-  }
-  try {
-    const info = await new Promise<{ rejected: string[]; rejectedErrors?: unknown[]; response: string }>((resolve, reject) => {
-      connection.once('error', reject);
-      connection.send({ from: item.sender, to: [item.recipient] }, item.message, (err, result) => {
-        connection.removeListener('error', reject);
-        if (err) reject(err);
-        else resolve(result);
-      });
-    });
-    if (info.rejected.length > 0) {
-      // LMTP's per-recipient reply after DATA (RFC 2033 §4.2) refused our one recipient.
-      const reply = nodemailerReply(info.rejectedErrors?.[0], 450, '4.0.0');
-      return { outcome: reply.code >= 500 ? 'permanent' : 'transient', reply, location };
-    }
-    return { outcome: 'delivered', reply: parseReply(info.response, 250, '2.0.0'), location };
-  } catch (err) {
-    const reply = nodemailerReply(err, 451, '4.4.2');
-    return { outcome: reply.code >= 500 && reply.code !== 503 ? 'permanent' : 'transient', reply, location };
-  } finally {
-    connection.quit();
-  }
-}
-
-/** The server's reply carried by a nodemailer error, else a local one with the error's message. */
-function nodemailerReply(err: unknown, code: number, enhanced: string): RelayReply {
-  const e = err as { responseCode?: number; response?: string; message?: string } | undefined;
-  if (typeof e?.responseCode === 'number' && typeof e.response === 'string') return parseReply(e.response, e.responseCode, undefined);
-  return { code, enhanced, text: e?.message ?? String(err) };
-}

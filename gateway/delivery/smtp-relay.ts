@@ -1,3 +1,4 @@
+import { connect, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 
@@ -38,6 +39,11 @@ export interface SmtpRelayOptions {
   socketTimeoutMs?: number;
   /** Speak LMTP (RFC 2033) instead of SMTP: per-recipient replies after DATA. */
   lmtp?: boolean;
+  /**
+   * A Unix socket to speak over instead of host and port (Dovecot's /run/dovecot/lmtp, Cyrus's
+   * lmtp socket); no TLS is offered over it.
+   */
+  socketPath?: string;
 }
 
 /**
@@ -114,7 +120,7 @@ export async function relayMessage(
   options: SmtpRelayOptions & { cache?: SmtpConnectionCache },
 ): Promise<RelayResult> {
   const cache = options.cache;
-  const key = `${host}|${port}|${options.servername ?? ''}|${options.tlsRequired ? 1 : 0}|${options.lmtp ? 1 : 0}|${options.name}`;
+  const key = `${options.socketPath ?? `${host}|${port}`}|${options.servername ?? ''}|${options.tlsRequired ? 1 : 0}|${options.lmtp ? 1 : 0}|${options.name}`;
   const cached = cache?.take(key);
   if (cached) {
     const outcome = await transaction(cached.connection, envelope, message);
@@ -123,9 +129,18 @@ export async function relayMessage(
     if (!outcome.connectionFailed) return finish(outcome, cached.connection, cached.messages + 1);
     cached.connection.close();
   }
+  let unixSocket: Socket | undefined;
+  if (options.socketPath !== undefined) {
+    try {
+      unixSocket = await connectUnix(options.socketPath, options.connectTimeoutMs ?? 30_000);
+    } catch (err) {
+      return everyone(envelope, 'transient', errorReply(err, 421, '4.4.1'), false);
+    }
+  }
+  // SMTPConnection dials host and port itself; an already open Unix socket goes in as `connection`.
+  const where = unixSocket ? { connection: unixSocket, ignoreTLS: true } : { host, port };
   const connection = new SMTPConnection({
-    host,
-    port,
+    ...where,
     name: options.name,
     lmtp: options.lmtp ?? false,
     requireTLS: options.tlsRequired ?? false,
@@ -237,4 +252,24 @@ export function parseReply(response: string, fallbackCode: number, fallbackEnhan
   const m = /^(\d{3})[ -](?:(\d\.\d{1,3}\.\d{1,3}) )?([\s\S]*)$/.exec(response.trim());
   if (!m) return { code: fallbackCode, ...(fallbackEnhanced ? { enhanced: fallbackEnhanced } : {}), text: response.trim() };
   return { code: Number(m[1]), ...(m[2] ? { enhanced: m[2] } : {}), text: m[3]!.trim() };
+}
+
+/** Connects to a Unix socket, or fails after `timeoutMs`. */
+function connectUnix(path: string, timeoutMs: number): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const s = connect({ path });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no connection to ${path} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
 }

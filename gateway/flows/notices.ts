@@ -29,22 +29,12 @@ export async function queueNotice(
   messageId: string | null,
   withinCommit?: () => boolean,
 ): Promise<string | undefined> {
-  const prepared = await ctx.queue.messages.writeBody(message);
-  let queueId: string | undefined;
-  try {
-    queueId = await ctx.db.batch(() => {
-      if (withinCommit && !withinCommit()) return undefined;
-      return ctx.queue.insert(
-        { direction: 'inbound', mailFrom: '', recipients: [to], messageId, receivedAt: new Date(ctx.now()), meta: { kind: 'notice' } },
-        prepared,
-      ).queueId;
-    });
-  } catch (err) {
-    await ctx.queue.messages.discard(prepared);
-    throw err;
-  }
-  if (queueId === undefined) await ctx.queue.messages.discard(prepared);
-  else ctx.wake('inbound');
+  const queueId = await ctx.queue.enqueueWhen(
+    { direction: 'inbound', mailFrom: '', recipients: [to], messageId, receivedAt: new Date(ctx.now()), meta: { kind: 'notice' } },
+    message,
+    () => (withinCommit && !withinCommit() ? false : [to]),
+  );
+  if (queueId !== undefined) ctx.wake('inbound');
   return queueId;
 }
 
@@ -84,27 +74,15 @@ export async function queueMdn(
   const to = MimeEntity.parse(built.message).header('to') ?? '';
   const recipients = to.split(',').map((x) => DirectAddress.fromHeader(x).toString());
   void options;
-  const prepared = await ctx.queue.messages.writeBody(built.message);
   const insertSent = ctx.db.sqlite.prepare<[string, string, string, number]>(
     'INSERT OR IGNORE INTO mdn_sent (queue_id, recipient, disposition, queued_at) VALUES (?, ?, ?, ?)',
   );
-  let queued: string | undefined;
-  try {
-    queued = await ctx.db.batch(() => {
-      if (insertSent.run(inbound.queueId, inbound.recipient.toLowerCase(), disposition, ctx.now()).changes === 0) return undefined;
-      return ctx.queue.insert(
-        { direction: 'outbound', mailFrom: '', recipients, messageId: built.messageId, receivedAt: new Date(ctx.now()), meta: { kind: 'mdn', disposition, for: inbound.queueId } },
-        prepared,
-      ).queueId;
-    });
-  } catch (err) {
-    await ctx.queue.messages.discard(prepared);
-    throw err;
-  }
-  if (queued === undefined) {
-    await ctx.queue.messages.discard(prepared);
-    return false;
-  }
+  const queued = await ctx.queue.enqueueWhen(
+    { direction: 'outbound', mailFrom: '', recipients, messageId: built.messageId, receivedAt: new Date(ctx.now()), meta: { kind: 'mdn', disposition, for: inbound.queueId } },
+    built.message,
+    () => (insertSent.run(inbound.queueId, inbound.recipient.toLowerCase(), disposition, ctx.now()).changes === 0 ? false : recipients),
+  );
+  if (queued === undefined) return false;
   ctx.wake('outbound');
   return true;
 }

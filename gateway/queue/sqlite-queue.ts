@@ -81,6 +81,29 @@ export class SqliteQueue implements OutboundQueue {
     }
   }
 
+  /**
+   * Stores the message only if `decide`, run inside the commit, says so: it returns the recipients
+   * to create deliveries for, or false (or none) to store nothing — the body written beforehand is
+   * then removed. For writes that must be decided with the message: the inbound de-duplication,
+   * the "sent once" records of MDNs and DSNs. Resolves with the queue id, or undefined.
+   */
+  async enqueueWhen(envelope: MessageEnvelope, body: Uint8Array, decide: () => readonly string[] | false): Promise<QueueId | undefined> {
+    const prepared = await this.messages.writeBody(body);
+    let queueId: QueueId | undefined;
+    try {
+      queueId = await this.db.batch(() => {
+        const recipients = decide();
+        if (recipients === false || recipients.length === 0) return undefined;
+        return this.insert(envelope, prepared, recipients).queueId;
+      });
+    } catch (err) {
+      await this.messages.discard(prepared);
+      throw err;
+    }
+    if (queueId === undefined) await this.messages.discard(prepared);
+    return queueId;
+  }
+
   async enqueueMany(items: readonly EnqueueItem[]): Promise<QueueId[]> {
     const settled = await Promise.allSettled(items.map((item) => this.messages.writeBody(item.body)));
     const prepared = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));

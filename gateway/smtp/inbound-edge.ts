@@ -30,30 +30,20 @@ export async function storeInbound(ctx: GatewayContext, envelope: InboundEnvelop
     messageId = null;
   }
   const windowMs = ctx.config.dedupe.windowHours * 3_600_000;
-  const prepared = await ctx.queue.messages.writeBody(body);
   const duplicates: string[] = [];
-  let queueId: string | undefined;
-  try {
-    queueId = await ctx.db.batch(() => {
+  const queueId = await ctx.queue.enqueueWhen(
+    { direction: 'inbound', mailFrom: envelope.mailFrom, recipients: envelope.recipients, messageId, receivedAt: new Date(ctx.now()), meta: envelope.meta },
+    body,
+    () => {
       duplicates.length = 0;
-      const fresh = envelope.recipients.filter((r) => {
+      return envelope.recipients.filter((r) => {
         const dup = ctx.dedupe.seen(envelope.mailFrom, messageId, r, windowMs);
         if (dup) duplicates.push(r);
         return !dup;
       });
-      if (fresh.length === 0) return undefined;
-      return ctx.queue.insert(
-        { direction: 'inbound', mailFrom: envelope.mailFrom, recipients: envelope.recipients, messageId, receivedAt: new Date(ctx.now()), meta: envelope.meta },
-        prepared,
-        fresh,
-      ).queueId;
-    });
-  } catch (err) {
-    await ctx.queue.messages.discard(prepared);
-    throw err;
-  }
-  if (queueId === undefined) await ctx.queue.messages.discard(prepared);
-  else ctx.wake('inbound');
+    },
+  );
+  if (queueId !== undefined) ctx.wake('inbound');
   return { queueId, duplicates };
 }
 

@@ -14,7 +14,6 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HispGateway } from '../../gateway/flows/hisp-gateway.js';
 import { notificationKind, parseMdn, type ParsedMdn } from '../../gateway/mdn/mdn-parser.js';
@@ -22,8 +21,6 @@ import { parseDsn, type ParsedDsn } from '../../gateway/queue/dsn-parser.js';
 import type { TrackingEntry } from '../../gateway/store/tracking-store.js';
 import {
   certRecord,
-  EDGE_PASSWORD,
-  EDGE_USER,
   gatewayConfigObject,
   knotAvailable,
   startDirectNetwork,
@@ -34,6 +31,7 @@ import {
   type DirectNetwork,
   type KnotServer,
   type ZoneEntry,
+  edgeTransport,
 } from '../helpers/direct-network.js';
 import { EttSimulator, type EttBehaviour, type MdnStep } from '../helpers/ett-simulator.js';
 
@@ -212,14 +210,7 @@ describe.skipIf(!knotAvailable())('ETT delivery-notification mailboxes against a
     });
     a = await startGateway(toConfig(await gatewayConfigObject(spec, dns.address), net.dir));
 
-    const transport = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: a.submissionPort,
-      secure: false,
-      requireTLS: true,
-      auth: { user: EDGE_USER, pass: EDGE_PASSWORD },
-      tls: { rejectUnauthorized: false },
-    });
+    const transport = edgeTransport(a.submissionPort);
     const stamp = Date.now().toString(36);
     await Promise.all(
       (Object.keys(CASES) as CaseName[]).map(async (c) => {

@@ -11,7 +11,6 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HispGateway } from '../../gateway/flows/hisp-gateway.js';
 import { parseMdn, type ParsedMdn } from '../../gateway/mdn/mdn-parser.js';
@@ -27,6 +26,7 @@ import {
   toConfig,
   waitFor,
   type DirectNetwork,
+  edgeTransport,
 } from '../helpers/direct-network.js';
 import {
   freePort,
@@ -118,14 +118,7 @@ describe.skipIf(skipReason !== undefined)('Postfix around hisp: downstream over 
   });
 
   const submit = async (to: string[], raw: Buffer): Promise<string> => {
-    const transport = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: a.submissionPort,
-      secure: false,
-      requireTLS: true,
-      auth: { user: EDGE_USER, pass: EDGE_PASSWORD },
-      tls: { rejectUnauthorized: false },
-    });
+    const transport = edgeTransport(a.submissionPort);
     const info = await transport.sendMail({ envelope: { from: 'provider@a.test', to }, raw });
     return info.response;
   };

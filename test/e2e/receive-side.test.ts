@@ -20,7 +20,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CIPHER, DEFAULT_KEY_TRANSPORT } from '../../gateway/agent/algorithms.js';
 import { createEnvelope } from '../../gateway/agent/create-envelope.js';
@@ -36,8 +35,6 @@ import { parseDsn } from '../../gateway/queue/dsn-parser.js';
 import type { MessageStatus } from '../../gateway/queue/outbound-queue.js';
 import { rawSmtp } from '../helpers/raw-smtp.js';
 import {
-  EDGE_PASSWORD,
-  EDGE_USER,
   gatewayConfigObject,
   knotAvailable,
   maildirMessages,
@@ -48,6 +45,7 @@ import {
   waitFor,
   type DirectNetwork,
   type DomainCredential,
+  edgeTransport,
 } from '../helpers/direct-network.js';
 import { freePort } from '../helpers/postfix.js';
 
@@ -209,14 +207,7 @@ describe.skipIf(!knotAvailable())('the receive side over a real DNS server (knot
 
   it('partial trust: To a trusted and Cc an untrusted recipient: one delivered, one DSN naming the untrusted one', async () => {
     const { bytes: original, messageId } = plain('provider@a.test', 'patient@b.test', 'Partial trust', 'Cc: someone@u.test\r\n');
-    const transport = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: a.submissionPort,
-      secure: false,
-      requireTLS: true,
-      auth: { user: EDGE_USER, pass: EDGE_PASSWORD },
-      tls: { rejectUnauthorized: false },
-    });
+    const transport = edgeTransport(a.submissionPort);
     const info = await transport.sendMail({ envelope: { from: 'provider@a.test', to: ['patient@b.test', 'someone@u.test'] }, raw: original });
     expect(info.response).toMatch(/^250 2\.0\.0 Ok: queued as \w+/);
 

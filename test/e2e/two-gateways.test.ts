@@ -25,6 +25,7 @@ import {
   toConfig,
   waitFor,
   type DirectNetwork,
+  edgeTransport,
 } from '../helpers/direct-network.js';
 
 const run = promisify(execFile);
@@ -64,14 +65,7 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
 
   it('delivers a message submitted by nodemailer (STARTTLS + AUTH) unchanged, with processed and dispatched MDNs back', async () => {
     const original = message('provider@a.test', 'patient@b.test', 'Summary of care');
-    const transport = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: a.submissionPort,
-      secure: false,
-      requireTLS: true,
-      auth: { user: EDGE_USER, pass: EDGE_PASSWORD },
-      tls: { rejectUnauthorized: false },
-    });
+    const transport = edgeTransport(a.submissionPort);
     const info = await transport.sendMail({ envelope: { from: 'provider@a.test', to: ['patient@b.test'] }, raw: original });
     expect(info.response).toMatch(/^250 2\.0\.0 Ok: queued as \w+/);
 

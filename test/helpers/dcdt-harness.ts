@@ -9,17 +9,14 @@
 //   let h: DcdtHarness;
 //   beforeAll(async () => { h = await startDcdtHarness(); }, DCDT_HARNESS_HOOK_TIMEOUT_MS);
 //   afterAll(() => h?.stop());
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { errorCode, isAlive, requireExecutable as findExecutable, WatchedChild } from './watched-child.js';
+import { execFile } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import {
-  accessSync,
-  closeSync,
-  constants as fsConstants,
   existsSync,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -239,36 +236,6 @@ function pkiFile(fixtures: string, urlPath: string): string {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-function errorCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String(e.code) : undefined;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return errorCode(e) === 'EPERM';
-  }
-}
-
-const INSTALL_HINT = 'install the test peers with `sudo bash scripts/install-test-peers.sh`';
-
-/** An executable from PATH or the sbin folders (which a non-root PATH often lacks). */
-function findExecutable(name: string): string {
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/sbin', '/usr/local/sbin'];
-  for (const dir of dirs) {
-    if (dir === '') continue;
-    const p = path.join(dir, name);
-    try {
-      accessSync(p, fsConstants.X_OK);
-      return p;
-    } catch {
-      // next
-    }
-  }
-  throw new Error(`${name} not found (PATH, /usr/sbin, /sbin): ${INSTALL_HINT}`);
-}
 
 function execFileText(file: string, args: readonly string[], timeoutMs = 10_000): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve, reject) => {
@@ -431,100 +398,18 @@ export async function ldapSearch(port: number, args: readonly string[]): Promise
 // ---------------------------------------------------------------------------------------------
 // Daemons
 
-/**
- * Runs the daemon as the child of a small shell that kills it when its stdin (a pipe from this
- * process) closes: on stop(), and also when this process dies without running any handler. The
- * shell is a process-group leader, so the exit hook can kill the whole group.
- */
-const WATCHDOG = [
-  'exec 3<&0',
-  '"$@" </dev/null 3<&- &',
-  'child=$!',
-  '{ while read -r _ <&3; do :; done; kill -TERM "$child" 2>/dev/null; } &',
-  'watcher=$!',
-  'wait "$child"; status=$?',
-  'kill "$watcher" 2>/dev/null',
-  'exit "$status"',
-].join('\n');
+/** A daemon of the harness: knotd or slapd under the watchdog shell (test/helpers/watched-child.ts). */
+type Daemon = WatchedChild;
 
-class Daemon {
-  readonly exited: Promise<number | null>;
-  exitCode: number | null | undefined;
-  private readonly child: ChildProcess;
-
-  constructor(
-    readonly name: string,
-    readonly logFile: string,
-    command: string,
-    args: readonly string[],
-  ) {
-    const log = openSync(logFile, 'a');
-    try {
-      this.child = spawn('/bin/sh', ['-c', WATCHDOG, name, command, ...args], {
-        detached: true,
-        stdio: ['pipe', log, log],
-      });
-    } finally {
-      closeSync(log);
-    }
-    this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code) => {
-        this.exitCode = code;
-        resolve(code);
-      });
-      this.child.once('error', () => {
-        this.exitCode = null;
-        resolve(null);
-      });
-    });
-    this.child.stdin?.on('error', () => {}); // EPIPE when the shell is already gone
-    this.child.unref();
-    (this.child.stdin as net.Socket | null)?.unref();
-  }
-
-  get running(): boolean {
-    return this.exitCode === undefined;
-  }
-
-  /** Kills the process group at once (exit hook; also the fallback of stop()). */
-  killNow(): void {
-    if (this.child.pid === undefined) return;
-    try {
-      process.kill(-this.child.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-
-  async stop(graceMs = 3000): Promise<void> {
-    if (this.running) {
-      this.child.stdin?.end();
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        this.exited.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), graceMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (timedOut) {
-        this.killNow();
-        await this.exited;
-      }
-    }
-    this.killNow(); // anything left in the group (the watcher)
-  }
-
-  failure(): Error {
-    return new Error(`${this.name} exited (${String(this.exitCode)}); last lines of ${this.logFile}:\n${tail(this.logFile)}`);
-  }
+function failure(daemon: Daemon): Error {
+  return new Error(`${daemon.name} exited (${String(daemon.exitCode)}); last lines of ${daemon.logFile ?? ''}:\n${tail(daemon.logFile ?? '')}`);
 }
 
 /** Polls `check` until it resolves true; fails early when the daemon exits. */
 async function waitUntil(daemon: Daemon, deadline: number, what: string, check: () => Promise<boolean>): Promise<void> {
   let last: unknown;
   for (;;) {
-    if (!daemon.running) throw daemon.failure();
+    if (!daemon.running) throw failure(daemon);
     try {
       if (await check()) return;
     } catch (e) {
@@ -532,7 +417,7 @@ async function waitUntil(daemon: Daemon, deadline: number, what: string, check: 
     }
     if (Date.now() > deadline) {
       const why = last instanceof Error ? ` (${last.message})` : '';
-      throw new Error(`${what} not ready in time${why}; last lines of ${daemon.logFile}:\n${tail(daemon.logFile)}`);
+      throw new Error(`${what} not ready in time${why}; last lines of ${daemon.logFile ?? ''}:\n${tail(daemon.logFile ?? '')}`);
     }
     await sleep(25);
   }
@@ -678,7 +563,7 @@ async function startKnot(
     const conf = path.join(dir, 'knot.conf');
     writeFileSync(conf, knotConfig(dir, port, domain, zoneFile));
     const logFile = path.join(dir, `dns-${attempt}.log`);
-    const daemon = new Daemon('knotd', logFile, knotd, ['-c', conf]);
+    const daemon = new WatchedChild('knotd', knotd, ['-c', conf], { logFile });
     daemons.push(daemon);
     try {
       const server = { host: '127.0.0.1', port };
@@ -743,7 +628,7 @@ async function startSlapd(
   if (added.code !== 0) throw new Error(`slapadd ${name}.ldif exited ${added.code}:\n${added.err}${added.out}`);
   const logFile = path.join(root, `${name}.log`);
   // -d stats: stay in the foreground and log connections and searches (ldapSearches() reads them).
-  const daemon = new Daemon(`slapd ${name}`, logFile, slapd, ['-d', 'stats', '-f', conf, '-h', `ldap://127.0.0.1:${port}/`]);
+  const daemon = new WatchedChild(`slapd ${name}`, slapd, ['-d', 'stats', '-f', conf, '-h', `ldap://127.0.0.1:${port}/`], { logFile });
   daemons.push(daemon);
   await waitUntil(daemon, deadline, `slapd ${name} on 127.0.0.1:${port}`, async () => {
     const connected = await new Promise<boolean>((resolve) => {

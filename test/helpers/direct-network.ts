@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
+import nodemailer from 'nodemailer';
 import { stringify as toToml } from 'smol-toml';
 import { buildConfig } from '../../gateway/config/load-config.js';
 import type { HispConfig } from '../../gateway/config/schema.js';
@@ -222,6 +223,18 @@ export interface GatewaySpec {
 
 export const EDGE_USER = 'ehr';
 export const EDGE_PASSWORD = 'correct horse battery staple';
+
+/** An edge system (EHR) submitting to a gateway's submission port: STARTTLS, then AUTH as EDGE_USER. */
+export function edgeTransport(port: number | undefined) {
+  return nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    secure: false,
+    requireTLS: true,
+    auth: { user: EDGE_USER, pass: EDGE_PASSWORD },
+    tls: { rejectUnauthorized: false },
+  });
+}
 
 let cachedHash: string | undefined;
 async function edgeHash(): Promise<string> {

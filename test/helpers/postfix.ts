@@ -45,16 +45,13 @@
 //   libsasl2-modules. texthash: needs no postmap (DATABASE_README); the key is the relayhost exactly
 //   as written, `[127.0.0.1]:PORT` (SASL_README, "Enabling SASL authentication in the Postfix SMTP
 //   client").
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { errorCode, findExecutable, INSTALL_HINT, isAlive, killGroup, requireExecutable, WatchedChild as Child } from './watched-child.js';
+import { execFile } from 'node:child_process';
 import {
-  accessSync,
   chmodSync,
   chownSync,
-  closeSync,
-  constants as fsConstants,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -70,30 +67,6 @@ export const PEER_HOST = '127.0.0.1';
 
 // ---------------------------------------------------------------------------------------------
 // Availability
-
-const INSTALL_HINT = 'install the test peers with `sudo bash scripts/install-test-peers.sh`';
-
-/** An executable from PATH or the sbin folders (which a non-root PATH often lacks), or undefined. */
-function findExecutable(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/sbin', '/usr/local/sbin'];
-  for (const dir of dirs) {
-    if (dir === '') continue;
-    const p = path.join(dir, name);
-    try {
-      accessSync(p, fsConstants.X_OK);
-      return p;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
-
-function requireExecutable(name: string): string {
-  const p = findExecutable(name);
-  if (p === undefined) throw new Error(`${name} not found (PATH, /usr/sbin, /sbin): ${INSTALL_HINT}`);
-  return p;
-}
 
 const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
 
@@ -127,28 +100,6 @@ export function swaksPath(): string | undefined {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-function errorCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String(e.code) : undefined;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return errorCode(e) === 'EPERM';
-  }
-}
-
-/** Sends `signal` to a process group; false when the group no longer exists. */
-function killGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
-  try {
-    process.kill(-pgid, signal);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * True while a process of group `pgid` runs, zombies not counted: when master(8) exits, its
@@ -277,93 +228,6 @@ async function accountIds(name: string): Promise<{ uid: number; gid: number }> {
 
 // ---------------------------------------------------------------------------------------------
 // Child processes that cannot outlive the test process
-
-/**
- * Runs the program as the child of a small shell that kills it when its stdin (a pipe from this
- * process) closes: on stop(), and also when this process dies without running any handler (a
- * killed vitest worker), as test/helpers/dcdt-harness.ts does for its daemons.
- */
-const WATCHDOG = [
-  'exec 3<&0',
-  '"$@" </dev/null 3<&- &',
-  'child=$!',
-  '{ while read -r _ <&3; do :; done; kill -TERM "$child" 2>/dev/null; } &',
-  'watcher=$!',
-  'wait "$child"; status=$?',
-  'kill "$watcher" 2>/dev/null',
-  'exit "$status"',
-].join('\n');
-
-class Child {
-  readonly exited: Promise<void>;
-  exitCode: number | null | undefined;
-  private readonly child: ChildProcess;
-
-  /** stdout and stderr go to `logFile` (appended) or, without one, to `onOutput`. */
-  constructor(
-    readonly name: string,
-    command: string,
-    args: readonly string[],
-    output: { logFile: string } | { onOutput: (chunk: Buffer) => void },
-  ) {
-    if ('logFile' in output) {
-      const log = openSync(output.logFile, 'a');
-      try {
-        this.child = spawn('/bin/sh', ['-c', WATCHDOG, name, command, ...args], { detached: true, stdio: ['pipe', log, log] });
-      } finally {
-        closeSync(log);
-      }
-    } else {
-      this.child = spawn('/bin/sh', ['-c', WATCHDOG, name, command, ...args], { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
-      for (const stream of [this.child.stdout, this.child.stderr]) {
-        stream?.on('data', output.onOutput);
-        (stream as net.Socket | null)?.unref();
-      }
-    }
-    this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code) => {
-        this.exitCode = code;
-        resolve();
-      });
-      this.child.once('error', () => {
-        this.exitCode = null;
-        resolve();
-      });
-    });
-    this.child.stdin?.on('error', () => {}); // EPIPE when the shell is already gone
-    this.child.unref();
-    (this.child.stdin as net.Socket | null)?.unref();
-  }
-
-  get running(): boolean {
-    return this.exitCode === undefined;
-  }
-
-  /** SIGKILL to the watchdog's group at once (exit hook; fallback of stop()). */
-  killNow(): void {
-    if (this.child.pid !== undefined) killGroup(this.child.pid, 'SIGKILL');
-  }
-
-  /** Closes the watchdog's stdin (it sends SIGTERM), waits up to `graceMs`, then SIGKILL. */
-  async stop(graceMs = 5000): Promise<void> {
-    if (this.running) {
-      this.child.stdin?.end();
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        this.exited.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), graceMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (timedOut) {
-        this.killNow();
-        await this.exited;
-      }
-    }
-    this.killNow(); // the watcher subshell, if it is still there
-  }
-}
 
 /** Polls `check` until it resolves true; fails early when the child exits. */
 async function waitUntil(
