@@ -225,7 +225,7 @@ export class ReceiveWorker {
 
   /** Delivers to the address's endpoint; MDNs after the outcome when `mdn` is given. */
   private async deliver(d: Delivery, message: StoredMessage, bytes: Buffer, mdn: { inner: Buffer; options: NotificationOptions } | undefined, log: Logger): Promise<void> {
-    const target = this.targetFor(d.recipient);
+    const target = this.targetFor(d.recipient, kindOf(message) === 'notice');
     if (!target) {
       await this.failInbound(d, { code: 550, enhanced: '5.1.1', text: `no delivery configured for ${d.recipient}` });
       if (mdn) await queueMdn(this.ctx, d, mdn.inner, 'failed', mdn.options, { failure: 'no such recipient', finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension });
@@ -252,10 +252,10 @@ export class ReceiveWorker {
     }
   }
 
-  private targetFor(address: string): DeliveryConfig | undefined {
+  private targetFor(address: string, notice: boolean): DeliveryConfig | undefined {
     const own = deliveryFor(this.ctx.config, address);
-    if (own) return own;
-    // Notices for an edge address not listed (a catch-all sender of its domain): the domain's delivery.
+    if (own || !notice) return own;
+    // A notice for an edge address not listed (a sender allowed by `@domain`): the domain's delivery.
     const domain = findDomain(this.ctx.config, DirectAddress.parse(address).domain);
     return domain ? substituteAddress(domain.delivery, address) : undefined;
   }

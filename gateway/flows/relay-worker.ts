@@ -84,7 +84,11 @@ export class RelayWorker {
     const certificates: Certificate[] = [];
     const local = this.ctx.registry.isLocalDomain(first.domain);
     if (local) {
-      ready.push(...group);
+      // The same acceptance as the inbound port's RCPT (550 5.1.1 for an address the domain does not know).
+      for (const d of group) {
+        if (this.ctx.registry.acceptance(d.recipient) === 'accept') ready.push(d);
+        else await this.fail(d, replyForError(new HispError('HISP_SMTP_UNKNOWN_RECIPIENT', `no such recipient here: ${d.recipient}`)), log);
+      }
       certificates.push(...this.ctx.registry.encryptionCertificates(first.domain));
     } else {
       const anchors = this.ctx.registry.anchorsFor(sender, 'outgoing');

@@ -500,4 +500,26 @@ describe.skipIf(!knotAvailable())('the receive side over a real DNS server (knot
     expect(files.filter((f) => !strict.ctx.queue.messages.has(f.replace(/\.eml$/, '')))).toEqual([]);
     expect(maildirMessages(path.join(net.dir, 'data-b-strict', 'maildir', 'patient@b.test'))).toEqual([]);
   });
+
+  it('within one HISP: a submitted message to a known address of a local domain is delivered, to an unknown one refused with a DSN (catchAll off)', async () => {
+    const { bytes, messageId } = plain('provider@b.test', 'patient@b.test', 'Local hand-off', 'Cc: nobody@b.test\r\n');
+    await edgeTransport(strict.submissionPort).sendMail({ envelope: { from: 'provider@b.test', to: ['patient@b.test', 'nobody@b.test'] }, raw: bytes });
+    const status = await waitFor('both recipients final', async () => {
+      // The outbound message (the inbound copy of the hand-off has the same Message-ID).
+      const st = (await strict.ctx.queue.list({ direction: 'outbound', limit: 1000 })).find((m) => `<${m.messageId}>` === messageId || m.messageId === messageId);
+      return st && st.deliveries.every((d) => d.state !== 'queued') ? st : undefined;
+    });
+    expect(Object.fromEntries(status.deliveries.map((d) => [d.recipient, d.state]))).toEqual({ 'patient@b.test': 'delivered', 'nobody@b.test': 'failed' });
+    const dir = (a: string) => path.join(net.dir, 'data-b-strict', 'maildir', a);
+    await waitFor('the message at patient@b.test', () => maildirMessages(dir('patient@b.test')).some((m) => m.toString().includes('Local hand-off')));
+    expect(maildirMessages(dir('nobody@b.test'))).toEqual([]);
+    // The sender (not listed, allowed by @b.test) gets its DSN through the domain's delivery.
+    const dsn = await waitFor('the DSN at provider@b.test', () =>
+      maildirMessages(dir('provider@b.test'))
+        .map((m) => { try { return parseDsn(m); } catch { return undefined; } })
+        .find((d) => d?.recipients.some((r) => r.finalRecipient === 'nobody@b.test')),
+    );
+    expect(dsn.recipients).toHaveLength(1);
+    expect(dsn.recipients[0]).toMatchObject({ action: 'failed', status: '5.1.1' });
+  });
 });
