@@ -6,6 +6,7 @@ import type { NotificationOptions } from '../mdn/notification-options.js';
 import { buildDsn, failedRecipient, type DsnRecipient } from '../queue/dsn.js';
 import type { RemoteReply } from '../queue/outbound-queue.js';
 import type { StoredMessage } from '../store/message-store.js';
+import type { TrackingEntry } from '../store/tracking-store.js';
 import type { GatewayContext } from './gateway-context.js';
 
 /** What a stored message is, in `meta.kind`: an edge notice (DSN, forwarded MDN) or an MDN we send. */
@@ -125,4 +126,24 @@ export function dsnFor(ctx: GatewayContext, message: StoredMessage, originalHead
 export function describeError(err: unknown): string {
   if (isHispError(err)) return `${err.code}: ${err.message}`;
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The message a tracking entry is about, for a DSN to its sender: the stored one, or — when it was
+ * purged meanwhile — what the entry remembers of it (sender, Message-ID, time).
+ */
+export function trackedMessage(ctx: GatewayContext, entry: TrackingEntry): StoredMessage {
+  const stored = ctx.queue.messages.get(entry.queueId);
+  if (stored) return { ...stored, mailFrom: entry.sender };
+  return {
+    queueId: entry.queueId,
+    direction: 'outbound',
+    mailFrom: entry.sender,
+    recipients: [entry.recipient],
+    submittedBy: null,
+    messageId: entry.messageId,
+    receivedAt: entry.sentAt,
+    size: 0,
+    meta: {},
+  };
 }

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { MimeEntity } from '../agent/mime-entity.js';
 import { failedRecipient } from '../queue/dsn.js';
 import type { GatewayContext } from './gateway-context.js';
-import { describeError, dsnFor, dsnRecipientFor, kindOf, queueNotice } from './notices.js';
+import { describeError, dsnFor, dsnRecipientFor, kindOf, queueNotice, trackedMessage } from './notices.js';
 
 /**
  * The send side's bookkeeping of failures (R-MDN-7, R-MDN-8, R-DSN-1): a DSN to the edge sender for
@@ -62,19 +62,9 @@ export class Notifier {
       try {
         const minutes = Math.round(((t.kind === 'processed' ? t.entry.processedDeadline.getTime() - t.entry.sentAt.getTime() : t.deadline.getTime() - (t.entry.processedAt?.getTime() ?? t.entry.sentAt.getTime())) / 60_000) * 100) / 100;
         const recipient = failedRecipient(t.entry.recipient, { kind: 'mdn-timeout', awaited: t.kind, minutes });
-        const message = sent ?? {
-          queueId: t.entry.queueId,
-          direction: 'outbound' as const,
-          mailFrom: t.entry.sender,
-          recipients: [t.entry.recipient],
-          submittedBy: null,
-          messageId: t.entry.messageId,
-          receivedAt: t.entry.sentAt,
-          size: 0,
-          meta: {},
-        };
+        const message = trackedMessage(this.ctx, t.entry);
         const headers = sent ? MimeEntity.parse(await this.ctx.queue.body(sent.queueId)).headerSection : undefined;
-        const dsn = dsnFor(this.ctx, { ...message, mailFrom: t.entry.sender }, headers, [recipient]);
+        const dsn = dsnFor(this.ctx, message, headers, [recipient]);
         const queued = await queueNotice(this.ctx, t.entry.sender, dsn.message, dsn.messageId, () => this.ctx.tracking.markTimedOut(t.id, now));
         if (queued) this.log.info({ queueId: t.entry.queueId, recipient: t.entry.recipient, awaited: t.kind }, 'MDN time-out: failure DSN queued');
       } catch (err) {

@@ -14,7 +14,7 @@ import { receivedField } from '../smtp/received-field.js';
 import type { StoredMessage } from '../store/message-store.js';
 import type { MdnKind } from '../store/tracking-store.js';
 import type { GatewayContext } from './gateway-context.js';
-import { describeError, dsnFor, kindOf, queueMdn, queueNotice } from './notices.js';
+import { describeError, dsnFor, kindOf, queueMdn, queueNotice, trackedMessage } from './notices.js';
 import { processIncoming, type IncomingResult } from './process-incoming.js';
 
 const LEASE_MS = 5 * 60_000;
@@ -208,8 +208,7 @@ export class ReceiveWorker {
       const rec = await this.ctx.db.batch(() => this.ctx.tracking.record(original, finalRecipient, 'failed', new Date(this.ctx.now()), note));
       log.info({ original: dsn.originalMessageId, recipient: r.finalRecipient, status: rec.status }, `failure reported by an ${note}`);
       if (rec.status !== 'timely' || !rec.entry) continue;
-      const sent = this.ctx.queue.messages.get(rec.entry.queueId);
-      if (!sent) continue;
+      const sent = trackedMessage(this.ctx, rec.entry);
       const recipient: DsnRecipient = {
         finalRecipient: r.finalRecipient,
         action: 'failed',

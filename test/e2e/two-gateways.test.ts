@@ -13,6 +13,7 @@ import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HispGateway } from '../../gateway/flows/hisp-gateway.js';
 import { parseMdn } from '../../gateway/mdn/mdn-parser.js';
+import { buildDsn } from '../../gateway/queue/dsn.js';
 import { authPlain, rawSmtp } from '../helpers/raw-smtp.js';
 import {
   EDGE_PASSWORD,
@@ -170,5 +171,55 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
     const report = JSON.parse(stdout) as { deliveries: { state: string; lastReply: { code: number } | null }[] };
     expect(report.deliveries[0]?.state).toBe('delivered');
     expect(report.deliveries[0]?.lastReply?.code).toBe(250);
+  });
+
+  it('takes a plain DSN from an ordinary mail server as an unauthenticated failure: tracking updated, the sender told, the DSN quarantined', async () => {
+    // A message a sent that still waits for its MDNs (tracked by hand: a real one is answered at once by b).
+    const messageId = `<plain-dsn.${Date.now()}@a.test>`;
+    await a.ctx.db.batch(() =>
+      a.ctx.tracking.track({
+        queueId: 'plain-dsn-test',
+        messageId,
+        recipient: 'patient@b.test',
+        sender: 'provider@a.test',
+        sentAt: new Date(),
+        processedTimeoutMs: 3_600_000,
+        dispatchedTimeoutMs: 3_600_000,
+        dispatchedRequested: true,
+      }),
+    );
+    const dsn = buildDsn({
+      reportingMta: 'mx.ordinary.test',
+      recipients: [{ finalRecipient: 'patient@b.test', action: 'failed', status: '5.2.2', diagnosticCode: { type: 'smtp', text: '552 5.2.2 mailbox full' } }],
+      originalMessageId: messageId,
+      to: 'provider@a.test',
+      from: 'mailer-daemon@ordinary.test',
+    });
+    const c = await rawSmtp(a.inboundPort!);
+    await c.read();
+    await c.send('EHLO mx.ordinary.test\r\n');
+    expect(await c.send('MAIL FROM:<>\r\n')).toMatch(/^250/);
+    expect(await c.send('RCPT TO:<provider@a.test>\r\n')).toMatch(/^250/);
+    expect(await c.send('DATA\r\n')).toMatch(/^354/);
+    const reply = await c.send(Buffer.concat([dsn.message, Buffer.from('.\r\n')]));
+    c.close();
+    expect(reply).toMatch(/^250 2\.0\.0 Ok: queued as (\w+)/);
+    const queueId = /queued as (\w+)/.exec(reply)![1]!;
+
+    const tracked = await waitFor('the tracking failed', () => {
+      const t = a.ctx.tracking.get(messageId, 'patient@b.test');
+      return t?.state === 'failed' ? t : undefined;
+    });
+    expect(tracked.failureNote).toBe('unauthenticated DSN from mx.ordinary.test');
+    // Not a Direct message: quarantined, never delivered as it is.
+    expect(a.ctx.quarantine.get(queueId)?.reasonCode).toBe('HISP_SMIME_NOT_ENCRYPTED');
+    // The sender hears of it, from hisp, saying it could not be authenticated.
+    const notice = await waitFor('the notice at provider@a.test', () =>
+      maildirMessages(maildir('a.test', 'provider@a.test'))
+        .map((m) => m.toString())
+        .find((m) => m.includes(messageId) && m.includes('unauthenticated')),
+    );
+    expect(notice).toContain('mailbox full');
+    expect(notice).not.toContain('mailer-daemon@ordinary.test');
   });
 });
