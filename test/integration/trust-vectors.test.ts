@@ -148,7 +148,8 @@ const dotnetChain = vectorGroup('dotnet-ri', [`${CHAIN}/root.cer`, `${CHAIN}/int
 
 describe.skipIf(!dotnetChain.present)(dotnetChain.title('.NET RI chain without basicConstraints (SHA-1, RSA-1024, v3 CAs without basicConstraints)'), () => {
   const cert = (n: string) => Certificate.fromDer(dotnetChain.read(`${CHAIN}/${n}.cer`));
-  const [root, inter1, inter11, end] = ['root', 'inter1', 'inter11', 'end'].map(cert) as [Certificate, Certificate, Certificate, Certificate];
+  // Read only when present: vitest runs a skipped describe's body too, to collect its tests.
+  const [root, inter1, inter11, end] = (dotnetChain.present ? ['root', 'inter1', 'inter11', 'end'].map(cert) : []) as [Certificate, Certificate, Certificate, Certificate];
   // valid 2010-10-06 … 2039-12-31; checked with the SHA-1 switch so that only structure and key size remain
   const at = new Date('2020-01-01T00:00:00Z');
   const base = { anchors: [root], intermediates: [inter1, inter11], at, purpose: 'signing' as const, allowSha1: true };
