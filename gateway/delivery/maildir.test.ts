@@ -52,6 +52,15 @@ describe('deliverToMaildir', () => {
     expect(readdirSync(join(root, 'tmp'))).toEqual([]);
   });
 
+  it('creates the maildir again when it was removed after an earlier delivery', async () => {
+    const box = join(root, 'again');
+    await deliverToMaildir(box, Buffer.from('Subject: one\r\n\r\n1\r\n'));
+    rmSync(box, { recursive: true, force: true });
+    const second = await deliverToMaildir(box, Buffer.from('Subject: two\r\n\r\n2\r\n'));
+    expect(readFileSync(second, 'utf8')).toContain('Subject: two');
+    expect(readdirSync(join(box, 'new'))).toHaveLength(1);
+  });
+
   it('a path that exists as a file is HISP_CONFIG_INVALID (transient: the operator fixes it), with the errno', async () => {
     const file = join(root, 'not-a-folder');
     writeFileSync(file, 'x');
