@@ -2,7 +2,6 @@ import { MimeEntity } from '../agent/mime-entity.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError, isHispError, type HispErrorCode, ERROR_CODES } from '../core/errors.js';
 import { buildMdn, type MdnDisposition } from '../mdn/mdn-builder.js';
-import type { NotificationOptions } from '../mdn/notification-options.js';
 import { buildDsn, failedRecipient, type DsnRecipient } from '../queue/dsn.js';
 import type { RemoteReply } from '../queue/outbound-queue.js';
 import type { StoredMessage } from '../store/message-store.js';
@@ -39,13 +38,17 @@ export async function queueNotice(
   return queueId;
 }
 
-/** The MDN dispositions the receive side sends, recorded per (message, recipient) so a retry sends none twice. */
+/**
+ * Queues the receive side's MDN about `original` for one recipient (RFC 8098; to its
+ * Disposition-Notification-To, else its From), relayed — signed and encrypted — like any outgoing
+ * message. Recorded per (message, recipient, disposition) in the same commit, so a retried delivery
+ * never sends one twice. False when not queued (already sent, or nothing to answer to).
+ */
 export async function queueMdn(
   ctx: GatewayContext,
   inbound: { queueId: string; recipient: string },
   original: Buffer,
   disposition: MdnDisposition,
-  options: NotificationOptions,
   extra: { failure?: string; finalDeliveryExtension: boolean },
 ): Promise<boolean> {
   const entity = MimeEntity.parse(original);
@@ -74,7 +77,6 @@ export async function queueMdn(
   }
   const to = MimeEntity.parse(built.message).header('to') ?? '';
   const recipients = to.split(',').map((x) => DirectAddress.fromHeader(x).toString());
-  void options;
   const insertSent = ctx.db.sqlite.prepare<[string, string, string, number]>(
     'INSERT OR IGNORE INTO mdn_sent (queue_id, recipient, disposition, queued_at) VALUES (?, ?, ?, ?)',
   );

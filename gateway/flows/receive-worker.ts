@@ -97,11 +97,11 @@ export class ReceiveWorker {
     if (disposition.mdn) {
       const plan = planMdns(disposition.options);
       if (plan.failedOnly !== undefined) {
-        await queueMdn(this.ctx, d, inner, 'failed', disposition.options, { failure: plan.failedOnly, finalDeliveryExtension: false });
+        await queueMdn(this.ctx, d, inner, 'failed', { failure: plan.failedOnly, finalDeliveryExtension: false });
         await this.failInbound(d, { code: 554, enhanced: '5.6.0', text: plan.failedOnly });
         return;
       }
-      await queueMdn(this.ctx, d, inner, 'processed', disposition.options, { finalDeliveryExtension: false });
+      await queueMdn(this.ctx, d, inner, 'processed', { finalDeliveryExtension: false });
     }
     const trace = receivedField({
       ...(typeof message.meta.helo === 'string' ? { helo: message.meta.helo } : {}),
@@ -227,7 +227,7 @@ export class ReceiveWorker {
     const target = this.targetFor(d.recipient, kindOf(message) === 'notice');
     if (!target) {
       await this.failInbound(d, { code: 550, enhanced: '5.1.1', text: `no delivery configured for ${d.recipient}` });
-      if (mdn) await queueMdn(this.ctx, d, mdn.inner, 'failed', mdn.options, { failure: 'no such recipient', finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension });
+      if (mdn) await queueMdn(this.ctx, d, mdn.inner, 'failed', { failure: 'no such recipient', finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension });
       return;
     }
     const outcome = await deliverLocally(
@@ -239,7 +239,7 @@ export class ReceiveWorker {
       log.info({ endpoint: target.type, location: outcome.location }, 'delivered');
       await this.ctx.queue.complete(d, outcome.reply);
       if (mdn && planMdns(mdn.options).dispatched) {
-        await queueMdn(this.ctx, d, mdn.inner, 'dispatched', mdn.options, { finalDeliveryExtension: true });
+        await queueMdn(this.ctx, d, mdn.inner, 'dispatched', { finalDeliveryExtension: true });
       }
       return;
     }
@@ -247,7 +247,7 @@ export class ReceiveWorker {
     if (outcome.outcome === 'transient') await this.retryOrFail(d, outcome.reply, mdn);
     else {
       await this.failInbound(d, outcome.reply);
-      if (mdn) await queueMdn(this.ctx, d, mdn.inner, 'failed', mdn.options, { failure: publicFailure('the final destination refused the message', outcome.reply), finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension });
+      if (mdn) await queueMdn(this.ctx, d, mdn.inner, 'failed', { failure: publicFailure('the final destination refused the message', outcome.reply), finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension });
     }
   }
 
@@ -285,7 +285,7 @@ export class ReceiveWorker {
     }
     await this.failInbound(d, reply);
     if (mdn) {
-      await queueMdn(this.ctx, d, mdn.inner, 'failed', mdn.options, {
+      await queueMdn(this.ctx, d, mdn.inner, 'failed', {
         failure: publicFailure('delivery kept failing', reply),
         finalDeliveryExtension: planMdns(mdn.options).finalDeliveryExtension,
       });
