@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,20 @@ describe('DataFolderLock', () => {
     // A live process other than this one: the parent of the test runner.
     writeFileSync(join(dir, 'hisp.pid'), `${process.ppid}\n`);
     expect(hispError(() => DataFolderLock.acquire(dir))).toMatchObject({ code: 'HISP_IO', message: expect.stringContaining(`pid ${process.ppid}`) as string });
+  });
+
+  it('takes over a file whose pid now belongs to another program (a reboot, a container restart)', () => {
+    const dir = folder();
+    // A live process that is not Node: a sleeping shell.
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      writeFileSync(join(dir, 'hisp.pid'), `${other.pid}\n`);
+      const lock = DataFolderLock.acquire(dir);
+      expect(readFileSync(join(dir, 'hisp.pid'), 'utf8')).toBe(`${process.pid}\n`);
+      lock.release();
+    } finally {
+      other.kill();
+    }
   });
 
   it('takes over the file of a process that is gone (killed with SIGKILL)', () => {

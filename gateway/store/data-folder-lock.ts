@@ -56,11 +56,20 @@ function readHolder(path: string): number | undefined {
   }
 }
 
+/**
+ * True when `pid` runs and may be a hisp: after a reboot or a container restart the pid in a stale
+ * file can belong to another program, so where /proc tells the command line, it must be Node's.
+ */
 function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    const argv0 = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0')[0] ?? '';
+    return /node|hisp/i.test(argv0);
+  } catch {
+    return true; // no /proc (or not allowed to read it): assume it is
   }
 }
