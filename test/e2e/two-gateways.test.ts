@@ -6,7 +6,10 @@
  * and the tracking visible in `hisp status`.
  */
 import { execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
@@ -30,6 +33,7 @@ import {
 } from '../helpers/direct-network.js';
 
 const run = promisify(execFile);
+const HOOK_SECRET = 'a webhook secret shared with the PHR';
 const REPO = path.resolve(import.meta.dirname, '../..');
 
 function message(from: string, to: string, subject: string, extra = ''): Buffer {
@@ -50,13 +54,36 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
   let a: HispGateway;
   let b: HispGateway;
 
+  /** A PHR's webhook endpoint: what it received, raw. */
+  const hooked: { headers: http.IncomingHttpHeaders; body: Buffer }[] = [];
+  let hook: http.Server;
+
   beforeAll(async () => {
+    hook = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        hooked.push({ headers: req.headers, body: Buffer.concat(chunks) });
+        res.writeHead(200).end('ok');
+      });
+    });
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+    const hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/direct`;
     net = await startDirectNetwork(['a.test', 'b.test']);
     a = await startGateway(toConfig(await gatewayConfigObject(net.spec('a.test'), net.dns.address), net.dir));
-    b = await startGateway(toConfig(await gatewayConfigObject(net.spec('b.test'), net.dns.address), net.dir));
+    b = await startGateway(
+      toConfig(
+        await gatewayConfigObject(
+          net.spec('b.test', { domainExtra: { addresses: [{ address: 'phr@b.test', delivery: { type: 'webhook', url: hookUrl, hmacSecret: HOOK_SECRET } }] } }),
+          net.dns.address,
+        ),
+        net.dir,
+      ),
+    );
   }, 60_000);
 
   afterAll(async () => {
+    await new Promise<void>((r) => (hook ? hook.close(() => r()) : r()));
     await a?.stop();
     await b?.stop();
     await net?.stop();
@@ -221,5 +248,21 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
     );
     expect(notice).toContain('mailbox full');
     expect(notice).not.toContain('mailer-daemon@ordinary.test');
+  });
+
+  it('delivers to a PHR webhook: the message in signed JSON (HMAC-SHA256 over "<t>.<body>"), then a dispatched MDN', async () => {
+    const original = message('provider@a.test', 'phr@b.test', 'To the PHR webhook');
+    await edgeTransport(a.submissionPort).sendMail({ envelope: { from: 'provider@a.test', to: ['phr@b.test'] }, raw: original });
+    const got = await waitFor('the webhook request', () => hooked.find((h) => h.body.includes('phr@b.test')));
+    const signature = String(got.headers['x-hisp-signature']);
+    const [, t, v1] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(signature) ?? [];
+    expect(v1).toBe(createHmac('sha256', HOOK_SECRET).update(`${t}.`).update(got.body).digest('hex'));
+    const payload = JSON.parse(got.body.toString()) as { recipient: string; sender: string; messageId: string; message: string };
+    expect(payload).toMatchObject({ recipient: 'phr@b.test', sender: 'provider@a.test' });
+    const delivered = Buffer.from(payload.message, 'base64').toString('latin1');
+    expect(delivered).toContain('Subject: To the PHR webhook\r\n');
+    expect(delivered.endsWith('\r\n\r\nSummary of care for the patient.\r\nSecond line.\r\n')).toBe(true);
+    const messageId = /^Message-ID: (<[^>]+>)/im.exec(original.toString())![1]!;
+    await waitFor('the dispatched MDN for the webhook delivery', () => a.ctx.tracking.get(messageId, 'phr@b.test')?.state === 'dispatched');
   });
 });
