@@ -102,11 +102,13 @@ export class RelayWorker {
           at: new Date(this.ctx.now()),
           patientDirected: message.meta.patientDirected === true,
         });
-        const reply = replyForError(new HispError(found.code ?? 'HISP_DISCOVERY_NO_CERT', found.reason ?? 'no certificate', { transient: found.status === 'transient' }));
         if (found.status === 'selected') {
           ready.push(d);
           for (const s of found.selected) if (!certificates.some((c) => c.sha256 === s.certificate.sha256)) certificates.push(s.certificate);
-        } else if (found.status === 'transient') {
+          continue;
+        }
+        const reply = replyForError(new HispError(found.code ?? 'HISP_DISCOVERY_NO_CERT', found.reason ?? 'no certificate', { transient: found.status === 'transient' }));
+        if (found.status === 'transient') {
           log.info({ recipient: d.recipient, reason: found.reason }, 'discovery failed for now: deferred');
           await this.retryOrFail(d, reply);
         } else {

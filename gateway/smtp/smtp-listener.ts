@@ -70,7 +70,16 @@ export class SmtpListener {
   ) {
     const tls = config.tlsCert && config.tlsKey ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;
     const log = options.logger.child({ component: options.name });
-    const sessionLog = (session: SMTPServerSession) => log.child({ session: session.id, remote: session.remoteAddress });
+    // One child logger per SMTP session (not one per command).
+    const sessionLogs = new WeakMap<SMTPServerSession, Logger>();
+    const sessionLog = (session: SMTPServerSession): Logger => {
+      let l = sessionLogs.get(session);
+      if (!l) {
+        l = log.child({ session: session.id, remote: session.remoteAddress });
+        sessionLogs.set(session, l);
+      }
+      return l;
+    };
     this.server = new SMTPServer({
       name: options.hostname,
       banner: `hisp ${options.name} ready`,

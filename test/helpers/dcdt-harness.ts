@@ -9,8 +9,7 @@
 //   let h: DcdtHarness;
 //   beforeAll(async () => { h = await startDcdtHarness(); }, DCDT_HARNESS_HOOK_TIMEOUT_MS);
 //   afterAll(() => h?.stop());
-import { errorCode, isAlive, requireExecutable as findExecutable, WatchedChild } from './watched-child.js';
-import { execFile } from 'node:child_process';
+import { errorCode, execFileText, isAlive, requireExecutable as findExecutable, WatchedChild } from './watched-child.js';
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import {
@@ -237,17 +236,6 @@ function pkiFile(fixtures: string, urlPath: string): string {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 
-function execFileText(file: string, args: readonly string[], timeoutMs = 10_000): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error && typeof error.code !== 'number') {
-        reject(new Error(`${file} ${args.join(' ')}: ${error.message}`, { cause: error }));
-        return;
-      }
-      resolve({ code: typeof error?.code === 'number' ? error.code : 0, out: stdout, err: stderr });
-    });
-  });
-}
 
 function tail(file: string, lines = 30): string {
   try {

@@ -45,8 +45,7 @@
 //   libsasl2-modules. texthash: needs no postmap (DATABASE_README); the key is the relayhost exactly
 //   as written, `[127.0.0.1]:PORT` (SASL_README, "Enabling SASL authentication in the Postfix SMTP
 //   client").
-import { errorCode, findExecutable, INSTALL_HINT, isAlive, killGroup, requireExecutable, WatchedChild as Child } from './watched-child.js';
-import { execFile } from 'node:child_process';
+import { errorCode, execFileText, findExecutable, INSTALL_HINT, isAlive, killGroup, requireExecutable, WatchedChild as Child } from './watched-child.js';
 import {
   chmodSync,
   chownSync,
@@ -133,20 +132,9 @@ function writeConfigFile(file: string, text: string, mode = 0o644): void {
   utimesSync(file, past, past);
 }
 
-function run(file: string, args: readonly string[], timeoutMs = 30_000): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error && typeof error.code !== 'number') {
-        reject(new Error(`${file} ${args.join(' ')}: ${error.message}`, { cause: error }));
-        return;
-      }
-      resolve({ code: typeof error?.code === 'number' ? error.code : 0, out: stdout, err: stderr });
-    });
-  });
-}
 
 async function runOk(file: string, args: readonly string[], timeoutMs?: number): Promise<string> {
-  const r = await run(file, args, timeoutMs);
+  const r = await execFileText(file, args, timeoutMs ?? 30_000);
   if (r.code !== 0) throw new Error(`${file} ${args.join(' ')} exited ${r.code}:\n${r.err}${r.out}`);
   return r.out;
 }

@@ -4,7 +4,7 @@
  * this process, closes. The shell leads its own process group, so killNow() takes everything.
  * Shared by the DCDT harness (knotd, slapd) and the Postfix harness (master, smtp-sink).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import type net from 'node:net';
@@ -43,6 +43,19 @@ export function requireExecutable(name: string): string {
   const p = findExecutable(name);
   if (p === undefined) throw new Error(`${name} not found (PATH, /usr/sbin, /sbin): ${INSTALL_HINT}`);
   return p;
+}
+
+/** Runs a program to its end: exit code and output (a failure to start it rejects). */
+export function execFileText(file: string, args: readonly string[], timeoutMs = 10_000): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error && typeof error.code !== 'number') {
+        reject(new Error(`${file} ${args.join(' ')}: ${error.message}`, { cause: error }));
+        return;
+      }
+      resolve({ code: typeof error?.code === 'number' ? error.code : 0, out: stdout, err: stderr });
+    });
+  });
 }
 
 /** The `code` of an error (ENOENT, EPERM…), if it has one. */
