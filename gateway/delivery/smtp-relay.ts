@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { RelayConnection } from './relay-connection.js';
 
 /** The reply of a remote server, as the queue keeps it (RFC 5321 §4.2, RFC 3463). */
 export interface RelayReply {
@@ -139,7 +140,7 @@ export async function relayMessage(
   }
   // SMTPConnection dials host and port itself; an already open Unix socket goes in as `connection`.
   const where = unixSocket ? { connection: unixSocket, ignoreTLS: true } : { host, port };
-  const connection = new SMTPConnection({
+  const connection = new RelayConnection({
     ...where,
     name: options.name,
     lmtp: options.lmtp ?? false,

@@ -137,4 +137,85 @@ describe('CommitBatcher', () => {
     expect(committed()).toBe(1);
     expect(batcher.size).toBe(0);
   });
+
+  describe('with syncLog (synchronous=NORMAL, the WAL synced off the event loop)', () => {
+    /** A log sync the test ends by hand. */
+    function manualSync(): { syncLog: (done: (err: Error | null) => void) => void; calls: number; end(err?: Error): void } {
+      const waiting: ((err: Error | null) => void)[] = [];
+      const control = {
+        calls: 0,
+        syncLog: (done: (err: Error | null) => void) => {
+          control.calls++;
+          waiting.push(done);
+        },
+        end(err?: Error) {
+          const done = waiting.shift();
+          if (!done) throw new Error('no sync in flight');
+          done(err ?? null);
+        },
+      };
+      return control;
+    }
+    const settled = async (p: Promise<unknown>): Promise<boolean> => {
+      let done = false;
+      p.then(
+        () => (done = true),
+        () => (done = true),
+      );
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+      return done;
+    };
+
+    it('settles a batch only after its log sync ended, though the commit is already visible', async () => {
+      const sync = manualSync();
+      const batcher = new CommitBatcher(writer, { syncLog: sync.syncLog });
+      const first = batcher.run(insert(1));
+      expect(await settled(first)).toBe(false);
+      expect(committed()).toBe(1); // committed, not yet acknowledged
+      expect(sync.calls).toBe(1);
+      sync.end();
+      expect(await first).toBe(0);
+    });
+
+    it('lets what arrives during a sync wait, then commit together and share the next sync', async () => {
+      const sync = manualSync();
+      const batcher = new CommitBatcher(writer, { syncLog: sync.syncLog });
+      const first = batcher.run(insert(1));
+      await settled(first);
+      const later = [2, 3, 4].map((n) => batcher.run(insert(n)));
+      expect(await settled(Promise.all(later))).toBe(false);
+      expect(committed()).toBe(1); // not committed while the first sync is in flight
+      sync.end();
+      await first;
+      await new Promise((r) => setImmediate(r));
+      expect(committed()).toBe(4); // one transaction for the three…
+      expect(sync.calls).toBe(2); // …and one sync
+      sync.end();
+      expect(await Promise.all(later)).toEqual([1, 1, 1]);
+    });
+
+    it('rejects the batch with a transient HISP_IO when the sync fails', async () => {
+      const sync = manualSync();
+      const batcher = new CommitBatcher(writer, { syncLog: sync.syncLog });
+      const first = batcher.run(insert(1));
+      await settled(first);
+      sync.end(new Error('EIO: i/o error, fdatasync'));
+      const err = (await first.catch((e: unknown) => e)) as HispError;
+      expect(err).toBeInstanceOf(HispError);
+      expect(err.code).toBe('HISP_IO');
+      expect(err.transient).toBe(true);
+      expect(err.message).toMatch(/could not sync its log: EIO/);
+    });
+
+    it('drain() waits for the sync in flight', async () => {
+      const sync = manualSync();
+      const batcher = new CommitBatcher(writer, { syncLog: sync.syncLog });
+      void batcher.run(insert(1));
+      const drained = batcher.drain();
+      expect(await settled(drained)).toBe(false);
+      sync.end();
+      await drained;
+    });
+  });
 });

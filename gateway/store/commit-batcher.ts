@@ -6,11 +6,17 @@ export interface CommitBatcherOptions {
   maxBatch?: number;
   /**
    * How long the first operation of a batch waits for others, in ms. Default 0: the batch closes at
-   * the next turn of the event loop (setImmediate). better-sqlite3 commits synchronously, so every
-   * request that arrived while the previous COMMIT's fsync held the loop joins the next batch: the
-   * batches grow with the load without adding latency when idle.
+   * the next turn of the event loop (setImmediate). Every request that arrives while the previous
+   * commit is being made durable joins the next batch: the batches grow with the load without
+   * adding latency when idle.
    */
   maxDelayMs?: number;
+  /**
+   * Makes the committed transactions durable, off the event loop: with `synchronous=NORMAL`, an
+   * `fdatasync` of the WAL in the thread pool ({@link WalSync}). The promises of a batch settle only
+   * once it called back. Without it, the COMMIT itself must be durable (`synchronous=FULL`).
+   */
+  syncLog?: (done: (err: Error | null) => void) => void;
 }
 
 interface Pending {
@@ -21,17 +27,28 @@ interface Pending {
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
+/** Settles a committed batch once its log sync ended (`null`: durable). */
+type Settle = (syncError: Error | null) => void;
+
 /**
  * Group commit for synchronous SQL operations: the operations submitted close together run in one
- * IMMEDIATE transaction, each in its own savepoint, and every promise settles only after the COMMIT
- * returned: with `synchronous=FULL`, after the WAL was fsynced. Many SMTP sessions thus share one
- * fsync and none is answered 250 before its own data is durable (issue 5: "group commits are fine, a
- * 250 before the commit is not").
+ * IMMEDIATE transaction, each in its own savepoint, and every promise settles only after that
+ * transaction is durable: after the COMMIT returned (`synchronous=FULL`), or after the log sync
+ * that followed it (`syncLog`). Many SMTP sessions thus share one fsync and none is answered 250
+ * before its own data is durable (issue 5: "group commits are fine, a 250 before the commit is not").
+ *
+ * With `syncLog`, one sync is in flight at a time: the operations that arrive meanwhile wait, then
+ * commit together and share the next one, so the event loop goes on serving SMTP sessions while
+ * the disk works instead of blocking in COMMIT for the whole fsync.
  */
 export class CommitBatcher {
   private readonly maxBatch: number;
   private readonly maxDelayMs: number;
+  private readonly syncLog: CommitBatcherOptions['syncLog'];
   private pending: Pending[] = [];
+  /** Committed batches waiting for a log sync to start. */
+  private committed: Settle[] = [];
+  private syncing = false;
   private timer: { clear: () => void } | undefined;
   private readonly runAll: BetterSqlite3.Transaction<(items: readonly Pending[]) => Outcome[]>;
   private readonly inSavepoint: (op: () => unknown) => unknown;
@@ -43,6 +60,7 @@ export class CommitBatcher {
   ) {
     this.maxBatch = Math.max(1, options.maxBatch ?? 1000);
     this.maxDelayMs = Math.max(0, options.maxDelayMs ?? 0);
+    this.syncLog = options.syncLog;
     // better-sqlite3 runs a transaction function called inside another as a SAVEPOINT.
     this.inSavepoint = sqlite.transaction((op: () => unknown) => {
       const value = op();
@@ -78,25 +96,30 @@ export class CommitBatcher {
     });
   }
 
-  /** Commits what is pending now (synchronously); the promises settle after this returns. */
+  /**
+   * Commits what is pending now (synchronously). The promises settle after this returns: at once,
+   * or when the log sync that follows ended.
+   */
   flush(): void {
     this.clearTimer();
     while (this.pending.length > 0) {
-      const batch = this.pending.splice(0, this.maxBatch);
-      this.commit(batch);
+      const settle = this.commit(this.pending.splice(0, this.maxBatch));
+      if (settle) this.committed.push(settle);
     }
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const w of waiters) w();
+    this.startSync();
   }
 
-  /** Resolves once everything submitted so far has been committed (or rejected). */
+  /** Resolves once everything submitted so far has been committed and made durable (or rejected). */
   drain(): Promise<void> {
-    if (this.pending.length === 0) return Promise.resolve();
+    if (this.idle) return Promise.resolve();
     return new Promise((resolve) => {
       this.idleWaiters.push(resolve);
-      this.schedule(true);
+      if (!this.syncing) this.schedule(true);
     });
+  }
+
+  private get idle(): boolean {
+    return this.pending.length === 0 && this.committed.length === 0 && !this.syncing;
   }
 
   private schedule(now: boolean): void {
@@ -112,6 +135,8 @@ export class CommitBatcher {
 
   private flushFromTimer(): void {
     this.timer = undefined;
+    // The sync in flight calls flush again when it ends: what arrived meanwhile shares the next one.
+    if (this.syncing) return;
     this.flush();
   }
 
@@ -120,7 +145,34 @@ export class CommitBatcher {
     this.timer = undefined;
   }
 
-  private commit(batch: Pending[]): void {
+  /** Starts one log sync for every committed batch (or settles them at once without `syncLog`). */
+  private startSync(): void {
+    if (!this.syncing && this.committed.length > 0) {
+      const batches = this.committed;
+      this.committed = [];
+      const syncLog = this.syncLog;
+      if (!syncLog) {
+        for (const settle of batches) settle(null);
+      } else {
+        this.syncing = true;
+        syncLog((err) => {
+          this.syncing = false;
+          for (const settle of batches) settle(err);
+          if (this.pending.length > 0) this.flush();
+          else this.startSync();
+        });
+        return;
+      }
+    }
+    if (this.idle) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Commits one batch; returns how to settle it once durable, or settles it now when the commit failed. */
+  private commit(batch: Pending[]): Settle | undefined {
     let outcomes: Outcome[];
     try {
       if (!this.sqlite.open) throw new Error('the database is closed');
@@ -133,14 +185,26 @@ export class CommitBatcher {
         cause: err,
       });
       for (const item of batch) item.reject(failure);
-      return;
+      return undefined;
     }
-    batch.forEach((item, i) => {
-      const outcome = outcomes[i];
-      if (outcome === undefined) item.reject(new Error('no outcome'));
-      else if (outcome.ok) item.resolve(outcome.value);
-      else item.reject(wrap(outcome.error));
-    });
+    return (syncError) => {
+      if (syncError) {
+        // The transaction is in the log but may not be on disk: nobody may count on it (SMTP: 451,
+        // the client sends again; a duplicate after a crash is better than a loss).
+        const failure = new HispError('HISP_IO', `the database could not sync its log: ${syncError.message}`, {
+          transient: true,
+          cause: syncError,
+        });
+        for (const item of batch) item.reject(failure);
+        return;
+      }
+      batch.forEach((item, i) => {
+        const outcome = outcomes[i];
+        if (outcome === undefined) item.reject(new Error('no outcome'));
+        else if (outcome.ok) item.resolve(outcome.value);
+        else item.reject(wrap(outcome.error));
+      });
+    };
   }
 }
 

@@ -4,6 +4,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { HispError } from '../core/errors.js';
 import { CommitBatcher, type CommitBatcherOptions } from './commit-batcher.js';
 import { HISP_MIGRATIONS } from './schema.js';
+import { WalSync } from './wal-sync.js';
 
 /** A raw better-sqlite3 connection, for the stores that prepare their statements on it. */
 export type SqliteConnection = BetterSqlite3.Database;
@@ -33,9 +34,11 @@ export interface DatabaseOptions {
  * The gateway's SQLite database `<dataDir>/hisp.sqlite`: queue, message envelopes, MDN tracking,
  * inbound de-duplication and quarantine.
  *
- * - WAL with `synchronous=FULL`: a transaction is on disk (the WAL fsynced) when its COMMIT returns,
- *   which is what lets the SMTP edge answer 250 after it (issue 5). NORMAL would only survive a
- *   process crash, not a power loss.
+ * - WAL with `synchronous=NORMAL` plus our own fdatasync of the WAL ({@link WalSync}): a batch's
+ *   promises settle, and the SMTP edge answers 250, only once the WAL holding it is on disk
+ *   (issue 5), as with `synchronous=FULL`, but the fsync runs in the thread pool instead of holding
+ *   the event loop inside COMMIT (it was ≈ 0.5 ms of the loop per relayed 100 KB message).
+ *   Migrations run under FULL.
  * - `foreign_keys=ON` (per connection in SQLite), so deliveries and quarantine entries go with their
  *   message.
  * - `busy_timeout`, so the CLI (`hisp queue retry` in another process) and the gateway take turns.
@@ -47,12 +50,14 @@ export class HispDatabase {
   readonly dataDir: string;
   readonly path: string;
   private readonly batcher: CommitBatcher;
+  private readonly walSync: WalSync;
 
   private constructor(sqlite: SqliteConnection, dataDir: string, path: string, batch: CommitBatcherOptions | undefined) {
     this.sqlite = sqlite;
     this.dataDir = dataDir;
     this.path = path;
-    this.batcher = new CommitBatcher(sqlite, batch);
+    this.walSync = new WalSync(`${path}-wal`);
+    this.batcher = new CommitBatcher(sqlite, { ...batch, syncLog: (done) => this.walSync.sync(done) });
   }
 
   /**
@@ -82,6 +87,8 @@ export class HispDatabase {
       // Bodies up to 128 KiB ride in the WAL: after a burst, truncate it back to 64 MB at most.
       sqlite.pragma('journal_size_limit = 67108864');
       migrate(sqlite, options.migrations ?? HISP_MIGRATIONS);
+      // From here on, commits are made durable by WalSync (see the class comment).
+      sqlite.pragma('synchronous = NORMAL');
     } catch (err) {
       sqlite.close();
       if (err instanceof HispError) throw err;
@@ -101,13 +108,16 @@ export class HispDatabase {
 
   /** Runs `fn` in one IMMEDIATE transaction (or a savepoint when already in one); durable on return. */
   transaction<T>(fn: () => T): T {
-    return this.sqlite.transaction(fn).immediate();
+    const outermost = !this.sqlite.inTransaction;
+    const value = this.sqlite.transaction(fn).immediate();
+    if (outermost) this.walSync.syncNow();
+    return value;
   }
 
   /**
    * Group commit: runs `op` (synchronous SQL) in a transaction shared with the other operations
-   * submitted in the same turn of the event loop and resolves only after that transaction's COMMIT
-   * (and so its fsync) returned. An `op` that throws rejects alone (it runs in a savepoint).
+   * submitted in the same turn of the event loop and resolves only after that transaction is on
+   * disk (its COMMIT returned and the WAL was synced). An `op` that throws rejects alone (it runs in a savepoint).
    */
   batch<T>(op: () => T): Promise<T> {
     return this.batcher.run(op);
@@ -118,6 +128,7 @@ export class HispDatabase {
     if (!this.sqlite.open) return;
     await this.batcher.drain();
     this.sqlite.close();
+    this.walSync.close();
   }
 }
 

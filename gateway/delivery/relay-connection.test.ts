@@ -1,0 +1,100 @@
+import fc from 'fast-check';
+import DataStream from 'nodemailer/lib/smtp-connection/data-stream';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { describe, expect, it } from 'vitest';
+import { isTransparent, RelayConnection, TRANSPARENT_FAST_PATH, withTransparentFastPath } from './relay-connection.js';
+
+interface Counted {
+  inByteCount: number;
+  outByteCount: number;
+}
+
+/** Runs `chunks` through a DataStream (with or without the fast path); the output and its counters. */
+async function run(chunks: readonly Buffer[], fast: boolean): Promise<{ out: Buffer; inBytes: number; outBytes: number }> {
+  const plain = new DataStream();
+  const stream = fast ? withTransparentFastPath(plain as unknown as Parameters<typeof withTransparentFastPath>[0]) : plain;
+  const parts: Buffer[] = [];
+  (stream as unknown as DataStream).on('data', (b: Buffer) => parts.push(b));
+  const ended = new Promise<void>((resolve) => (stream as unknown as DataStream).once('end', () => resolve()));
+  for (const c of chunks) (stream as unknown as DataStream).write(c);
+  (stream as unknown as DataStream).end();
+  await ended;
+  const counted = stream as unknown as Counted;
+  return { out: Buffer.concat(parts), inBytes: counted.inByteCount, outBytes: counted.outByteCount };
+}
+
+/** Splits `data` at the given cut points (sorted, deduplicated, inside the data). */
+function split(data: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => c % (data.length + 1)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let from = 0;
+  for (const p of points) {
+    out.push(data.subarray(from, p));
+    from = p;
+  }
+  out.push(data.subarray(from));
+  return out;
+}
+
+describe('RelayConnection DATA fast path (RFC 5321 §4.5.2 transparency)', () => {
+  it('hooks this nodemailer: an upgrade that renames _createSendStream fails here, not in production', () => {
+    expect(TRANSPARENT_FAST_PATH).toBe(true);
+    expect(Object.prototype.hasOwnProperty.call(RelayConnection.prototype, '_createSendStream')).toBe(true);
+    expect(new RelayConnection({ host: '127.0.0.1', port: 1 })).toBeInstanceOf(SMTPConnection);
+  });
+
+  it('sends a CRLF base64 body unchanged, ending with CRLF.CRLF', async () => {
+    const body = Buffer.from('Content-Type: application/pkcs7-mime\r\n\r\nMIIB\r\nAAAA\r\n', 'latin1');
+    expect(isTransparent(body, false)).toBe(true);
+    const { out } = await run([body], true);
+    expect(out.toString('latin1')).toBe(`${body.toString('latin1')}.\r\n`);
+  });
+
+  it.each([
+    ['a dot at the start', '.hidden\r\n', false],
+    ['a dot after CRLF', 'a\r\n.b\r\n', false],
+    ['a bare LF', 'a\nb\r\n', false],
+    ['a bare CR', 'a\rb\r\n', false],
+    ['a final CR (judged with the next chunk)', 'a\r', true],
+    ['a dot inside a line', 'a.b\r\n', true],
+  ])('judges %s', (_what, text, transparent) => {
+    expect(isTransparent(Buffer.from(text, 'latin1'), false)).toBe(transparent);
+  });
+
+  it('judges across chunks: a dot or a non-LF after a CR that ended the last chunk', () => {
+    expect(isTransparent(Buffer.from('.x'), 0x0a)).toBe(false);
+    expect(isTransparent(Buffer.from('x'), 0x0d)).toBe(false);
+    expect(isTransparent(Buffer.from('\n.'), 0x0d)).toBe(false);
+    expect(isTransparent(Buffer.from('\nx'), 0x0d)).toBe(true);
+    expect(isTransparent(Buffer.from('.x'), 0x41)).toBe(true);
+  });
+
+  it('gives byte for byte what DataStream gives, for any bytes and any chunking', async () => {
+    // Bytes drawn mostly from the ones that matter (CR, LF, dot), so that every rule is hit often.
+    const byte = fc.oneof(fc.constantFrom(0x0d, 0x0a, 0x2e), fc.constantFrom(0x41, 0x20), fc.integer({ min: 0, max: 255 }));
+    await fc.assert(
+      fc.asyncProperty(fc.array(byte, { maxLength: 300 }), fc.array(fc.nat(), { maxLength: 6 }), async (bytes, cuts) => {
+        const data = Buffer.from(bytes);
+        const chunks = split(data, cuts);
+        const [fast, plain] = await Promise.all([run(chunks, true), run(chunks, false)]);
+        expect(fast.out.equals(plain.out)).toBe(true);
+        expect(fast.inBytes).toBe(plain.inBytes);
+        expect(fast.outBytes).toBe(plain.outBytes);
+      }),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('gives what DataStream gives for CRLF text that is mostly clean (the fast path taken)', async () => {
+    const line = fc.stringMatching(/^[A-Za-z0-9+/=. ]{0,20}$/);
+    await fc.assert(
+      fc.asyncProperty(fc.array(line, { maxLength: 40 }), fc.array(fc.nat(), { maxLength: 4 }), async (lines, cuts) => {
+        const chunks = split(Buffer.from(lines.map((l) => `${l}\r\n`).join(''), 'latin1'), cuts);
+        const [fast, plain] = await Promise.all([run(chunks, true), run(chunks, false)]);
+        expect(fast.out.equals(plain.out)).toBe(true);
+        expect(fast.outBytes).toBe(plain.outBytes);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
