@@ -12,6 +12,23 @@ export interface SigningCredential {
   chain: readonly Certificate[];
 }
 
+/** One signature to make: `sign(algorithm, data, key)` of node:crypto. */
+export interface SignatureRequest {
+  algorithm: SigningDigest;
+  data: Buffer;
+  key: KeyObject | { key: KeyObject; dsaEncoding: 'der' };
+}
+
+/**
+ * A SignedData waiting for its signatures: what each signer signs (its DER signed attributes), and
+ * how to assemble the ContentInfo once the signatures are made, by {@link signDetached} on the spot
+ * or by {@link signDetachedAsync} in the thread pool.
+ */
+export interface PreparedSignedData {
+  requests: readonly SignatureRequest[];
+  assemble(signatures: readonly Buffer[]): Buffer;
+}
+
 /**
  * Makes a detached CMS SignedData (RFC 5652 §5) over `content` (one buffer or its pieces), one
  * SignerInfo per credential, with the signed attributes contentType, signingTime, messageDigest and
@@ -24,27 +41,75 @@ export function signDetached(
   digest: SigningDigest,
   signingTime: Date = new Date(),
 ): Buffer {
+  const prepared = prepareSignedData(content, signers, digest, signingTime);
+  return prepared.assemble(prepared.requests.map(signNow));
+}
+
+/**
+ * {@link signDetached} with the private-key operations in libuv's thread pool (node:crypto's
+ * `sign` with a callback): an RSA-2048 signature is ≈ 0.3 ms of CPU that the event loop no longer
+ * spends, while the SMTP sessions go on.
+ */
+export async function signDetachedAsync(
+  content: Buffer | readonly Buffer[],
+  signers: readonly SigningCredential[],
+  digest: SigningDigest,
+  signingTime: Date = new Date(),
+): Promise<Buffer> {
+  const prepared = prepareSignedData(content, signers, digest, signingTime);
+  return prepared.assemble(await Promise.all(prepared.requests.map(signInThreadPool)));
+}
+
+/** The signature requests of a detached SignedData over `content`, and its assembly. */
+export function prepareSignedData(
+  content: Buffer | readonly Buffer[],
+  signers: readonly SigningCredential[],
+  digest: SigningDigest,
+  signingTime: Date = new Date(),
+): PreparedSignedData {
   if (signers.length === 0) throw new HispError('HISP_USAGE', 'at least one signing credential is required');
   const hash = createHash(digest);
   for (const piece of Buffer.isBuffer(content) ? [content] : content) hash.update(piece);
   const messageDigest = hash.digest();
 
-  const signerInfos = signers.map((s) => signerInfo(s, digest, messageDigest, signingTime));
+  const infos = signers.map((s) => signerInfo(s, digest, messageDigest, signingTime));
   const certs: Certificate[] = [];
   for (const s of signers) {
     for (const c of [s.certificate, ...s.chain]) if (!certs.some((x) => x.der.equals(c.der))) certs.push(c);
   }
-  const signedData = seq(
-    int(1), // RFC 5652 §5.1: version 1 (no attribute certificates, eContentType id-data, v1 SignerInfos)
-    set(algorithm(DIGEST_OID[digest])), // SHA-2 parameters absent (RFC 5754 §2)
-    seq(oid(OID.data)), // encapContentInfo without eContent: detached (ETT rule 182)
-    ctxConstructed(0, ...certs.map((c) => raw(c.der))),
-    set(...signerInfos),
-  );
-  return encode(seq(oid(OID.signedData), ctxConstructed(0, signedData)));
+  return {
+    requests: infos.map((i) => i.request),
+    assemble(signatures) {
+      if (signatures.length !== infos.length) throw new HispError('HISP_USAGE', `${infos.length} signatures expected, ${signatures.length} given`);
+      const signedData = seq(
+        int(1), // RFC 5652 §5.1: version 1 (no attribute certificates, eContentType id-data, v1 SignerInfos)
+        set(algorithm(DIGEST_OID[digest])), // SHA-2 parameters absent (RFC 5754 §2)
+        seq(oid(OID.data)), // encapContentInfo without eContent: detached (ETT rule 182)
+        ctxConstructed(0, ...certs.map((c) => raw(c.der))),
+        set(...infos.map((info, i) => info.complete(signatures[i] as Buffer))),
+      );
+      return encode(seq(oid(OID.signedData), ctxConstructed(0, signedData)));
+    },
+  };
 }
 
-function signerInfo(s: SigningCredential, digest: SigningDigest, messageDigest: Buffer, signingTime: Date): Der {
+/** Makes one signature on the event loop. */
+export function signNow(r: SignatureRequest): Buffer {
+  return sign(r.algorithm, r.data, r.key);
+}
+
+/** Makes one signature in libuv's thread pool. */
+export function signInThreadPool(r: SignatureRequest): Promise<Buffer> {
+  return new Promise((resolve, reject) => sign(r.algorithm, r.data, r.key, (err, signature) => (err ? reject(err) : resolve(signature))));
+}
+
+/** A SignerInfo's signature request, and the SignerInfo once its signature is made. */
+function signerInfo(
+  s: SigningCredential,
+  digest: SigningDigest,
+  messageDigest: Buffer,
+  signingTime: Date,
+): { request: SignatureRequest; complete(signature: Buffer): Der } {
   const keyType = s.key.asymmetricKeyType;
   if (keyType !== 'rsa' && keyType !== 'ec') {
     throw new HispError('HISP_CMS_UNSUPPORTED_ALGORITHM', `cannot sign with a ${keyType ?? 'unknown'} key`);
@@ -64,17 +129,20 @@ function signerInfo(s: SigningCredential, digest: SigningDigest, messageDigest: 
   // The signature covers the DER SET OF (sorted) attributes; the SignerInfo carries the same octets
   // under the [0] IMPLICIT tag (RFC 5652 §5.4).
   const signedAttrs = setOf(attributes);
-  const signature = sign(digest, signedAttrs, kind === 'rsa' ? s.key : { key: s.key, dsaEncoding: 'der' });
   const implicitAttrs = Buffer.from(signedAttrs);
   implicitAttrs[0] = 0xa0;
-  return seq(
-    int(1), // version 1: sid is issuerAndSerialNumber
-    seq(raw(s.certificate.issuerDer), raw(s.certificate.serialDer)),
-    algorithm(DIGEST_OID[digest]),
-    raw(implicitAttrs),
-    sigAlg,
-    octets(signature),
-  );
+  return {
+    request: { algorithm: digest, data: signedAttrs, key: kind === 'rsa' ? s.key : { key: s.key, dsaEncoding: 'der' } },
+    complete: (signature) =>
+      seq(
+        int(1), // version 1: sid is issuerAndSerialNumber
+        seq(raw(s.certificate.issuerDer), raw(s.certificate.serialDer)),
+        algorithm(DIGEST_OID[digest]),
+        raw(implicitAttrs),
+        sigAlg,
+        octets(signature),
+      ),
+  };
 }
 
 function attribute(type: string, value: Der): Buffer {

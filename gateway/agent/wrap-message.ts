@@ -13,7 +13,7 @@ import {
 } from './algorithms.js';
 import { createEnvelopePieces, type RecipientIdentifierForm } from './create-envelope.js';
 import { base64LinesLength, encodeBase64Lines, MimeEntity, toCanonicalCrlf, writeBase64Lines } from './mime-entity.js';
-import { signDetached, type SigningCredential } from './sign-detached.js';
+import { prepareSignedData, signInThreadPool, signNow, type PreparedSignedData, type SigningCredential } from './sign-detached.js';
 import { rfc5322Date } from '../core/rfc5322-date.js';
 
 export interface WrapOptions {
@@ -59,6 +59,22 @@ const OUTER_FIELDS = ['from', 'to', 'cc', 'subject', 'date', 'message-id'];
  * entity of R-FMT-4 and the outer headers of R-FMT-2.
  */
 export function wrapMessage(original: Buffer, options: WrapOptions): WrapResult {
+  const prepared = prepareWrap(original, options);
+  return prepared.finish(prepared.signedData.assemble(prepared.signedData.requests.map(signNow)));
+}
+
+/**
+ * {@link wrapMessage} with the signers' private-key operations in libuv's thread pool, so that the
+ * relay's event loop goes on serving SMTP sessions meanwhile (the same output).
+ */
+export async function wrapMessageAsync(original: Buffer, options: WrapOptions): Promise<WrapResult> {
+  const prepared = prepareWrap(original, options);
+  const signatures = await Promise.all(prepared.signedData.requests.map(signInThreadPool));
+  return prepared.finish(prepared.signedData.assemble(signatures));
+}
+
+/** Everything up to the signatures, and the rest once they are made. */
+function prepareWrap(original: Buffer, options: WrapOptions): { signedData: PreparedSignedData; finish(signature: Buffer): WrapResult } {
   const notes: string[] = [];
   const digest = options.digest ?? DEFAULT_DIGEST;
   const canonical = toCanonicalCrlf(original);
@@ -95,7 +111,23 @@ export function wrapMessage(original: Buffer, options: WrapOptions): WrapResult 
     Buffer.from(`Content-Type: message/rfc822\r\n${eightBit ? 'Content-Transfer-Encoding: 8bit\r\n' : ''}\r\n`),
     ...inner,
   ];
-  const signature = signDetached(signedPart, options.signers, digest, options.signingTime);
+  return {
+    signedData: prepareSignedData(signedPart, options.signers, digest, options.signingTime),
+    finish: (signature) => finishWrap(signature, signedPart, kept, addedBytes, messageId, notes, digest, options),
+  };
+}
+
+/** Multipart/signed around the signed part, then the envelope and the outer entity (R-FMT-2, R-FMT-4). */
+function finishWrap(
+  signature: Buffer,
+  signedPart: readonly Buffer[],
+  kept: readonly { name: string; raw: Buffer }[],
+  addedBytes: Buffer,
+  messageId: string,
+  notes: string[],
+  digest: SigningDigest,
+  options: WrapOptions,
+): WrapResult {
 
   const boundary = freshBoundary(signedPart);
   const signedEntity = [

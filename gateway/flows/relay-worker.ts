@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Certificate } from '../core/certificate.js';
 import { MimeEntity } from '../agent/mime-entity.js';
-import { wrapMessage } from '../agent/wrap-message.js';
+import { wrapMessageAsync } from '../agent/wrap-message.js';
 import { remoteDomainSettings } from '../config/schema.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError, isHispError } from '../core/errors.js';
@@ -122,13 +122,15 @@ export class RelayWorker {
     const settings = remoteDomainSettings(this.ctx.config, first.domain);
     let wrapped: Buffer;
     try {
-      wrapped = wrapMessage(body, {
+      wrapped = (
+        await wrapMessageAsync(body, {
         signers,
         recipients: certificates,
         cipher: settings.cipher,
         keyTransport: settings.keyTransport,
-        messageIdDomain: this.ctx.config.hostname,
-      }).message;
+          messageIdDomain: this.ctx.config.hostname,
+        })
+      ).message;
     } catch (err) {
       for (const d of ready) await this.fail(d, replyForError(err), log);
       return;

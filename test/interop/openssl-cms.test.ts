@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CipherName, DigestName, KeyTransportName, SendCipher, SigningDigest } from '../../gateway/agent/algorithms.js';
 import type { RecipientIdentifierForm } from '../../gateway/agent/create-envelope.js';
 import { loadCredential, readCertificates, type PrivateCredential } from '../../gateway/agent/key-material.js';
-import { wrapMessage } from '../../gateway/agent/wrap-message.js';
+import { wrapMessage, wrapMessageAsync } from '../../gateway/agent/wrap-message.js';
 import type { Certificate } from '../../gateway/core/certificate.js';
 import { isHispError } from '../../gateway/core/errors.js';
 import { processIncoming, type IncomingResult } from '../../gateway/flows/process-incoming.js';
@@ -494,6 +494,22 @@ describe('hisp → OpenSSL (library wrapMessage)', () => {
     });
     expect(result.notes).toEqual([]);
     const file = tmp.file(`hisp-lib-${++fileCounter}.eml`);
+    writeFileSync(file, result.message);
+    checkWithOpenssl(tmp, file, c, SIGNING_TIME_PRINTED);
+  });
+
+  // The relay wraps with wrapMessageAsync (signatures made in libuv's thread pool): OpenSSL opens it alike.
+  it.each([signatureCases[0]!, signatureCases[5]!, signatureCases[3]!].map((c) => [describeWrap(c), c] as const))('wrapMessageAsync: %s', async (_name, c) => {
+    const result = await wrapMessageAsync(MESSAGE, {
+      signers: c.signers.map(credential),
+      recipients: c.recipients.map(certificate),
+      digest: c.digest,
+      cipher: c.cipher,
+      keyTransport: c.keyTransport,
+      recipientIdentifier: c.rid,
+      signingTime: SIGNING_TIME,
+    });
+    const file = tmp.file(`hisp-lib-async-${++fileCounter}.eml`);
     writeFileSync(file, result.message);
     checkWithOpenssl(tmp, file, c, SIGNING_TIME_PRINTED);
   });
