@@ -6,6 +6,7 @@ import {
   FINAL_DELIVERY_REQUEST,
   notificationOptionsOf,
   parseNotificationOptions,
+  requestHeaderPieces,
   requestHeaders,
   unsupportedRequiredFailure,
 } from './notification-options.js';
@@ -144,6 +145,17 @@ describe('requestHeaders / addRequestHeaders (R-MDN-4, ETT MT 45/46)', () => {
     );
     const headerOnly = addRequestHeaders(Buffer.from('From: a@s.example'), 'a@s.example').toString();
     expect(headerOnly).toBe(`From: a@s.example\r\nDisposition-Notification-To: a@s.example\r\nDisposition-Notification-Options: ${FINAL_DELIVERY_REQUEST}\r\n`);
+  });
+
+  it('requestHeaderPieces gives the same bytes as pieces, reusing the caller\'s parse (but not across a byte order mark)', () => {
+    const pieces = requestHeaderPieces(plain, 'alice@sender.example', {}, MimeEntity.parse(plain));
+    expect(Buffer.concat(pieces).equals(addRequestHeaders(plain, 'alice@sender.example'))).toBe(true);
+    const asked = addRequestHeaders(plain, 'alice@sender.example');
+    expect(requestHeaderPieces(asked, 'alice@sender.example', {}, MimeEntity.parse(asked))).toEqual([asked]);
+    // With a BOM the caller's entity (parsed with the BOM) is not used: the fields still go in the header section.
+    const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), plain]);
+    const out = Buffer.concat(requestHeaderPieces(bom, 'alice@sender.example', {}, MimeEntity.parse(plain))).toString('latin1');
+    expect(out).toBe(addRequestHeaders(bom, 'alice@sender.example').toString('latin1'));
   });
 
   it('finalDelivery: false asks only for an MDN', () => {

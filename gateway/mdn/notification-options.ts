@@ -231,10 +231,21 @@ export function requestHeaders(
  * sender that is not a mailbox.
  */
 export function addRequestHeaders(message: Buffer, sender: string, options: RequestHeaderOptions = {}): Buffer {
+  const pieces = requestHeaderPieces(message, sender, options);
+  return pieces.length === 1 && pieces[0] === message ? message : Buffer.concat(pieces);
+}
+
+/**
+ * {@link addRequestHeaders} as pieces of the message and the new bytes, for a caller that puts more
+ * in front (the submission edge's trace fields) and copies the body once. `parsed` is the message's
+ * entity when the caller has it already (it is used only when the message has no byte order mark).
+ * `[message]` when nothing is to change.
+ */
+export function requestHeaderPieces(message: Buffer, sender: string, options: RequestHeaderOptions = {}, parsed?: MimeEntity): Buffer[] {
   const bytes = stripBom(message);
-  const entity = MimeEntity.parse(bytes);
+  const entity = parsed !== undefined && bytes === message ? parsed : MimeEntity.parse(bytes);
   const edit = requestHeaders(entity.headers, sender, options);
-  if (edit.fields === '' && edit.drop.length === 0) return message;
+  if (edit.fields === '' && edit.drop.length === 0) return [message];
   const offsetOf = (b: Buffer) => b.byteOffset - bytes.byteOffset;
   const first = entity.headers[0];
   const last = entity.headers[entity.headers.length - 1];
@@ -249,5 +260,5 @@ export function addRequestHeaders(message: Buffer, sender: string, options: Requ
   pieces.push(Buffer.from(edit.fields.replace(/\r\n/g, eol), 'latin1'));
   if (end > bytes.length) end = bytes.length;
   pieces.push(bytes.subarray(end));
-  return Buffer.concat(pieces);
+  return pieces;
 }

@@ -7,7 +7,7 @@ import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { rfc5322Date } from '../core/rfc5322-date.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
-import { addRequestHeaders } from '../mdn/notification-options.js';
+import { requestHeaderPieces } from '../mdn/notification-options.js';
 import { receivedField, withProtocol } from './received-field.js';
 import type { SmtpEdgeHandlers, SmtpTransaction } from './smtp-listener.js';
 
@@ -98,7 +98,7 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
       if (!entity.header('date')) added += `Date: ${rfc5322Date(now)}\r\n`;
       const domain = ctx.registry.domainConfig(from.domain);
       // The notification request (R-MDN-4) goes to the envelope sender: the edge system hears back there.
-      const requested = addRequestHeaders(tx.body, tx.mailFrom, { finalDelivery: domain.mdn.requestFinalDelivery });
+      const requested = requestHeaderPieces(tx.body, tx.mailFrom, { finalDelivery: domain.mdn.requestFinalDelivery }, entity);
       const trace = receivedField({
         helo: tx.session.hostNameAppearsAs,
         remoteAddress: tx.session.remoteAddress,
@@ -107,7 +107,8 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
         ...(tx.recipients.length === 1 && tx.recipients[0] ? { recipient: tx.recipients[0] } : {}),
         date: now,
       });
-      const body = Buffer.concat([trace, Buffer.from(added, 'latin1'), requested]);
+      // One copy of the body: the trace field, what was added and the message with its request fields.
+      const body = Buffer.concat([trace, Buffer.from(added, 'latin1'), ...requested]);
       const queueId = await ctx.queue.enqueue(
         {
           direction: 'outbound',
