@@ -12,7 +12,7 @@ import type { Delivery, RemoteReply } from '../queue/outbound-queue.js';
 import { replyForError } from '../smtp/reply-mapping.js';
 import { receivedField } from '../smtp/received-field.js';
 import type { StoredMessage } from '../store/message-store.js';
-import type { MdnKind } from '../store/tracking-store.js';
+import type { MdnKind, MdnRecordResult } from '../store/tracking-store.js';
 import type { GatewayContext } from './gateway-context.js';
 import { describeError, dsnFor, kindOf, queueMdn, queueNotice, trackedMessage } from './notices.js';
 import { processIncoming, type IncomingResult } from './process-incoming.js';
@@ -136,7 +136,9 @@ export class ReceiveWorker {
     if (kind !== 'mdn' && kind !== 'dsn') return undefined;
     const options = notificationOptionsOf(inner);
     const forward: Disposition = { action: 'deliver', message: inner, mdn: false, options };
-    const now = new Date(this.ctx.now());
+    // Timeliness is judged at the notification's arrival here, not when a worker got to it; the
+    // same instant on every attempt also lets a retry recognise what its first attempt recorded.
+    const now = d.receivedAt;
     const domain = findDomain(this.ctx.config, DirectAddress.parse(d.recipient).domain);
     const forwardPositive = domain?.mdn.forwardPositive ?? 'processed';
     try {
@@ -146,7 +148,7 @@ export class ReceiveWorker {
         if (!mdn.originalMessageId || !mdn.finalRecipient || recordAs === undefined) return forward;
         const { originalMessageId, finalRecipient } = mdn;
         // In the group commit like every write: alone, it would be its own fsync on the event loop.
-        const r = await this.ctx.db.batch(() => this.ctx.tracking.record(originalMessageId, finalRecipient, recordAs, now));
+        const r = replayed(await this.ctx.db.batch(() => this.ctx.tracking.record(originalMessageId, finalRecipient, recordAs, now)), recordAs, now);
         log.info({ mdn: mdn.disposition, original: mdn.originalMessageId, finalRecipient: mdn.finalRecipient, status: r.status }, 'MDN received');
         if (r.status === 'untracked') return forward;
         if (r.status !== 'timely') return { action: 'drop', why: `MDN ${mdn.disposition} ${r.status}: not passed to the edge` };
@@ -160,7 +162,7 @@ export class ReceiveWorker {
       await this.ctx.db.batch(() => {
         for (const r of dsn.recipients) {
           if (r.action !== 'failed' || !dsn.originalMessageId || !r.finalRecipient) continue;
-          const rec = this.ctx.tracking.record(dsn.originalMessageId, r.finalRecipient, 'failed', now);
+          const rec = replayed(this.ctx.tracking.record(dsn.originalMessageId, r.finalRecipient, 'failed', now), 'failed', now);
           tracked ||= rec.status !== 'untracked';
           timely ||= rec.status === 'timely';
         }
@@ -300,4 +302,19 @@ export class ReceiveWorker {
  */
 function publicFailure(what: string, reply: RemoteReply): string {
   return `${what} (${reply.code}${reply.enhanced ? ` ${reply.enhanced}` : ''})`;
+}
+
+/**
+ * A notification whose forward to the edge failed for now is processed again on the retry; its
+ * tracking was recorded by the first attempt, so the store answers `duplicate`. When the recorded
+ * instant of that kind is this notification's own arrival, it is that first attempt's record: it
+ * counts as what it was then (timely or late), so the edge still gets it.
+ */
+function replayed(r: MdnRecordResult, kind: MdnKind, at: Date): MdnRecordResult {
+  const e = r.entry;
+  if (r.status !== 'duplicate' || e === undefined) return r;
+  const [recordedAt, late] =
+    kind === 'processed' ? [e.processedAt, e.processedLate] : kind === 'dispatched' ? [e.dispatchedAt, e.dispatchedLate] : [e.failedAt, e.failedLate];
+  if (recordedAt?.getTime() !== at.getTime()) return r;
+  return { status: late ? 'late' : 'timely', entry: e };
 }

@@ -56,6 +56,8 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
 
   /** A PHR's webhook endpoint: what it received, raw. */
   const hooked: { headers: http.IncomingHttpHeaders; body: Buffer }[] = [];
+  /** The edge sender ehr-inbox@a.test's webhook (the notifications it gets back), with the status answered. */
+  const edgeHooked: { status: number; body: Buffer }[] = [];
   let hook: http.Server;
 
   beforeAll(async () => {
@@ -63,6 +65,12 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
+        if (req.url === '/edge') {
+          // The EHR's own endpoint for notifications: down for its first request.
+          edgeHooked.push({ status: edgeHooked.length === 0 ? 503 : 200, body: Buffer.concat(chunks) });
+          res.writeHead(edgeHooked.at(-1)!.status).end();
+          return;
+        }
         hooked.push({ headers: req.headers, body: Buffer.concat(chunks) });
         res.writeHead(200).end('ok');
       });
@@ -70,7 +78,16 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
     await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
     const hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/direct`;
     net = await startDirectNetwork(['a.test', 'b.test']);
-    a = await startGateway(toConfig(await gatewayConfigObject(net.spec('a.test'), net.dns.address), net.dir));
+    const edgeUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/edge`;
+    a = await startGateway(
+      toConfig(
+        await gatewayConfigObject(
+          net.spec('a.test', { domainExtra: { addresses: [{ address: 'ehr-inbox@a.test', delivery: { type: 'webhook', url: edgeUrl, hmacSecret: HOOK_SECRET } }] } }),
+          net.dns.address,
+        ),
+        net.dir,
+      ),
+    );
     b = await startGateway(
       toConfig(
         await gatewayConfigObject(
@@ -265,4 +282,23 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
     const messageId = /^Message-ID: (<[^>]+>)/im.exec(original.toString())![1]!;
     await waitFor('the dispatched MDN for the webhook delivery', () => a.ctx.tracking.get(messageId, 'phr@b.test')?.state === 'dispatched');
   });
+
+  it('passes a notification on to the edge although the edge endpoint failed at first (the retry is not taken for a duplicate MDN)', async () => {
+    const original = message('ehr-inbox@a.test', 'patient@b.test', 'Notifications to a flaky edge');
+    await edgeTransport(a.submissionPort).sendMail({ envelope: { from: 'ehr-inbox@a.test', to: ['patient@b.test'] }, raw: original });
+    const messageId = /^Message-ID: (<[^>]+>)/im.exec(original.toString())![1]!;
+    await waitFor('the dispatched MDN recorded', () => a.ctx.tracking.get(messageId, 'patient@b.test')?.state === 'dispatched');
+    // processed and dispatched both reach the edge (mdn.forwardPositive = processed): the one refused
+    // with 503 arrives on its retry.
+    const delivered = await waitFor('both MDNs at the edge endpoint', () => {
+      const ok = edgeHooked.filter((h) => h.status === 200);
+      return ok.length >= 2 ? ok : undefined;
+    }, 20_000);
+    const dispositions = delivered.map((h) => {
+      const payload = JSON.parse(h.body.toString()) as { message: string };
+      return parseMdn(Buffer.from(payload.message, 'base64')).disposition;
+    });
+    expect(dispositions.sort()).toEqual(['dispatched', 'processed']);
+    expect(edgeHooked[0]?.status).toBe(503);
+  }, 40_000);
 });
