@@ -68,6 +68,22 @@ describe('TrackingStore: timely and reliable (dispatched requested)', () => {
     expect(record('processed', 6000).status).toBe('duplicate');
   });
 
+  it('a processed MDN overtaken by the dispatched one is still timely once, and the outcome stays dispatched', () => {
+    track();
+    expect(record('dispatched', 2000).status).toBe('timely');
+    const r = record('processed', 2500);
+    expect(r.status).toBe('timely');
+    expect(r.entry).toMatchObject({ state: 'dispatched', processedAt: at(2500), dispatchedAt: at(2000), nextDeadline: null });
+    expect(record('processed', 3000).status).toBe('duplicate');
+    expect(record('processed', HOUR + 1).status).toBe('duplicate');
+  });
+
+  it('a processed MDN after the dispatched one but past its deadline is late', () => {
+    track();
+    record('dispatched', 2000);
+    expect(record('processed', HOUR + 1).status).toBe('late');
+  });
+
   it('a dispatched MDN without a processed one before the processed deadline counts (it implies processed)', () => {
     track();
     const r = record('dispatched', HOUR - 1);

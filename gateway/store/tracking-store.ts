@@ -236,13 +236,16 @@ function transition(row: Row, kind: MdnKind, t: number): MdnRecordStatus {
 
   switch (kind) {
     case 'processed': {
-      if (row.processed_at !== null || (row.dispatched_at !== null && !timedOut) || failedFinal) return 'duplicate';
+      if (row.processed_at !== null || failedFinal) return 'duplicate';
       row.processed_at = t;
       if (timedOut || t > row.processed_deadline) {
         // Late: the processed time-out fires (or fired) regardless.
         row.processed_late = 1;
         return 'late';
       }
+      // Overtaken by the dispatched MDN (the two travel separately and can swap on the way): the
+      // outcome is final already; the processed one is still the first of its kind, in time.
+      if (dispatchedFinal) return 'timely';
       if (row.dispatched_requested === 1) {
         row.dispatched_deadline = t + row.dispatched_timeout_ms;
         row.next_deadline = row.dispatched_deadline;

@@ -464,6 +464,19 @@ afterAll(() => {
   tmp?.cleanup();
 });
 
+/** The wrap options of a case, at the fixed signing time. */
+function wrapOptionsOf(c: WrapCase): Parameters<typeof wrapMessage>[1] {
+  return {
+    signers: c.signers.map(credential),
+    recipients: c.recipients.map(certificate),
+    digest: c.digest,
+    cipher: c.cipher,
+    keyTransport: c.keyTransport,
+    recipientIdentifier: c.rid,
+    signingTime: SIGNING_TIME,
+  };
+}
+
 describe('hisp → OpenSSL (library wrapMessage)', () => {
   // Every cipher × key transport × recipient identifier, each to two recipients that must both open it.
   const envelopeCases: WrapCase[] = SEND_CIPHERS.flatMap((cipher) =>
@@ -483,15 +496,7 @@ describe('hisp → OpenSSL (library wrapMessage)', () => {
   ];
 
   it.each([...envelopeCases, ...signatureCases].map((c) => [describeWrap(c), c] as const))('%s', (_name, c) => {
-    const result = wrapMessage(MESSAGE, {
-      signers: c.signers.map(credential),
-      recipients: c.recipients.map(certificate),
-      digest: c.digest,
-      cipher: c.cipher,
-      keyTransport: c.keyTransport,
-      recipientIdentifier: c.rid,
-      signingTime: SIGNING_TIME,
-    });
+    const result = wrapMessage(MESSAGE, wrapOptionsOf(c));
     expect(result.notes).toEqual([]);
     const file = tmp.file(`hisp-lib-${++fileCounter}.eml`);
     writeFileSync(file, result.message);
@@ -500,15 +505,7 @@ describe('hisp → OpenSSL (library wrapMessage)', () => {
 
   // The relay wraps with wrapMessageAsync (signatures made in libuv's thread pool): OpenSSL opens it alike.
   it.each([signatureCases[0]!, signatureCases[5]!, signatureCases[3]!].map((c) => [describeWrap(c), c] as const))('wrapMessageAsync: %s', async (_name, c) => {
-    const result = await wrapMessageAsync(MESSAGE, {
-      signers: c.signers.map(credential),
-      recipients: c.recipients.map(certificate),
-      digest: c.digest,
-      cipher: c.cipher,
-      keyTransport: c.keyTransport,
-      recipientIdentifier: c.rid,
-      signingTime: SIGNING_TIME,
-    });
+    const result = await wrapMessageAsync(MESSAGE, wrapOptionsOf(c));
     const file = tmp.file(`hisp-lib-async-${++fileCounter}.eml`);
     writeFileSync(file, result.message);
     checkWithOpenssl(tmp, file, c, SIGNING_TIME_PRINTED);
