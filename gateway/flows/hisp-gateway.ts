@@ -41,6 +41,9 @@ export interface HispGatewayOptions {
 
 type Direction = 'outbound' | 'inbound';
 
+/** How soon after new work the notifier looks for failures (its wake-ups are coalesced). */
+const NOTIFIER_WAKE_MS = 50;
+
 /**
  * A running HISP: the submission and inbound SMTP listeners, the relay and receive workers, the
  * notifier (DSNs, MDN time-outs) and housekeeping, on one SQLite store. `stop()` (SIGTERM) stops
@@ -55,6 +58,7 @@ export class HispGateway {
   private readonly loops: Promise<void>[] = [];
   private stopping = false;
   private housekeeping: NodeJS.Timeout | undefined;
+  private notifierWake: NodeJS.Timeout | undefined;
   private readonly pollIntervalMs: number;
 
   private constructor(
@@ -158,12 +162,17 @@ export class HispGateway {
     return this.addresses.inbound?.port;
   }
 
-  /** Work is queued for a direction: wake its idle workers (and the notifier, which follows failures). */
+  /**
+   * Work is queued for a direction: wake its idle workers, and soon the notifier, which follows
+   * failures. The notifier's wake-ups are coalesced (one per NOTIFIER_WAKE_MS): under load every
+   * enqueue would otherwise run its two queries, and a DSN 50 ms later is as prompt.
+   */
   private wake(direction: Direction): void {
-    for (const key of [direction, 'notifier'] as const) {
-      const list = this.waiters[key].splice(0);
-      for (const w of list) w();
-    }
+    for (const w of this.waiters[direction].splice(0)) w();
+    this.notifierWake ??= setTimeout(() => {
+      this.notifierWake = undefined;
+      for (const w of this.waiters.notifier.splice(0)) w();
+    }, NOTIFIER_WAKE_MS);
   }
 
   private idle(key: Direction | 'notifier'): Promise<void> {
@@ -209,6 +218,7 @@ export class HispGateway {
     if (this.stopping) return;
     this.stopping = true;
     if (this.housekeeping) clearInterval(this.housekeeping);
+    clearTimeout(this.notifierWake);
     await Promise.all([this.listeners.submission?.close(), this.listeners.inbound?.close()]);
     for (const key of ['outbound', 'inbound', 'notifier'] as const) for (const w of this.waiters[key].splice(0)) w();
     await Promise.all(this.loops);
