@@ -439,7 +439,7 @@ describe('SmtpListener: time-outs, limits and close', () => {
     expect(await c.read()).toMatch(/^closed/);
   });
 
-  it('answers 451 to a DATA transfer that took longer than dataTimeoutMs, without calling message()', async () => {
+  it('cuts a DATA transfer that takes longer than dataTimeoutMs (421 4.4.2, connection closed), without calling message()', async () => {
     const r = recorder();
     const l = await start(listenerConfig({ dataTimeoutMs: 200 }), r.handlers);
     // A plain socket: the first part of the message, a pause longer than dataTimeoutMs (but shorter
@@ -456,10 +456,18 @@ describe('SmtpListener: time-outs, limits and close', () => {
       await until(/^220 /m);
       socket.write('EHLO client.test\r\nMAIL FROM:<sender@a.test>\r\nRCPT TO:<patient@b.test>\r\nDATA\r\n');
       await until(/^354 /m);
-      socket.write('From: sender@a.test\r\n');
-      await new Promise((resolve) => setTimeout(resolve, 400));
-      socket.write('\r\nslow\r\n.\r\n');
-      expect(await until(/^(?:4\d\d|5\d\d|250 2\.0\.0 Ok: queued)/m)).toMatch(/^451 4\.4\.2 /m);
+      // A trickle: a line every 100 ms (well within the idle time-out), never the end of the data.
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      const started = Date.now();
+      const trickle = setInterval(() => socket.writable && socket.write('X-Slow: more\r\n'), 100);
+      try {
+        expect(await until(/^(?:4\d\d|5\d\d|250 2\.0\.0 Ok: queued)/m)).toMatch(/^421 4\.4\.2 /m);
+        await closed;
+      } finally {
+        clearInterval(trickle);
+      }
+      expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+      expect(Date.now() - started).toBeLessThan(3_000);
       expect(r.messages).toEqual([]);
     } finally {
       socket.destroy();

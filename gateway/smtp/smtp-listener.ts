@@ -57,7 +57,8 @@ function smtpError(err: unknown): Error & { responseCode: number } {
  *
  * Time-outs: smtp-server's socket idle time-out is `commandTimeoutMs` in every state (RFC 5321
  * §4.5.3.2.7: at least 5 minutes); `dataTimeoutMs` bounds the whole DATA transfer (§4.5.3.2.6 asks
- * 3 minutes per block and 10 for the terminator): a transfer that takes longer is answered 451.
+ * 3 minutes per block and 10 for the terminator): when it has passed, the client hears 421 4.4.2 and
+ * the connection is closed, however steadily it trickles bytes; nothing of the message is stored.
  */
 export class SmtpListener {
   readonly server: SMTPServer;
@@ -158,16 +159,30 @@ export class SmtpListener {
     const started = Date.now();
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      // Past the limit, keep reading (the client is still sending) but keep nothing.
-      if (size <= this.config.maxMessageBytes) chunks.push(chunk);
+    // A client that trickles its data (each byte within the idle time-out) is cut when the whole
+    // transfer has taken dataTimeoutMs: 421 and the connection closed (RFC 5321 §3.8, §4.5.3.2.6).
+    let cut = false;
+    const timer = setTimeout(() => {
+      cut = true;
+      log.warn({ dataTimeoutMs: this.config.dataTimeoutMs, size }, 'DATA transfer too slow: connection closed');
+      this.closeSession(session.id, `4.4.2 the message took longer than ${this.config.dataTimeoutMs} ms to transfer: closing the connection`);
+    }, this.config.dataTimeoutMs);
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        // Past the limit, keep reading (the client is still sending) but keep nothing.
+        if (size <= this.config.maxMessageBytes) chunks.push(chunk);
+      }
+    } catch (err) {
+      if (!cut) throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (cut || Date.now() - started > this.config.dataTimeoutMs) {
+      throw new HispError('HISP_SMTP_TIMEOUT', 'the message took too long to transfer', { transient: true });
     }
     if (stream.sizeExceeded || size > this.config.maxMessageBytes) {
       throw new HispError('HISP_SMTP_MESSAGE_TOO_BIG', `message exceeds the fixed maximum size of ${this.config.maxMessageBytes} bytes`);
-    }
-    if (Date.now() - started > this.config.dataTimeoutMs) {
-      throw new HispError('HISP_SMTP_TIMEOUT', 'the message took too long to transfer', { transient: true });
     }
     const body = Buffer.concat(chunks, size);
     const bare = findBareLineEnd(body);
@@ -182,6 +197,15 @@ export class SmtpListener {
       log,
     };
     return this.handlers.message(tx);
+  }
+
+  /** Answers `421 text` on the session's connection and closes it (smtp-server's public `connections`). */
+  private closeSession(id: string, text: string): void {
+    for (const c of this.server.connections) {
+      if (c.id !== id) continue;
+      c.send(421, text);
+      c.close();
+    }
   }
 
   async listen(): Promise<AddressInfo> {
