@@ -68,7 +68,7 @@ export const ERROR_CODES = {
   HISP_SMTP_UNKNOWN_RECIPIENT: 'The address is in a local domain but is not known here.',
   HISP_SMTP_MESSAGE_TOO_BIG: 'The message exceeds the listener\'s size limit (RFC 1870 SIZE).',
   HISP_SMTP_BARE_LINE_END: 'The message contains a bare CR or LF (RFC 5321 §2.3.8); refused before the 250 so that nothing can be smuggled past a lax peer.',
-  HISP_SMTP_TIMEOUT: 'The client took too long (the DATA transfer time-out).',
+  HISP_SMTP_TIMEOUT: 'The client took too long (the DATA transfer time-out); a transfer still going on when it passes is cut with 421 and the connection closed.',
 } as const;
 
 export type HispErrorCode = keyof typeof ERROR_CODES;

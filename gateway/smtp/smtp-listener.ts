@@ -165,7 +165,9 @@ export class SmtpListener {
     const timer = setTimeout(() => {
       cut = true;
       log.warn({ dataTimeoutMs: this.config.dataTimeoutMs, size }, 'DATA transfer too slow: connection closed');
-      this.closeSession(session.id, `4.4.2 the message took longer than ${this.config.dataTimeoutMs} ms to transfer: closing the connection`);
+      // The table's reply for the time-out, as 421: the server closes the channel (RFC 5321 §3.8).
+      const reply = replyForError(new HispError('HISP_SMTP_TIMEOUT', `the message took longer than ${this.config.dataTimeoutMs} ms to transfer: closing the connection`, { transient: true }));
+      this.closeSession(session.id, `${reply.enhanced} ${reply.text}`);
     }, this.config.dataTimeoutMs);
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
