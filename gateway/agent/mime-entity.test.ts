@@ -370,6 +370,22 @@ function encodeBase64LinesBuf(data: Buffer): Buffer {
 // ------------------------------------------------------------------------------------------------
 
 describe('encodeBase64Lines', () => {
+  it('gives the same lines for the data in pieces, whatever the cuts (empty pieces, cuts inside and across slices)', () => {
+    const data = randomBytes(200_003);
+    const whole = encodeBase64Lines(data);
+    for (const cuts of [[0], [1, 2, 3], [56_999, 57_000, 57_001], [100_000, 100_000, 114_000], [200_003], [5, 199_999]]) {
+      const pieces: Buffer[] = [];
+      let from = 0;
+      for (const c of cuts) {
+        pieces.push(data.subarray(from, c));
+        from = c;
+      }
+      pieces.push(data.subarray(from));
+      expect(encodeBase64Lines(pieces).equals(whole)).toBe(true);
+    }
+    expect(encodeBase64Lines([Buffer.alloc(0), Buffer.alloc(0)])).toHaveLength(0);
+  });
+
   it('76-character lines, each ending in CRLF, decoding back to the input', () => {
     for (const n of [1, 2, 3, 56, 57, 58, 114, 1000]) {
       const data = randomBytes(n);

@@ -264,19 +264,54 @@ export function base64LinesLength(n: number): number {
 export function writeBase64Lines(pieces: readonly Buffer[], out: Buffer, offset: number): number {
   const total = pieces.reduce((n, b) => n + b.length, 0);
   if (total > NATIVE_BASE64_LIMIT) return new Base64LineWriter(out, offset).writeAll(pieces);
-  const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, total);
+  // Slices of 57,000 octets (1,000 lines) taken across the pieces without joining them (only a
+  // slice that spans two pieces is copied), each encoded natively into one reused scratch buffer
+  // and copied out line by line: no per-message allocation of the size of the data, which was a
+  // good part of the garbage the relay made per 100 KB message.
+  const scratch = (base64Scratch ??= Buffer.allocUnsafe((NATIVE_SLICE / 3) * 4));
   let o = offset;
-  const slice = 57 * 1000;
-  for (let i = 0; i < data.length; i += slice) {
-    const chunk = Buffer.from(data.toString('base64', i, Math.min(data.length, i + slice)), 'latin1');
-    for (let j = 0; j < chunk.length; j += 76) {
-      o += chunk.copy(out, o, j, Math.min(chunk.length, j + 76));
+  let p = 0;
+  let at = 0;
+  for (let done = 0; done < total; ) {
+    const n = Math.min(NATIVE_SLICE, total - done);
+    let slice: Buffer;
+    const piece = pieces[p] as Buffer;
+    if (piece.length - at >= n) {
+      slice = piece.subarray(at, at + n);
+      at += n;
+    } else {
+      const parts: Buffer[] = [];
+      for (let need = n; need > 0; ) {
+        const pc = pieces[p] as Buffer;
+        const take = Math.min(need, pc.length - at);
+        parts.push(pc.subarray(at, at + take));
+        need -= take;
+        at += take;
+        if (at === pc.length && need > 0) {
+          p++;
+          at = 0;
+        }
+      }
+      slice = Buffer.concat(parts, n);
+    }
+    if (at === pieces[p]?.length) {
+      p++;
+      at = 0;
+    }
+    const len = scratch.write(slice.toString('base64'), 0, 'latin1');
+    for (let j = 0; j < len; j += 76) {
+      o += scratch.copy(out, o, j, Math.min(len, j + 76));
       out[o++] = 0x0d;
       out[o++] = 0x0a;
     }
+    done += n;
   }
   return o;
 }
+
+/** 57,000 octets: 1,000 base64 lines of 76 characters. */
+const NATIVE_SLICE = 57 * 1000;
+let base64Scratch: Buffer | undefined;
 
 const B64_CHARS = Buffer.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/');
 
