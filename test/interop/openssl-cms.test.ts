@@ -535,15 +535,7 @@ describe('8-bit content, LF input', () => {
 
   it('hisp → OpenSSL: LF input is signed as CRLF, the 8-bit message/rfc822 is labelled 8bit and verifies', () => {
     const lf = Buffer.from(MESSAGE_8BIT_CRLF.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
-    const result = wrapMessage(lf, {
-      signers: c.signers.map(credential),
-      recipients: c.recipients.map(certificate),
-      digest: c.digest,
-      cipher: c.cipher,
-      keyTransport: c.keyTransport,
-      recipientIdentifier: c.rid,
-      signingTime: SIGNING_TIME,
-    });
+    const result = wrapMessage(lf, wrapOptionsOf(c));
     const file = tmp.file(`hisp-8bit-${++fileCounter}.eml`);
     writeFileSync(file, result.message);
     checkWithOpenssl(tmp, file, c, SIGNING_TIME_PRINTED, wrapped8);
