@@ -89,6 +89,12 @@ export function registerStart(program: Command): void {
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
+        // The gateway stops itself when its database cannot make the log durable (fail-stop).
+        void gateway.stopped.then(resolveStop);
       });
+      if (gateway.fatalError) {
+        process.stderr.write(`hisp: stopped: the database could not sync its log (${gateway.fatalError.message}); nothing was acknowledged after it. Restart hisp.\n`);
+        process.exitCode = 75; // EX_TEMPFAIL (sysexits.h): a supervisor restarts it
+      }
     });
 }

@@ -59,6 +59,11 @@ export class HispGateway {
   private stopping = false;
   private housekeeping: NodeJS.Timeout | undefined;
   private notifierWake: NodeJS.Timeout | undefined;
+  /** Why the gateway stopped itself (a failed WAL sync), if it did. */
+  fatalError: Error | undefined;
+  private markStopped: () => void = () => undefined;
+  /** Resolves once stop() has finished, whoever called it. */
+  readonly stopped: Promise<void> = new Promise((resolve) => (this.markStopped = resolve));
   private readonly pollIntervalMs: number;
 
   private constructor(
@@ -82,9 +87,11 @@ export class HispGateway {
     const fetcher = createHttpFetcher({ lookup });
     const registry = DomainRegistry.load(config, { logger, lookup });
     const lock = DataFolderLock.acquire(config.dataDir);
+    let onSyncFailure = (err: Error): void => void logger.fatal({ err: describeError(err) }, 'the database could not sync its log');
     let db;
     try {
-      db = openDatabase({ dataDir: config.dataDir, migrations: HISP_MIGRATIONS });
+      // Fail-stop when the WAL cannot be synced (see CommitBatcherOptions.onSyncFailure).
+      db = openDatabase({ dataDir: config.dataDir, migrations: HISP_MIGRATIONS, batch: { onSyncFailure: (err) => onSyncFailure(err) } });
     } catch (err) {
       lock.release();
       throw err;
@@ -116,6 +123,7 @@ export class HispGateway {
       now: Date.now,
     };
     const gateway = new HispGateway(options, ctx, lock);
+    onSyncFailure = (err) => gateway.fatal(err);
     try {
       await gateway.run();
     } catch (err) {
@@ -213,19 +221,35 @@ export class HispGateway {
     }
   }
 
+  /**
+   * The database could not make its log durable: nothing may be acknowledged any more (the store
+   * already refuses every write, so SMTP clients hear 451), so the gateway stops; a restart recovers
+   * from what is on disk. `stopped` resolves and `fatalError` tells why.
+   */
+  fatal(err: Error): void {
+    if (this.fatalError) return;
+    this.fatalError = err;
+    this.ctx.logger.fatal({ err: describeError(err) }, 'the database could not sync its log: stopping, restart hisp');
+    void this.stop();
+  }
+
   /** Stops accepting, drains open SMTP transactions and the workers' current rounds, closes the store. */
   async stop(): Promise<void> {
-    if (this.stopping) return;
+    if (this.stopping) return this.stopped;
     this.stopping = true;
-    if (this.housekeeping) clearInterval(this.housekeeping);
-    clearTimeout(this.notifierWake);
-    await Promise.all([this.listeners.submission?.close(), this.listeners.inbound?.close()]);
-    for (const key of ['outbound', 'inbound', 'notifier'] as const) for (const w of this.waiters[key].splice(0)) w();
-    await Promise.all(this.loops);
-    this.ctx.relayConnections.close();
-    this.ctx.registry.stopBundles();
-    if (this.ctx.db.isOpen) await this.ctx.db.close();
-    this.lock.release();
-    this.ctx.logger.info('hisp gateway stopped');
+    try {
+      if (this.housekeeping) clearInterval(this.housekeeping);
+      clearTimeout(this.notifierWake);
+      await Promise.all([this.listeners.submission?.close(), this.listeners.inbound?.close()]);
+      for (const key of ['outbound', 'inbound', 'notifier'] as const) for (const w of this.waiters[key].splice(0)) w();
+      await Promise.all(this.loops);
+      this.ctx.relayConnections.close();
+      this.ctx.registry.stopBundles();
+      if (this.ctx.db.isOpen) await this.ctx.db.close();
+      this.lock.release();
+      this.ctx.logger.info('hisp gateway stopped');
+    } finally {
+      this.markStopped();
+    }
   }
 }

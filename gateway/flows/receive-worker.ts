@@ -310,11 +310,13 @@ function publicFailure(what: string, reply: RemoteReply): string {
  * instant of that kind is this notification's own arrival, it is that first attempt's record: it
  * counts as what it was then (timely or late), so the edge still gets it.
  */
-function replayed(r: MdnRecordResult, kind: MdnKind, at: Date): MdnRecordResult {
+export function replayed(r: MdnRecordResult, kind: MdnKind, at: Date): MdnRecordResult {
   const e = r.entry;
   if (r.status !== 'duplicate' || e === undefined) return r;
   const [recordedAt, late] =
     kind === 'processed' ? [e.processedAt, e.processedLate] : kind === 'dispatched' ? [e.dispatchedAt, e.dispatchedLate] : [e.failedAt, e.failedLate];
   if (recordedAt?.getTime() !== at.getTime()) return r;
-  return { status: late ? 'late' : 'timely', entry: e };
+  // A time-out fired since the first attempt: the sender was told the message failed, and a
+  // positive notification after that must not reach the edge.
+  return { status: late || e.timedOut !== null ? 'late' : 'timely', entry: e };
 }

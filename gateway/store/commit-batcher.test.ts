@@ -195,17 +195,28 @@ describe('CommitBatcher', () => {
       expect(await Promise.all(later)).toEqual([1, 1, 1]);
     });
 
-    it('rejects the batch with a transient HISP_IO when the sync fails', async () => {
+    it('rejects the batch with a transient HISP_IO when the sync fails, then refuses everything (fail-stop)', async () => {
       const sync = manualSync();
-      const batcher = new CommitBatcher(writer, { syncLog: sync.syncLog });
+      const failures: Error[] = [];
+      const batcher = new CommitBatcher(writer, { syncLog: sync.syncLog, onSyncFailure: (e) => failures.push(e) });
       const first = batcher.run(insert(1));
       await settled(first);
+      const waiting = batcher.run(insert(2)); // arrived during the sync
       sync.end(new Error('EIO: i/o error, fdatasync'));
       const err = (await first.catch((e: unknown) => e)) as HispError;
       expect(err).toBeInstanceOf(HispError);
       expect(err.code).toBe('HISP_IO');
       expect(err.transient).toBe(true);
       expect(err.message).toMatch(/could not sync its log: EIO/);
+      // Nothing is acknowledged any more: a later sync may succeed without the lost pages.
+      const refused = (await waiting.catch((e: unknown) => e)) as HispError;
+      expect(refused.code).toBe('HISP_IO');
+      expect(refused.message).toMatch(/until hisp restarts/);
+      await expect(batcher.run(insert(3))).rejects.toMatchObject({ code: 'HISP_IO' });
+      expect(sync.calls).toBe(1);
+      expect(failures.map((e) => e.message)).toEqual(['EIO: i/o error, fdatasync']);
+      expect(committed()).toBe(1); // the failed batch is committed, nothing after it
+      await batcher.drain();
     });
 
     it('drain() waits for the sync in flight', async () => {

@@ -17,6 +17,13 @@ export interface CommitBatcherOptions {
    * once it called back. Without it, the COMMIT itself must be durable (`synchronous=FULL`).
    */
   syncLog?: (done: (err: Error | null) => void) => void;
+  /**
+   * Called once when a log sync failed. The batcher then refuses every operation (fail-stop): the
+   * failed batch is committed but maybe not on disk, and after an fsync error the kernel may drop
+   * the dirty pages and report the next sync as a success, so nothing may be acknowledged any more
+   * until the process restarts and SQLite recovers from what is really on disk.
+   */
+  onSyncFailure?: (err: Error) => void;
 }
 
 interface Pending {
@@ -45,10 +52,13 @@ export class CommitBatcher {
   private readonly maxBatch: number;
   private readonly maxDelayMs: number;
   private readonly syncLog: CommitBatcherOptions['syncLog'];
+  private readonly onSyncFailure: CommitBatcherOptions['onSyncFailure'];
   private pending: Pending[] = [];
   /** Committed batches waiting for a log sync to start. */
   private committed: Settle[] = [];
   private syncing = false;
+  /** Set when a log sync failed: every operation is refused from then on. */
+  private syncFailure: HispError | undefined;
   private timer: { clear: () => void } | undefined;
   private readonly runAll: BetterSqlite3.Transaction<(items: readonly Pending[]) => Outcome[]>;
   private readonly inSavepoint: (op: () => unknown) => unknown;
@@ -61,6 +71,7 @@ export class CommitBatcher {
     this.maxBatch = Math.max(1, options.maxBatch ?? 1000);
     this.maxDelayMs = Math.max(0, options.maxDelayMs ?? 0);
     this.syncLog = options.syncLog;
+    this.onSyncFailure = options.onSyncFailure;
     // better-sqlite3 runs a transaction function called inside another as a SAVEPOINT.
     this.inSavepoint = sqlite.transaction((op: () => unknown) => {
       const value = op();
@@ -89,6 +100,7 @@ export class CommitBatcher {
 
   /** Runs `op` in the next group transaction; resolves with its result once that transaction committed. */
   run<T>(op: () => T): Promise<T> {
+    if (this.syncFailure) return Promise.reject(this.syncFailure);
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ op, resolve: resolve as (value: unknown) => void, reject });
       if (this.pending.length >= this.maxBatch) this.schedule(true);
@@ -158,6 +170,14 @@ export class CommitBatcher {
         syncLog((err) => {
           this.syncing = false;
           for (const settle of batches) settle(err);
+          if (err && !this.syncFailure) {
+            this.syncFailure = new HispError('HISP_IO', `the database could not sync its log earlier (${err.message}): nothing is accepted until hisp restarts`, {
+              transient: true,
+              cause: err,
+            });
+            for (const item of this.pending.splice(0)) item.reject(this.syncFailure);
+            this.onSyncFailure?.(err);
+          }
           if (this.pending.length > 0) this.flush();
           else this.startSync();
         });

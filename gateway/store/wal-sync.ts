@@ -1,4 +1,5 @@
-import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 /**
  * Makes what SQLite committed into its write-ahead log durable: `fdatasync` of the `-wal` file.
@@ -43,7 +44,18 @@ export class WalSync {
   }
 
   private open(): number {
-    this.fd ??= openSync(this.walPath, 'r');
+    if (this.fd === undefined) {
+      this.fd = openSync(this.walPath, 'r');
+      // SQLite under FULL fsyncs the directory when it first syncs a new WAL; under NORMAL its
+      // first sync is the first checkpoint. The WAL's name must be durable before the first commit
+      // in it is acknowledged (POSIX: a file's fsync does not cover its directory entry).
+      const dir = openSync(dirname(this.walPath), 'r');
+      try {
+        fsyncSync(dir);
+      } finally {
+        closeSync(dir);
+      }
+    }
     return this.fd;
   }
 }
