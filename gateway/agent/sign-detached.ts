@@ -22,7 +22,7 @@ export interface SignatureRequest {
 /**
  * A SignedData waiting for its signatures: what each signer signs (its DER signed attributes), and
  * how to assemble the ContentInfo once the signatures are made, by {@link signDetached} on the spot
- * or by {@link signDetachedAsync} in the thread pool.
+ * or in the thread pool ({@link signInThreadPool}, as wrapMessageAsync does).
  */
 export interface PreparedSignedData {
   requests: readonly SignatureRequest[];
@@ -43,21 +43,6 @@ export function signDetached(
 ): Buffer {
   const prepared = prepareSignedData(content, signers, digest, signingTime);
   return prepared.assemble(prepared.requests.map(signNow));
-}
-
-/**
- * {@link signDetached} with the private-key operations in libuv's thread pool (node:crypto's
- * `sign` with a callback): an RSA-2048 signature is ≈ 0.3 ms of CPU that the event loop no longer
- * spends, while the SMTP sessions go on.
- */
-export async function signDetachedAsync(
-  content: Buffer | readonly Buffer[],
-  signers: readonly SigningCredential[],
-  digest: SigningDigest,
-  signingTime: Date = new Date(),
-): Promise<Buffer> {
-  const prepared = prepareSignedData(content, signers, digest, signingTime);
-  return prepared.assemble(await Promise.all(prepared.requests.map(signInThreadPool)));
 }
 
 /** The signature requests of a detached SignedData over `content`, and its assembly. */

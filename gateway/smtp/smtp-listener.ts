@@ -201,13 +201,9 @@ export class SmtpListener {
     return this.handlers.message(tx);
   }
 
-  /** Answers `421 text` on the session's connection and closes it (smtp-server's public `connections`). */
+  /** Answers `421 text` on the session's connection, which smtp-server then closes (its public `connections`). */
   private closeSession(id: string, text: string): void {
-    for (const c of this.server.connections) {
-      if (c.id !== id) continue;
-      c.send(421, text);
-      c.close();
-    }
+    for (const c of this.server.connections) if (c.id === id) c.send(421, text);
   }
 
   async listen(): Promise<AddressInfo> {
