@@ -6,12 +6,14 @@ import { describe, expect, it } from 'vitest';
 import { HispError } from '../core/errors.js';
 import {
   decodeBase64 as decodeBase64Impl,
+  base64LinesLength,
   encodeBase64Lines,
   findBareLineEnd,
   MimeEntity,
   parseContentType,
   splitMultipart,
   toCanonicalCrlf,
+  writeBase64Lines,
 } from './mime-entity.js';
 import { hispError } from '../../test/helpers/hisp-error.js';
 
@@ -384,6 +386,18 @@ describe('encodeBase64Lines', () => {
       expect(encodeBase64Lines(pieces).equals(whole)).toBe(true);
     }
     expect(encodeBase64Lines([Buffer.alloc(0), Buffer.alloc(0)])).toHaveLength(0);
+  });
+
+  it('writes exactly the folded base64 at an offset, leaving the bytes around it alone (sizes around the 57,000-octet slices)', () => {
+    for (const n of [0, 1, 57, 56_999, 57_000, 57_001, 114_001, 150_000]) {
+      const data = randomBytes(n);
+      const expected = Buffer.from(data.toString('base64').replace(/.{1,76}/g, '$&\r\n'), 'latin1');
+      const out = Buffer.alloc(base64LinesLength(n) + 10, 0x7e);
+      const end = writeBase64Lines([data], out, 3);
+      expect(end).toBe(3 + expected.length);
+      expect(out.subarray(3, end).equals(expected)).toBe(true);
+      expect([...out.subarray(0, 3), ...out.subarray(end)].every((x) => x === 0x7e)).toBe(true);
+    }
   });
 
   it('76-character lines, each ending in CRLF, decoding back to the input', () => {

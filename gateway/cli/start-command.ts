@@ -6,6 +6,7 @@ import type { HispConfig } from '../config/schema.js';
 import { createLogger } from '../core/logger.js';
 import { HispError } from '../core/errors.js';
 import { HispGateway } from '../flows/hisp-gateway.js';
+import { tuneHeapForThroughput } from './heap-tuning.js';
 
 /** Where the banner shows the submission port, known only once listening (--submission-port 0). */
 const SUBMISSION_PORT = '{submission-port}';
@@ -74,6 +75,8 @@ export function registerStart(program: Command): void {
           `hisp: then look in ${rel(dataDir)}/maildir/patient@${d}/new (the message) and ${rel(dataDir)}/maildir/provider@${d}/new (the MDN)\n`;
       }
       const logger = createLogger({ level: config.log.level });
+      // Before the gateway allocates: V8 heap sizing for a long-running server (heap-tuning.ts).
+      tuneHeapForThroughput();
       const gateway = await HispGateway.start({ config, logger });
       process.stdout.write(banner.replace(SUBMISSION_PORT, String(gateway.submissionPort ?? config.submission.port)));
       process.stdout.write(

@@ -6,6 +6,7 @@ import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type
 import { findBareLineEnd } from '../agent/mime-entity.js';
 import { HispError, isHispError } from '../core/errors.js';
 import type { SmtpListenerConfig } from '../config/schema.js';
+import { installDataFastPath } from './data-fast-path.js';
 import { replyForError } from './reply-mapping.js';
 
 /** One accepted SMTP transaction, handed over after the end of DATA. */
@@ -71,6 +72,9 @@ export class SmtpListener {
   ) {
     const tls = config.tlsCert && config.tlsKey ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;
     const log = options.logger.child({ component: options.name });
+    // The DATA scan with memchr instead of a JavaScript loop over every byte (data-fast-path.ts);
+    // another smtp-server release keeps its own, slower but correct.
+    if (!installDataFastPath()) log.warn('smtp-server is not the release the DATA fast path was ported from: its own DATA scan is used');
     // One child logger per SMTP session (not one per command).
     const sessionLogs = new WeakMap<SMTPServerSession, Logger>();
     const sessionLog = (session: SMTPServerSession): Logger => {
