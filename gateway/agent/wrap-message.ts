@@ -47,6 +47,12 @@ export interface WrapResult {
   messageId: string;
   /** What was added or removed on the way (missing Date/Message-ID added, Bcc dropped). */
   notes: string[];
+  /**
+   * Octets of `message` before its body. The body after them is hisp's own base64 of the envelope:
+   * lines of at most 76 characters of the base64 alphabet, each ending in CRLF (RFC 2045 §6.8), so
+   * it needs no SMTP dot-stuffing and has no bare CR or LF; only the header octets can.
+   */
+  headerLength: number;
 }
 
 /** Outer header fields copied from the original (R-FMT-2); others stay inside the envelope only. */
@@ -179,7 +185,7 @@ function finishWrap(
   let o = 0;
   for (const b of outer) o += b.copy(message, o);
   writeBase64Lines(envelope, message, o);
-  return { message, messageId, notes };
+  return { message, messageId, notes, headerLength: headLength };
 }
 
 const CRLF = Buffer.from('\r\n');

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -97,7 +98,7 @@ describe('loadConfig: a valid configuration', () => {
       maxClients: 100,
     });
     expect(c.api).toEqual({ enabled: false, host: '127.0.0.1', port: 5580 });
-    expect(c.queue).toEqual({ retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 4 });
+    expect(c.queue).toEqual({ retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 20, wrapThreads: availableParallelism() > 1 ? 1 : 0 });
     expect(c.dedupe).toEqual({ windowHours: 72 });
     expect(c.remoteDomains).toEqual({ '*': { cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1', tlsRequired: false, port: 25 } });
 

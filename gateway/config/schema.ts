@@ -1,4 +1,4 @@
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { DEFAULT_CIPHER, DEFAULT_KEY_TRANSPORT, KEY_TRANSPORTS, SEND_CIPHERS, type KeyTransportName, type SendCipher } from '../agent/algorithms.js';
 import type { KeyUsage } from '../core/certificate.js';
 import { DEFAULT_CERTIFICATE_POLICY, SIGNATURE_ALGORITHMS } from '../policy/cert-policy.js';
@@ -245,7 +245,13 @@ export interface QueueConfig {
    * are an hour) asks for less: 24 hours.
    */
   readonly giveUpHours: number;
+  /** Relay workers and receive workers, each: deliveries in progress at once per direction. */
   readonly workers: number;
+  /**
+   * Threads that sign and encrypt outgoing messages (gateway/agent/wrap-pool.ts); 0 wraps on the
+   * event loop. Default 1 on a machine with more than one CPU, else 0.
+   */
+  readonly wrapThreads: number;
 }
 
 export interface DedupeConfig {
@@ -342,7 +348,7 @@ export const DEFAULTS = {
   lmtp: { host: '127.0.0.1', port: 24 },
   smtp: { port: 25 },
   remoteDomain: { cipher: DEFAULT_CIPHER, keyTransport: DEFAULT_KEY_TRANSPORT, tlsRequired: false, port: 25 } as RemoteDomainConfig,
-  queue: { retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 4 },
+  queue: { retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 20, wrapThreads: availableParallelism() > 1 ? 1 : 0 },
   dedupe: { windowHours: 72 },
 } as const;
 deepFreeze(DEFAULTS);

@@ -3,7 +3,8 @@ import DataStream from 'nodemailer/lib/smtp-connection/data-stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { describe, expect, it } from 'vitest';
 import { splitAt } from '../../test/helpers/split-at.js';
-import { isTransparent, RelayConnection, TRANSPARENT_FAST_PATH, withTransparentFastPath } from './relay-connection.js';
+import { encodeBase64Lines } from '../agent/mime-entity.js';
+import { isTransparent, RelayConnection, TRANSPARENT_FAST_PATH, vouchTransparent, withTransparentFastPath } from './relay-connection.js';
 
 interface Counted {
   inByteCount: number;
@@ -72,6 +73,36 @@ describe('RelayConnection DATA fast path (RFC 5321 §4.5.2 transparency)', () =>
       }),
       { numRuns: 1500 },
     );
+  });
+
+  it('vouches for a wrapped message only when its header lines need nothing, and then sends it unchanged', async () => {
+    const body = encodeBase64Lines(Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 256)));
+    const message = (header: string) => {
+      const h = Buffer.from(header, 'latin1');
+      return { buf: Buffer.concat([h, body]), headerLength: h.length };
+    };
+    const clean = message('From: a@b.test\r\nTo: c@d.test\r\nContent-Transfer-Encoding: base64\r\n\r\n');
+    expect(vouchTransparent(clean.buf, clean.headerLength)).toBe(true);
+    const [fast, plain] = await Promise.all([run([clean.buf], true), run([clean.buf], false)]);
+    expect(fast.out.equals(plain.out)).toBe(true);
+    expect(fast.out.equals(Buffer.concat([clean.buf, Buffer.from('.\r\n')]))).toBe(true);
+
+    // A header field whose name starts with a dot, or a bare LF in a header: DataStream's own code.
+    for (const header of ['.X-Dot: 1\r\nFrom: a@b.test\r\n\r\n', 'From: a@b.test\nTo: c@d.test\r\n\r\n']) {
+      const m = message(header);
+      expect(vouchTransparent(m.buf, m.headerLength)).toBe(false);
+      const [f, p] = await Promise.all([run([m.buf], true), run([m.buf], false)]);
+      expect(f.out.equals(p.out)).toBe(true);
+      expect(f.out.equals(Buffer.concat([m.buf, Buffer.from('.\r\n')]))).toBe(false);
+    }
+  });
+
+  it('does not trust a vouched buffer that arrives in the middle of a line', async () => {
+    const m = Buffer.from('.starts-with-a-dot\r\n', 'latin1');
+    // Vouched wrongly on purpose (a zero-length header): the rule still judges it by its context.
+    expect(vouchTransparent(m, 0)).toBe(true);
+    const [fast, plain] = await Promise.all([run([Buffer.from('abc'), m], true), run([Buffer.from('abc'), m], false)]);
+    expect(fast.out.equals(plain.out)).toBe(true);
   });
 
   it('gives what DataStream gives for CRLF text that is mostly clean (the fast path taken)', async () => {

@@ -1,5 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
+import type { WrapPool } from '../agent/wrap-pool.js';
 import type { DomainRegistry } from '../admin/domain-registry.js';
 import type { HispConfig } from '../config/schema.js';
 import type { CertificateDiscovery } from '../discovery/certificate-discovery.js';
@@ -31,6 +32,8 @@ export interface GatewayContext {
   readonly schedule: RetrySchedule;
   /** Open connections to next hops, reused by the relay workers. */
   readonly relayConnections: SmtpConnectionCache;
+  /** Threads that sign and encrypt for the relay workers (none: on the event loop). */
+  readonly wrapPool?: WrapPool;
   readonly logger: Logger;
   /** TLS settings of the relay when a domain requires TLS (trust roots for tests, pinning). */
   readonly relayTls?: ConnectionOptions;

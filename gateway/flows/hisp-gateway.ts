@@ -6,6 +6,7 @@ import type { HispConfig } from '../config/schema.js';
 import { createLogger } from '../core/logger.js';
 import { CertificateDiscovery } from '../discovery/certificate-discovery.js';
 import { DnsClient } from '../discovery/dns-client.js';
+import { WrapPool } from '../agent/wrap-pool.js';
 import { SmtpConnectionCache } from '../delivery/smtp-relay.js';
 import { RetrySchedule } from '../queue/retry-schedule.js';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
@@ -118,6 +119,7 @@ export class HispGateway {
         ...(options.jitter ? { jitter: options.jitter } : {}),
       }),
       relayConnections: new SmtpConnectionCache(),
+      ...(config.queue.wrapThreads > 0 ? { wrapPool: new WrapPool(config.queue.wrapThreads) } : {}),
       logger,
       ...(options.relayTls ? { relayTls: options.relayTls } : {}),
       now: Date.now,
@@ -244,6 +246,7 @@ export class HispGateway {
       for (const key of ['outbound', 'inbound', 'notifier'] as const) for (const w of this.waiters[key].splice(0)) w();
       await Promise.all(this.loops);
       this.ctx.relayConnections.close();
+      await this.ctx.wrapPool?.close();
       this.ctx.registry.stopBundles();
       if (this.ctx.db.isOpen) await this.ctx.db.close();
       this.lock.release();

@@ -126,7 +126,7 @@ describe('hisp config print', () => {
     const r = hisp(['config', 'print', '--config', valid]);
     expect(r.status, r.stderr).toBe(0);
     const printed = parseToml(r.stdout) as { queue: { workers: number }; submission: { users: { passwordHash: string }[] }; domains: { addresses: { delivery: { hmacSecret?: string } }[] }[] };
-    expect(printed.queue.workers).toBe(4);
+    expect(printed.queue.workers).toBe(20);
     expect(printed.submission.users[0]?.passwordHash).toBe('[redacted]');
     expect(printed.domains[0]?.addresses[1]?.delivery.hmacSecret).toBe('[redacted]');
     expect(r.stdout).not.toContain('a-very-secret-hmac-key');

@@ -498,6 +498,10 @@ describe('hisp → OpenSSL (library wrapMessage)', () => {
   it.each([...envelopeCases, ...signatureCases].map((c) => [describeWrap(c), c] as const))('%s', (_name, c) => {
     const result = wrapMessage(MESSAGE, wrapOptionsOf(c));
     expect(result.notes).toEqual([]);
+    // What the relay relies on to skip its transparency scan (vouchTransparent): after the header
+    // section, only base64 lines of at most 76 characters, each ending in CRLF.
+    expect(result.message.subarray(result.headerLength - 4, result.headerLength).toString('latin1')).toBe('\r\n\r\n');
+    expect(/^(?:[A-Za-z0-9+/=]{1,76}\r\n)+$/.test(result.message.subarray(result.headerLength).toString('latin1'))).toBe(true);
     const file = tmp.file(`hisp-lib-${++fileCounter}.eml`);
     writeFileSync(file, result.message);
     checkWithOpenssl(tmp, file, c, SIGNING_TIME_PRINTED);

@@ -1,0 +1,59 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { credentialPaths } from '../../test/helpers/pki.js';
+import { isHispError } from '../core/errors.js';
+import { loadCredential } from './key-material.js';
+import { unwrapMessage } from './unwrap-message.js';
+import { wrapMessage } from './wrap-message.js';
+import { WrapPool } from './wrap-pool.js';
+
+const p = credentialPaths('recipient-rsa');
+const credential = loadCredential(p.key, p.chain);
+const signingTime = new Date(Date.UTC(2026, 0, 2));
+const options = { signers: [credential], recipients: [credential.certificate], signingTime, messageIdDomain: 'hisp.test' };
+const message = (body: string) =>
+  Buffer.from(`From: patient@recipient.test\r\nTo: patient@recipient.test\r\nSubject: pool\r\nMessage-ID: <m1@hisp.test>\r\nDate: Fri, 02 Jan 2026 00:00:00 +0000\r\n\r\n${body}`, 'latin1');
+
+describe('WrapPool: signing and encrypting in worker threads', () => {
+  const pool = new WrapPool(2);
+  afterAll(() => pool.close());
+
+  it('wraps what wrapMessage wraps: it opens and verifies to the same message, with the same notes and header length', async () => {
+    // A large body has memory of its own (moved to the thread); a small one lives in Buffer's pool (copied).
+    for (const body of ['small body\r\n', `${'A'.repeat(76)}\r\n`.repeat(1500)]) {
+      const original = message(body);
+      const inThread = await pool.wrap(original, options);
+      const onLoop = wrapMessage(message(body), options);
+      expect(inThread.notes).toEqual(onLoop.notes);
+      expect(inThread.messageId).toBe('<m1@hisp.test>');
+      expect(inThread.headerLength).toBe(onLoop.headerLength);
+      // The envelope's key and IV are random, so the bytes differ; what it carries does not.
+      const opened = unwrapMessage(inThread.message, { credentials: [credential] });
+      expect(opened.message.equals(message(body))).toBe(true);
+    }
+  });
+
+  it('spreads concurrent messages over its threads and answers each one', async () => {
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => pool.wrap(message(`message ${i}\r\n`.repeat(2000)), options)));
+    results.forEach((r, i) => expect(unwrapMessage(r.message, { credentials: [credential] }).message.equals(message(`message ${i}\r\n`.repeat(2000)))).toBe(true));
+  });
+
+  it('rejects with the HispError the wrap raised (a message without From)', async () => {
+    const err = await pool.wrap(Buffer.from('To: a@b.test\r\n\r\nbody\r\n'), options).catch((e: unknown) => e);
+    expect(isHispError(err) && err.code).toBe('HISP_MIME_MALFORMED');
+  });
+
+  it('wraps on the event loop when its thread has died, rather than hang', async () => {
+    const lonely = new WrapPool(1);
+    const { worker } = (lonely as unknown as { workers: { worker: { terminate(): Promise<number> } }[] }).workers[0]!;
+    await worker.terminate();
+    const r = await lonely.wrap(message('after the thread\r\n'), options);
+    expect(unwrapMessage(r.message, { credentials: [credential] }).message.equals(message('after the thread\r\n'))).toBe(true);
+    await lonely.close();
+  });
+
+  it('refuses work once closed', async () => {
+    const closed = new WrapPool(1);
+    await closed.close();
+    await expect(closed.wrap(message('x\r\n'), options)).rejects.toThrow(/closed/);
+  });
+});

@@ -1,0 +1,52 @@
+import { parentPort } from 'node:worker_threads';
+import type { KeyObject } from 'node:crypto';
+import { Certificate } from '../core/certificate.js';
+import { isHispError } from '../core/errors.js';
+import { wrapMessage, type WrapOptions } from './wrap-message.js';
+
+/** What the pool sends: the body's own memory (transferred), the options with certificates as DER. */
+export interface WrapRequest {
+  id: number;
+  body: Uint8Array;
+  signers: { key: KeyObject; certificate: Uint8Array; chain: Uint8Array[] }[];
+  recipients: Uint8Array[];
+  options: Omit<WrapOptions, 'signers' | 'recipients'>;
+}
+
+export type WrapReply =
+  | { id: number; ok: true; message: Uint8Array; messageId: string; notes: string[]; headerLength: number }
+  | { id: number; ok: false; code?: string; message: string; transient?: boolean };
+
+const certificates = new Map<string, Certificate>();
+
+/** Parsed once per thread: the same few certificates come with every message. */
+function certificate(der: Uint8Array): Certificate {
+  const key = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
+  let c = certificates.get(key);
+  if (!c) {
+    c = Certificate.fromDer(der);
+    if (certificates.size > 1000) certificates.clear();
+    certificates.set(key, c);
+  }
+  return c;
+}
+
+parentPort?.on('message', (r: WrapRequest) => {
+  try {
+    const body = Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength);
+    const result = wrapMessage(body, {
+      ...r.options,
+      signers: r.signers.map((s) => ({ key: s.key, certificate: certificate(s.certificate), chain: s.chain.map(certificate) })),
+      recipients: r.recipients.map(certificate),
+    });
+    const m = result.message;
+    const reply: WrapReply = { id: r.id, ok: true, message: m, messageId: result.messageId, notes: result.notes, headerLength: result.headerLength };
+    // The output is one allocation of its own (Buffer.allocUnsafe above the pool size): moved, not copied.
+    parentPort!.postMessage(reply, m.byteOffset === 0 && m.byteLength === m.buffer.byteLength ? [m.buffer as ArrayBuffer] : []);
+  } catch (err) {
+    const reply: WrapReply = isHispError(err)
+      ? { id: r.id, ok: false, code: err.code, message: err.message, transient: err.transient }
+      : { id: r.id, ok: false, message: err instanceof Error ? err.message : String(err) };
+    parentPort!.postMessage(reply);
+  }
+});
