@@ -22,6 +22,7 @@ describe('WrapPool: signing and encrypting in worker threads', () => {
     for (const body of ['small body\r\n', `${'A'.repeat(76)}\r\n`.repeat(1500)]) {
       const original = message(body);
       const inThread = await pool.wrap(original, options);
+      expect(original.equals(message(body))).toBe(true); // the caller's buffer is left whole
       const onLoop = wrapMessage(message(body), options);
       expect(inThread.notes).toEqual(onLoop.notes);
       expect(inThread.messageId).toBe('<m1@hisp.test>');
@@ -49,6 +50,18 @@ describe('WrapPool: signing and encrypting in worker threads', () => {
     const r = await lonely.wrap(message('after the thread\r\n'), options);
     expect(unwrapMessage(r.message, { credentials: [credential] }).message.equals(message('after the thread\r\n'))).toBe(true);
     await lonely.close();
+  });
+
+  it('answers a wrap in flight when its thread dies: a transient error (the relay retries), never a hang', async () => {
+    const dying = new WrapPool(1);
+    const { worker } = (dying as unknown as { workers: { worker: { terminate(): Promise<number> } }[] }).workers[0]!;
+    const inFlight = dying.wrap(message(`${'B'.repeat(76)}\r\n`.repeat(3000)), options).then(
+      () => 'wrapped',
+      (err: unknown) => (isHispError(err) && err.transient ? err.code : `unexpected: ${String(err)}`),
+    );
+    await worker.terminate();
+    expect(['wrapped', 'HISP_IO']).toContain(await inFlight);
+    await dying.close();
   });
 
   it('refuses work once closed', async () => {

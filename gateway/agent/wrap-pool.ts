@@ -6,9 +6,10 @@ import type { WrapReply, WrapRequest } from './wrap-thread.js';
 /**
  * Worker threads that wrap (sign, encrypt, base64) messages off the event loop. The event loop of
  * a gateway carries every SMTP session, the store and the relay; on the sending hop the wrap was a
- * quarter of its work, so with a thread doing it the second CPU takes part. The body's memory is
- * moved to the thread and the wrapped message's memory moved back (transfer lists, no copy); the
- * thread keeps the few certificates it sees parsed. Same output as wrapMessage (it runs it).
+ * quarter of its work, so with a thread doing it the second CPU takes part. A copy of the body is
+ * moved to the thread and the wrapped message's memory moved back (transfer lists, no structured
+ * clone); the thread keeps the few certificates it sees parsed. Same output as wrapMessage (it
+ * runs it).
  */
 export class WrapPool {
   private readonly workers: { worker: Worker; inFlight: number; alive: boolean }[] = [];
@@ -34,7 +35,7 @@ export class WrapPool {
       // left); what it held is rejected, and the relay retries those deliveries.
       worker.on('error', (err) => {
         entry.alive = false;
-        this.failAll(i, err);
+        this.failAll(i, new HispError('HISP_IO', `wrap thread failed: ${err.message}`, { transient: true, cause: err }));
       });
       worker.on('exit', (code) => {
         entry.alive = false;
@@ -44,7 +45,7 @@ export class WrapPool {
     }
   }
 
-  /** Wraps `original` in the least busy thread. `original` is copied when it shares its memory. */
+  /** Wraps `original` in the least busy thread; `original` is left as it is. */
   wrap(original: Buffer, options: WrapOptions): Promise<WrapResult> {
     if (this.closed) return Promise.reject(new HispError('HISP_IO', 'the wrap threads are closed', { transient: true }));
     let w = -1;
@@ -55,9 +56,10 @@ export class WrapPool {
     if (w === -1) return wrapMessageAsync(original, options);
     const entry = this.workers[w]!;
     const id = ++this.nextId;
-    // Only memory of its own can move; a slice of a larger buffer (Buffer's pool) is copied.
-    const own = original.byteOffset === 0 && original.byteLength === original.buffer.byteLength;
-    const body = own ? original : Buffer.from(original);
+    // A copy of its own is moved to the thread (one memcpy, ≈ 10 µs for 100 KB): moving the
+    // caller's memory would empty `original` and every view of it (a parsed MimeEntity's headers).
+    const body = Buffer.allocUnsafeSlow(original.length);
+    original.copy(body);
     const request: WrapRequest = {
       id,
       body,
@@ -76,7 +78,7 @@ export class WrapPool {
     return new Promise<WrapResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, worker: w });
       entry.inFlight++;
-      entry.worker.postMessage(request, [body.buffer as ArrayBuffer]);
+      entry.worker.postMessage(request, [body.buffer]);
     });
   }
 

@@ -129,7 +129,11 @@ export class RelayWorker {
       // Its base64 body needs no dot-stuffing: the relay's DATA stream skips scanning it.
       vouchTransparent(wrapped, w.headerLength);
     } catch (err) {
-      for (const d of ready) await this.fail(d, replyForError(err), log);
+      // A message that cannot be wrapped fails; a wrap thread that died meanwhile is tried again.
+      for (const d of ready) {
+        if (isHispError(err) && err.transient) await this.retryOrFail(d, replyForError(err));
+        else await this.fail(d, replyForError(err), log);
+      }
       return;
     }
 
