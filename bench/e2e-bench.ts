@@ -540,7 +540,13 @@ class E2eBench {
     } finally {
       await a?.stop();
       await sink.stop();
-      if (process.env.E2E_KEEP_LOGS) copyFileSync(join(dir, 'a.test.log'), join(process.env.E2E_KEEP_LOGS, `${dir.slice(dir.lastIndexOf('/') + 1)}.log`));
+      if (process.env.E2E_KEEP_LOGS) {
+        try {
+          copyFileSync(join(dir, 'a.test.log'), join(process.env.E2E_KEEP_LOGS, `${dir.slice(dir.lastIndexOf('/') + 1)}.log`));
+        } catch (err) {
+          this.log(`E2E_KEEP_LOGS: ${(err as Error).message}`);
+        }
+      }
     }
   }
 

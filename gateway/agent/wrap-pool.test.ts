@@ -18,7 +18,7 @@ describe('WrapPool: signing and encrypting in worker threads', () => {
   afterAll(() => pool.close());
 
   it('wraps what wrapMessage wraps: it opens and verifies to the same message, with the same notes and header length', async () => {
-    // A large body has memory of its own (moved to the thread); a small one lives in Buffer's pool (copied).
+    // A small body (a slice of Buffer's shared pool) and a large one (memory of its own): both copied, the copy moved.
     for (const body of ['small body\r\n', `${'A'.repeat(76)}\r\n`.repeat(1500)]) {
       const original = message(body);
       const inThread = await pool.wrap(original, options);
@@ -34,8 +34,14 @@ describe('WrapPool: signing and encrypting in worker threads', () => {
   });
 
   it('spreads concurrent messages over its threads and answers each one', async () => {
+    const before = pool.threads().map((t) => t.wrapped);
     const results = await Promise.all(Array.from({ length: 12 }, (_, i) => pool.wrap(message(`message ${i}\r\n`.repeat(2000)), options)));
     results.forEach((r, i) => expect(unwrapMessage(r.message, { credentials: [credential] }).message.equals(message(`message ${i}\r\n`.repeat(2000)))).toBe(true));
+    // Both threads ran and took a share (the least busy one gets each message).
+    const done = pool.threads().map((t, i) => t.wrapped - before[i]!);
+    expect(pool.threads().every((t) => t.alive)).toBe(true);
+    expect(done.reduce((a, b) => a + b, 0)).toBe(12);
+    expect(Math.min(...done)).toBeGreaterThanOrEqual(5);
   });
 
   it('rejects with the HispError the wrap raised (a message without From)', async () => {
@@ -44,9 +50,13 @@ describe('WrapPool: signing and encrypting in worker threads', () => {
   });
 
   it('wraps on the event loop when its thread has died, rather than hang', async () => {
-    const lonely = new WrapPool(1);
+    const lost: Error[] = [];
+    const lonely = new WrapPool(1, (err) => lost.push(err));
     const { worker } = (lonely as unknown as { workers: { worker: { terminate(): Promise<number> } }[] }).workers[0]!;
     await worker.terminate();
+    await new Promise((r) => setImmediate(r));
+    expect(lonely.threads()).toEqual([{ alive: false, wrapped: 0 }]);
+    expect(lost.map((e) => e.message)).toEqual([expect.stringMatching(/wrap thread exited/)]);
     const r = await lonely.wrap(message('after the thread\r\n'), options);
     expect(unwrapMessage(r.message, { credentials: [credential] }).message.equals(message('after the thread\r\n'))).toBe(true);
     await lonely.close();

@@ -7,17 +7,21 @@ import type { WrapReply, WrapRequest } from './wrap-thread.js';
  * Worker threads that wrap (sign, encrypt, base64) messages off the event loop. The event loop of
  * a gateway carries every SMTP session, the store and the relay; on the sending hop the wrap was a
  * quarter of its work, so with a thread doing it the second CPU takes part. A copy of the body is
- * moved to the thread and the wrapped message's memory moved back (transfer lists, no structured
- * clone); the thread keeps the few certificates it sees parsed. Same output as wrapMessage (it
- * runs it).
+ * moved to the thread and the wrapped message's memory moved back (transfer lists: the large
+ * buffers are not cloned; the keys and certificate DER are, a few KB). Same output as wrapMessage
+ * (it runs it). A thread that fails is reported through `onThreadLost` and not replaced: the pool
+ * goes on with the others, and wraps on the event loop when none is left.
  */
 export class WrapPool {
-  private readonly workers: { worker: Worker; inFlight: number; alive: boolean }[] = [];
+  private readonly workers: { worker: Worker; inFlight: number; alive: boolean; wrapped: number }[] = [];
   private readonly pending = new Map<number, { resolve: (r: WrapResult) => void; reject: (e: unknown) => void; worker: number }>();
   private nextId = 0;
   private closed = false;
 
-  constructor(readonly size: number) {
+  constructor(
+    readonly size: number,
+    private readonly onThreadLost: (err: Error) => void = () => undefined,
+  ) {
     const here = new URL(import.meta.url);
     for (let i = 0; i < size; i++) {
       // Compiled: wrap-thread.js beside this file. From the TypeScript sources (the tests), the
@@ -28,19 +32,13 @@ export class WrapPool {
             { eval: true },
           )
         : new Worker(new URL('./wrap-thread.js', here));
-      const entry = { worker, inFlight: 0, alive: true };
+      const entry = { worker, inFlight: 0, alive: true, wrapped: 0 };
       worker.unref();
       worker.on('message', (reply: WrapReply) => this.settle(reply));
       // A thread that fails takes no more work (wrap() falls back to the event loop when none is
       // left); what it held is rejected, and the relay retries those deliveries.
-      worker.on('error', (err) => {
-        entry.alive = false;
-        this.failAll(i, new HispError('HISP_IO', `wrap thread failed: ${err.message}`, { transient: true, cause: err }));
-      });
-      worker.on('exit', (code) => {
-        entry.alive = false;
-        if (!this.closed) this.failAll(i, new HispError('HISP_IO', `wrap thread exited (${code})`, { transient: true }));
-      });
+      worker.on('error', (err) => this.lose(i, new HispError('HISP_IO', `wrap thread failed: ${err.message}`, { transient: true, cause: err })));
+      worker.on('exit', (code) => this.lose(i, new HispError('HISP_IO', `wrap thread ${this.closed ? 'closed' : `exited (${code})`}`, { transient: true })));
       this.workers.push(entry);
     }
   }
@@ -76,18 +74,39 @@ export class WrapPool {
       },
     };
     return new Promise<WrapResult>((resolve, reject) => {
+      try {
+        entry.worker.postMessage(request, [body.buffer]);
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
       this.pending.set(id, { resolve, reject, worker: w });
       entry.inFlight++;
-      entry.worker.postMessage(request, [body.buffer]);
     });
+  }
+
+  /** Per thread: whether it is running, and how many messages it wrapped (for tests and metrics). */
+  threads(): { alive: boolean; wrapped: number }[] {
+    return this.workers.map((w) => ({ alive: w.alive, wrapped: w.wrapped }));
+  }
+
+  /** A thread ended: it takes no more work; what it held is answered with `err` (transient). */
+  private lose(worker: number, err: HispError): void {
+    const entry = this.workers[worker]!;
+    const wasAlive = entry.alive;
+    entry.alive = false;
+    this.failAll(worker, err);
+    if (wasAlive && !this.closed) this.onThreadLost(err);
   }
 
   private settle(reply: WrapReply): void {
     const p = this.pending.get(reply.id);
     if (!p) return;
     this.pending.delete(reply.id);
-    this.workers[p.worker]!.inFlight--;
+    const entry = this.workers[p.worker]!;
+    entry.inFlight--;
     if (reply.ok) {
+      entry.wrapped++;
       const m = reply.message;
       p.resolve({ message: Buffer.from(m.buffer, m.byteOffset, m.byteLength), messageId: reply.messageId, notes: reply.notes, headerLength: reply.headerLength });
     } else {

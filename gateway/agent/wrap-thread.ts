@@ -17,19 +17,8 @@ export type WrapReply =
   | { id: number; ok: true; message: Uint8Array; messageId: string; notes: string[]; headerLength: number }
   | { id: number; ok: false; code?: string; message: string; transient?: boolean };
 
-const certificates = new Map<string, Certificate>();
-
-/** Parsed once per thread: the same few certificates come with every message. */
-function certificate(der: Uint8Array): Certificate {
-  const key = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
-  let c = certificates.get(key);
-  if (!c) {
-    c = Certificate.fromDer(der);
-    if (certificates.size > 1000) certificates.clear();
-    certificates.set(key, c);
-  }
-  return c;
-}
+/** Certificate.fromDer keeps an LRU of parsed certificates (per thread): the same few come with every message. */
+const certificate = (der: Uint8Array): Certificate => Certificate.fromDer(der);
 
 parentPort?.on('message', (r: WrapRequest) => {
   try {

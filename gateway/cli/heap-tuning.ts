@@ -13,7 +13,8 @@ export const HEAP_GROWING_PERCENT = 200;
  * below it: V8 then ran a full GC every 60-90 ms, background marking took a third of the gateway's
  * CPU, and such a process relayed ≈ 20 % fewer 100 KB messages than one that escaped it (measured
  * with --trace-gc on the sending hop: 30-50 full GCs per 1,000 messages against 2). With a factor
- * of 3 the room stays above the young generation; the cost is at most ≈ 40 MB more heap.
+ * of 3 the room stays above the young generation; the cost is up to twice the live heap more
+ * between full GCs (≈ 40 MB for the gateway's ≈ 20 MB).
  *
  * `--heap-growing-percent` is read each time V8 computes the limit, so it takes effect when set at
  * start. A flag given on the command line or in NODE_OPTIONS wins.

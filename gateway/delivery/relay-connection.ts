@@ -58,6 +58,8 @@ const vouched = new WeakSet<Buffer>();
  * line). Returns whether it was vouched for: false when the header needs DataStream's own code.
  */
 export function vouchTransparent(message: Buffer, headerLength: number): boolean {
+  // The body must start a line: the header octets end in CRLF (a wrapped message's in CRLF CRLF).
+  if (headerLength < 2 || message[headerLength - 2] !== CR || message[headerLength - 1] !== LF) return false;
   if (!isTransparent(message.subarray(0, headerLength), false)) return false;
   vouched.add(message);
   return true;

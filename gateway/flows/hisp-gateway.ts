@@ -119,7 +119,9 @@ export class HispGateway {
         ...(options.jitter ? { jitter: options.jitter } : {}),
       }),
       relayConnections: new SmtpConnectionCache(),
-      ...(config.queue.wrapThreads > 0 ? { wrapPool: new WrapPool(config.queue.wrapThreads) } : {}),
+      ...(config.queue.wrapThreads > 0
+        ? { wrapPool: new WrapPool(config.queue.wrapThreads, (err) => logger.error({ err: describeError(err) }, 'a wrap thread ended: going on without it')) }
+        : {}),
       logger,
       ...(options.relayTls ? { relayTls: options.relayTls } : {}),
       now: Date.now,
