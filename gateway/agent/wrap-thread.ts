@@ -4,7 +4,7 @@ import { Certificate } from '../core/certificate.js';
 import { isHispError } from '../core/errors.js';
 import { wrapMessage, type WrapOptions } from './wrap-message.js';
 
-/** What the pool sends: the body's own memory (transferred), the options with certificates as DER. */
+/** What the pool sends: a copy of the body (its memory transferred), the options with certificates as DER. */
 export interface WrapRequest {
   id: number;
   body: Uint8Array;
