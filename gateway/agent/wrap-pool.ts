@@ -58,20 +58,14 @@ export class WrapPool {
     // caller's memory would empty `original` and every view of it (a parsed MimeEntity's headers).
     const body = Buffer.allocUnsafeSlow(original.length);
     original.copy(body);
+    // The options besides keys and certificates are plain values (strings, a Date): cloned as they are.
+    const { signers, recipients, ...rest } = options;
     const request: WrapRequest = {
       id,
       body,
-      signers: options.signers.map((s) => ({ key: s.key, certificate: s.certificate.der, chain: s.chain.map((c) => c.der) })),
-      recipients: options.recipients.map((c) => c.der),
-      options: {
-        ...(options.digest !== undefined ? { digest: options.digest } : {}),
-        ...(options.cipher !== undefined ? { cipher: options.cipher } : {}),
-        ...(options.keyTransport !== undefined ? { keyTransport: options.keyTransport } : {}),
-        ...(options.recipientIdentifier !== undefined ? { recipientIdentifier: options.recipientIdentifier } : {}),
-        ...(options.genericSubject !== undefined ? { genericSubject: options.genericSubject } : {}),
-        ...(options.signingTime !== undefined ? { signingTime: options.signingTime } : {}),
-        ...(options.messageIdDomain !== undefined ? { messageIdDomain: options.messageIdDomain } : {}),
-      },
+      signers: signers.map((s) => ({ key: s.key, certificate: s.certificate.der, chain: s.chain.map((c) => c.der) })),
+      recipients: recipients.map((c) => c.der),
+      options: rest,
     };
     return new Promise<WrapResult>((resolve, reject) => {
       try {

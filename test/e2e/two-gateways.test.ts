@@ -79,24 +79,16 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
     const hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/direct`;
     net = await startDirectNetwork(['a.test', 'b.test']);
     const edgeUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/edge`;
-    a = await startGateway(
-      toConfig(
-        await gatewayConfigObject(
-          net.spec('a.test', { domainExtra: { addresses: [{ address: 'ehr-inbox@a.test', delivery: { type: 'webhook', url: edgeUrl, hmacSecret: HOOK_SECRET } }] } }),
-          net.dns.address,
+    // A gateway for `domain` whose `address` is delivered to the webhook at `url`.
+    const withWebhook = async (domain: string, address: string, url: string) =>
+      startGateway(
+        toConfig(
+          await gatewayConfigObject(net.spec(domain, { domainExtra: { addresses: [{ address, delivery: { type: 'webhook', url, hmacSecret: HOOK_SECRET } }] } }), net.dns.address),
+          net.dir,
         ),
-        net.dir,
-      ),
-    );
-    b = await startGateway(
-      toConfig(
-        await gatewayConfigObject(
-          net.spec('b.test', { domainExtra: { addresses: [{ address: 'phr@b.test', delivery: { type: 'webhook', url: hookUrl, hmacSecret: HOOK_SECRET } }] } }),
-          net.dns.address,
-        ),
-        net.dir,
-      ),
-    );
+      );
+    a = await withWebhook('a.test', 'ehr-inbox@a.test', edgeUrl);
+    b = await withWebhook('b.test', 'phr@b.test', hookUrl);
   }, 60_000);
 
   afterAll(async () => {
