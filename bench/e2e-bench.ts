@@ -333,7 +333,7 @@ const children = new Set<ChildProcess>();
 let exitHook = false;
 
 /** `node bin/hisp.js start --config FILE`, its output in `logFile`; ready at "hisp: listening". */
-async function startGatewayProcess(name: string, configFile: string, logFile: string, cpuProfileDir?: string): Promise<GatewayProcess> {
+async function startGatewayProcess(name: string, configFile: string, logFile: string, cpuProfileDir?: string, hispRoot = REPO_ROOT): Promise<GatewayProcess> {
   if (!exitHook) {
     exitHook = true;
     process.on('exit', () => {
@@ -345,7 +345,7 @@ async function startGatewayProcess(name: string, configFile: string, logFile: st
     ...(cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : []),
     // Extra node options for the gateways, to look inside a run (E2E_NODE_FLAGS='--trace-gc').
     ...(process.env.E2E_NODE_FLAGS ? process.env.E2E_NODE_FLAGS.split(' ').filter(Boolean) : []),
-    join(REPO_ROOT, 'bin', 'hisp.js'),
+    join(hispRoot, 'bin', 'hisp.js'),
     'start',
     '--config',
     configFile,
@@ -512,14 +512,17 @@ class E2eBench {
     return d;
   }
 
-  /** Gateway A alone, relaying into smtp-sink (sink.test routed to it; its certificate in DNS). */
-  async hop(load: Load): Promise<HopResult> {
+  /**
+   * Gateway A alone, relaying into smtp-sink (sink.test routed to it; its certificate in DNS).
+   * `hispRoot`: the checkout whose bin/hisp.js (and dist/) runs the gateway, default this one.
+   */
+  async hop(load: Load, hispRoot = REPO_ROOT): Promise<HopResult> {
     const dir = this.runDir(`hop-${load.size}-${load.sessions}`);
     const sink = await startSmtpSink();
     let a: GatewayProcess | undefined;
     try {
       const config = await this.gatewayConfig(dir, 'a.test', { 'sink.test': { route: '127.0.0.1', port: sink.port } });
-      a = await startGatewayProcess('a.test', config, join(dir, 'a.test.log'), this.profileDir(dir));
+      a = await startGatewayProcess('a.test', config, join(dir, 'a.test.log'), this.profileDir(dir), hispRoot);
       const pid = a.pid;
       let base = 0;
       let cpu0 = 0;
@@ -731,8 +734,50 @@ export async function benchE2e(options: E2eOptions = {}): Promise<E2eFigure[] | 
   return figures;
 }
 
+/**
+ * A/B of two builds on the sending hop, for development: the hop loads matching `match` run
+ * `rounds` times in alternation, this checkout then `otherRoot` (another checkout, built), fresh
+ * processes each, no Postfix. Single runs move ±15 % on a shared VM; alternating and taking medians
+ * shows a change of a few per cent that a before/after pair of full bench runs would hide.
+ */
+export async function compareHop(otherRoot: string, options: { match?: string; scale?: number; rounds?: number; verbose?: boolean } = {}): Promise<string[]> {
+  const why = e2eUnavailableReason();
+  if (why) return [`e2e: skipped: ${why}`];
+  const scale = options.scale ?? 1;
+  const rounds = options.rounds ?? 3;
+  const net = await startDirectNetwork(['a.test', 'b.test', 'sink.test']);
+  const bench = new E2eBench(net, { verbose: options.verbose ?? true });
+  const lines: string[] = [];
+  try {
+    for (const l of HOP_LOADS) {
+      const load: Load = { ...l, n: Math.max(20, Math.round(l.n * scale)), ...(l.warmUp !== undefined ? { warmUp: Math.max(WARM_UP, Math.round(l.warmUp * scale)) } : {}) };
+      const id = `${load.size}.${who(load.sessions)}`;
+      if (options.match && !`e2e.hop.${id}`.includes(options.match)) continue;
+      const runs: Record<'this' | 'other', HopResult[]> = { this: [], other: [] };
+      for (let round = 0; round < rounds; round++) {
+        for (const which of ['this', 'other'] as const) {
+          const r = await bench.hop(load, which === 'this' ? REPO_ROOT : otherRoot);
+          runs[which].push(r);
+          bench.log(`${which} ${id}: ${r.perSec.toFixed(0)} msg/s, ${(r.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg, submit p50 ${r.submitP50.toFixed(1)} ms`);
+        }
+      }
+      const m = (which: 'this' | 'other', f: (r: HopResult) => number) => median(runs[which].map(f));
+      lines.push(
+        `${id}: this ${m('this', (r) => r.perSec).toFixed(0)} msg/s ${(m('this', (r) => r.cpuPerMsg) * 1000).toFixed(2)} ms CPU/msg; ` +
+          `other ${m('other', (r) => r.perSec).toFixed(0)} msg/s ${(m('other', (r) => r.cpuPerMsg) * 1000).toFixed(2)} ms CPU/msg; ` +
+          `msg/s this/other ${(m('this', (r) => r.perSec) / m('other', (r) => r.perSec)).toFixed(3)} (medians of ${rounds})`,
+      );
+    }
+  } finally {
+    await net.stop();
+  }
+  return lines;
+}
+
 // `node dist/bench/e2e-bench.js [hop|full] [--match 10KB.20_sessions] [--scale X] [--cpu-prof DIR]`
 // prints the figures (--cpu-prof: the gateway processes run with `node --cpu-prof`).
+// `node dist/bench/e2e-bench.js --compare OTHER_CHECKOUT [--rounds N] [--match …] [--scale X]`: A/B
+// of the hop between this build and another checkout's (see compareHop).
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const args = process.argv.slice(2);
   const opt = (flag: string): string | undefined => {
@@ -741,6 +786,16 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   };
   const parts = args.filter((a): a is 'hop' | 'full' => a === 'hop' || a === 'full');
   const profile = opt('--cpu-prof');
+  const other = opt('--compare');
+  if (other !== undefined) {
+    const lines = await compareHop(other, {
+      ...(opt('--match') ? { match: opt('--match') } : {}),
+      ...(opt('--scale') ? { scale: Number(opt('--scale')) } : {}),
+      ...(opt('--rounds') ? { rounds: Number(opt('--rounds')) } : {}),
+    });
+    for (const line of lines) console.log(line);
+    process.exit(0);
+  }
   const result = await benchE2e({
     verbose: true,
     ...(parts.length ? { only: parts } : {}),

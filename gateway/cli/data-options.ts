@@ -98,7 +98,10 @@ export function openOperatorStores(flags: DataFlags, env: NodeJS.ProcessEnv = pr
       queue,
       quarantine: new QuarantineStore(db, queue.messages),
       tracking: new TrackingStore(db),
-      close: () => db.close(),
+      close: async () => {
+        await db.close();
+        await queue.messages.close();
+      },
     };
   } catch (err) {
     db.sqlite.close();

@@ -144,6 +144,8 @@ export class HispGateway {
     if (released > 0) logger.info({ released }, 'deliveries held by the previous process are due again');
     const orphans = await this.ctx.queue.messages.sweepOrphans();
     if (orphans > 0) logger.info({ orphans }, 'removed message files of transactions that never committed');
+    const segments = await this.ctx.queue.messages.reclaimSpool();
+    if (segments > 0) logger.info({ segments }, 'removed spool segments no message refers to');
     for (let i = 0; i < config.queue.workers; i++) {
       const relay = new RelayWorker(this.ctx, `relay-${process.pid}-${i}`);
       const receive = new ReceiveWorker(this.ctx, `receive-${process.pid}-${i}`);
@@ -219,7 +221,8 @@ export class HispGateway {
       const week = 7 * 86_400_000;
       const purged = await this.ctx.queue.purge(new Date(now - week));
       const pruned = await this.ctx.db.batch(() => this.ctx.dedupe.prune(this.ctx.config.dedupe.windowHours * 3_600_000, now) + this.ctx.tracking.purge(new Date(now - week)));
-      if (purged + pruned > 0) this.ctx.logger.info({ purged, pruned }, 'housekeeping');
+      const segments = await this.ctx.queue.messages.reclaimSpool();
+      if (purged + pruned + segments > 0) this.ctx.logger.info({ purged, pruned, segments }, 'housekeeping');
     } catch (err) {
       this.ctx.logger.warn({ err: describeError(err) }, 'housekeeping failed');
     }
@@ -251,6 +254,7 @@ export class HispGateway {
       await this.ctx.wrapPool?.close();
       this.ctx.registry.stopBundles();
       if (this.ctx.db.isOpen) await this.ctx.db.close();
+      await this.ctx.queue.messages.close();
       this.lock.release();
       this.ctx.logger.info('hisp gateway stopped');
     } finally {

@@ -199,20 +199,20 @@ export class SqliteQueue implements OutboundQueue {
   async purge(before: Date, limit = 1000): Promise<number> {
     const ids = await this.db.batch(() => {
       const rows = this.db.sqlite
-        .prepare<{ before: number; limit: number }, { queue_id: string }>(
-          `SELECT m.queue_id FROM messages AS m
+        .prepare<{ before: number; limit: number }, { queue_id: string; in_file: number }>(
+          `SELECT m.queue_id, m.body IS NULL AND m.spool_segment IS NULL AS in_file FROM messages AS m
            WHERE m.received_at < @before
              AND NOT EXISTS (SELECT 1 FROM quarantine AS q WHERE q.queue_id = m.queue_id)
              AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.queue_id = m.queue_id
                    AND (d.state = 'queued' OR (d.state = 'failed' AND d.dsn_queued_at IS NULL) OR d.finished_at >= @before))
            ORDER BY m.received_at LIMIT @limit`,
         )
-        .all({ before: before.getTime(), limit })
-        .map((r) => r.queue_id);
-      this.messages.deleteRows(rows);
+        .all({ before: before.getTime(), limit });
+      this.messages.deleteRows(rows.map((r) => r.queue_id));
       return rows;
     });
-    await this.messages.unlinkBodies(ids);
+    // Spooled and inline bodies go with their rows (a spool segment once none refers to it, reclaimSpool).
+    await this.messages.unlinkBodies(ids.filter((r) => r.in_file === 1).map((r) => r.queue_id));
     return ids.length;
   }
 

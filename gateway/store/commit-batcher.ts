@@ -170,14 +170,7 @@ export class CommitBatcher {
         syncLog((err) => {
           this.syncing = false;
           for (const settle of batches) settle(err);
-          if (err && !this.syncFailure) {
-            this.syncFailure = new HispError('HISP_IO', `the database could not sync its log earlier (${err.message}): nothing is accepted until hisp restarts`, {
-              transient: true,
-              cause: err,
-            });
-            for (const item of this.pending.splice(0)) item.reject(this.syncFailure);
-            this.onSyncFailure?.(err);
-          }
+          if (err) this.fail(err);
           if (this.pending.length > 0) this.flush();
           else this.startSync();
         });
@@ -189,6 +182,20 @@ export class CommitBatcher {
       this.idleWaiters = [];
       for (const w of waiters) w();
     }
+  }
+
+  /**
+   * Fail-stop after a failed sync (this log's, or another file's the commits depend on, such as the
+   * body spool's): every pending and future operation is refused, and onSyncFailure is called once.
+   */
+  fail(err: Error): void {
+    if (this.syncFailure) return;
+    this.syncFailure = new HispError('HISP_IO', `a sync of the database or of the body spool failed earlier (${err.message}): nothing is accepted until hisp restarts`, {
+      transient: true,
+      cause: err,
+    });
+    for (const item of this.pending.splice(0)) item.reject(this.syncFailure);
+    this.onSyncFailure?.(err);
   }
 
   /** Commits one batch; returns how to settle it once durable, or settles it now when the commit failed. */

@@ -123,6 +123,14 @@ export class HispDatabase {
     return this.batcher.run(op);
   }
 
+  /**
+   * A file the commits depend on could not be synced (the body spool): fail-stop, as after a failed
+   * WAL sync (CommitBatcherOptions.onSyncFailure).
+   */
+  syncFailed(err: Error): void {
+    this.batcher.fail(err);
+  }
+
   /** Commits what is pending, then closes the connection. */
   async close(): Promise<void> {
     if (!this.sqlite.open) return;

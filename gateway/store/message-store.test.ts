@@ -9,7 +9,7 @@ import { MessageStore, normalizeMessageId, type MessageEnvelope } from './messag
 let dir: string;
 let db: HispDatabase;
 let clock: number;
-/** The default store: the small test body goes inline. */
+/** The default store: the small test body goes to the spool. */
 let store: MessageStore;
 /** A store that puts every body in a file. */
 let files: MessageStore;
@@ -19,10 +19,12 @@ beforeEach(() => {
   db = HispDatabase.open({ dataDir: dir });
   clock = Date.UTC(2026, 0, 1, 12);
   store = new MessageStore(db, { now: () => clock });
-  files = new MessageStore(db, { now: () => clock, inlineMaxBytes: 0 });
+  files = new MessageStore(db, { now: () => clock, spoolMaxBytes: 0 });
 });
 
 afterEach(async () => {
+  await store.close();
+  await files.close();
   await db.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -38,11 +40,22 @@ const envelope: MessageEnvelope = {
 const body = Buffer.from('Subject: lab results\r\n\r\nGlucose 5.2 mmol/L\r\n');
 
 describe('MessageStore', () => {
-  it('stores a small body once, inline in its envelope row, with no file', async () => {
+  it('stores a small body once, in the spool, with no file and nothing inline', async () => {
     const stored = await store.put(envelope, body);
     expect(stored.queueId).toMatch(/^[0-9a-f]{22}$/);
     expect(readdirSync(store.dir)).toEqual([]);
+    expect(readdirSync(join(dir, 'spool'))).toEqual(['0000000001.spool']);
+    expect(db.sqlite.prepare('SELECT body, spool_segment, spool_offset FROM messages WHERE queue_id = ?').get(stored.queueId)).toEqual({
+      body: null,
+      spool_segment: 1,
+      spool_offset: 0,
+    });
+    // The first read takes the bytes kept in memory; the next ones read the spool.
+    expect(await store.readBody(stored.queueId)).toBe(body);
     expect(await store.readBody(stored.queueId)).toEqual(body);
+    const fresh = new MessageStore(db);
+    expect(await fresh.readBody(stored.queueId)).toEqual(body);
+    await fresh.close();
     expect(store.get(stored.queueId)).toEqual({
       queueId: stored.queueId,
       direction: 'outbound',
@@ -56,17 +69,27 @@ describe('MessageStore', () => {
     });
   });
 
-  it('stores a body above inlineMaxBytes once, as a 0600 file named after the queue id', async () => {
-    const big = new MessageStore(db, { inlineMaxBytes: 100 });
+  it('stores a body above spoolMaxBytes once, as a 0600 file named after the queue id', async () => {
+    const big = new MessageStore(db, { spoolMaxBytes: 100 });
     const large = Buffer.alloc(101, 0x41);
     const stored = await big.put(envelope, large);
     const path = big.bodyPath(stored.queueId);
     expect(path).toBe(join(dir, 'messages', `${stored.queueId}.eml`));
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(await big.readBody(stored.queueId)).toEqual(large);
-    expect(db.sqlite.prepare('SELECT body FROM messages WHERE queue_id = ?').pluck().get(stored.queueId)).toBeNull();
-    await big.put(envelope, Buffer.alloc(100)); // exactly at the limit: inline
+    expect(db.sqlite.prepare('SELECT body, spool_segment FROM messages WHERE queue_id = ?').get(stored.queueId)).toEqual({ body: null, spool_segment: null });
+    await big.put(envelope, Buffer.alloc(100)); // exactly at the limit: spooled
     expect(readdirSync(big.dir)).toHaveLength(1);
+    await big.close();
+  });
+
+  it('keeps a body up to inlineMaxBytes in its row, and reads the inline bodies of earlier releases', async () => {
+    const inline = new MessageStore(db, { inlineMaxBytes: body.length });
+    const stored = await inline.put(envelope, body);
+    expect(db.sqlite.prepare('SELECT body FROM messages WHERE queue_id = ?').pluck().get(stored.queueId)).toEqual(body);
+    expect(existsSync(join(dir, 'spool', '0000000001.spool'))).toBe(false);
+    expect(await store.readBody(stored.queueId)).toEqual(body);
+    await inline.close();
   });
 
   it('a 10 MB body round-trips through its file', async () => {
@@ -100,11 +123,30 @@ describe('MessageStore', () => {
     expect(existsSync(files.bodyPath(prepared.queueId))).toBe(false);
   });
 
-  it('a small prepared body is only in memory until its row commits', async () => {
-    const prepared = await store.writeBody(body);
+  it('a small prepared body below inlineMaxBytes is only in memory until its row commits', async () => {
+    const inline = new MessageStore(db, { inlineMaxBytes: 1000 });
+    const prepared = await inline.writeBody(body);
     expect(prepared.inline).toBe(body);
-    expect(readdirSync(store.dir)).toEqual([]);
-    await store.discard(prepared);
+    expect(readdirSync(inline.dir)).toEqual([]);
+    expect(readdirSync(join(dir, 'spool'))).toEqual([]);
+    await inline.discard(prepared);
+    await inline.close();
+  });
+
+  it('a spooled body not committed leaves a record no row refers to, reclaimed with its segment', async () => {
+    const spooled = new MessageStore(db, { spool: { segmentBytes: 1, reclaimAgeMs: 0 } });
+    const prepared = await spooled.writeBody(body);
+    expect(prepared.spool).toEqual({ segment: 1, offset: 0 });
+    await spooled.discard(prepared);
+    const kept = await spooled.put(envelope, body); // a segment of its own (1 byte each): 1 is sealed
+    expect(readdirSync(join(dir, 'spool'))).toEqual(['0000000001.spool', '0000000002.spool']);
+    expect(await spooled.reclaimSpool()).toBe(1);
+    expect(readdirSync(join(dir, 'spool'))).toEqual(['0000000002.spool']);
+    // The current segment is never reclaimed; a sealed one that a row refers to neither.
+    await spooled.put(envelope, body);
+    expect(await spooled.reclaimSpool()).toBe(0);
+    expect(await new MessageStore(db).readBody(kept.queueId)).toEqual(body);
+    await spooled.close();
   });
 
   it('a row that fails to commit leaves no body file behind', async () => {
@@ -112,15 +154,31 @@ describe('MessageStore', () => {
     db.sqlite
       .prepare("INSERT INTO messages (queue_id, direction, mail_from, rcpt_to, received_at, size) VALUES ('taken', 'outbound', '', '[]', 0, 0)")
       .run();
-    const clashing = new MessageStore(db, { newId: () => 'taken', inlineMaxBytes: 0 });
+    const clashing = new MessageStore(db, { newId: () => 'taken', spoolMaxBytes: 0 });
     await expect(clashing.put(envelope, body)).rejects.toMatchObject({ code: 'HISP_IO' });
     expect(existsSync(store.bodyPath('taken'))).toBe(false);
+    await clashing.close();
   });
 
   it('gives up with HISP_IO when new ids keep clashing with existing files', async () => {
-    const fixed = new MessageStore(db, { newId: () => 'fixedid', inlineMaxBytes: 0 });
+    const fixed = new MessageStore(db, { newId: () => 'fixedid', spoolMaxBytes: 0 });
     await fixed.writeBody(body);
     await expect(fixed.writeBody(body)).rejects.toMatchObject({ code: 'HISP_IO', transient: true });
+    await fixed.close();
+  });
+
+  it('a spool that cannot sync stops the store: the body is refused, and so is every later commit (fail-stop)', async () => {
+    const failures: Error[] = [];
+    const failing = HispDatabase.open({ dataDir: join(dir, 'failing'), batch: { onSyncFailure: (e) => failures.push(e) } });
+    // The spool's fdatasync fails as a full or dying disk makes it fail.
+    const broken = new MessageStore(failing, { spool: { fdatasync: (_fd, done) => done(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })) } });
+    await expect(broken.put(envelope, body)).rejects.toMatchObject({ code: 'HISP_IO', transient: true });
+    expect(failures.map((e) => e.message)).toEqual(['EIO: i/o error, fdatasync']);
+    // Nothing may be acknowledged any more, not even a row without a body.
+    await expect(failing.batch(() => 1)).rejects.toThrow(/until hisp restarts/);
+    expect(broken.has('x')).toBe(false);
+    await broken.close();
+    await failing.close();
   });
 
   it('delete() removes the row and the file; a second delete finds nothing', async () => {

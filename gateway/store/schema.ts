@@ -5,8 +5,9 @@ import type { Migration } from './database.js';
  * next). Times are integer milliseconds since the epoch; addresses used as keys are lowercased;
  * Message-IDs are stored without their angle brackets.
  *
- * Small bodies are inline in messages.body, larger ones files under `<dataDir>/messages/` (see
- * message-store.ts for why).
+ * Bodies up to 128 KiB are in the spool (`<dataDir>/spool/`, messages.spool_segment/spool_offset;
+ * earlier releases kept them inline in messages.body, which is still read), larger ones files under
+ * `<dataDir>/messages/` (see message-store.ts for why).
  */
 export const HISP_MIGRATIONS: readonly Migration[] = [
   {
@@ -121,6 +122,18 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       -- A failure the sender learnt from something other than a signed, trusted MDN: an ordinary
       -- mail server's plain DSN is recorded as 'unauthenticated DSN from <MTA>' (issue 5).
       ALTER TABLE mdn_tracking ADD COLUMN failure_note TEXT;
+    `,
+  },
+  {
+    version: 3,
+    description: 'message bodies in the spool',
+    up: `
+      -- A body in the spool (message-store.ts, body-spool.ts): its segment and the offset of its
+      -- record there. NULL for a body inline in the row (earlier releases) or in a file.
+      ALTER TABLE messages ADD COLUMN spool_segment INTEGER;
+      ALTER TABLE messages ADD COLUMN spool_offset INTEGER;
+      -- Which segments are still referred to (reclaim).
+      CREATE INDEX messages_by_spool_segment ON messages (spool_segment) WHERE spool_segment IS NOT NULL;
     `,
   },
 ];

@@ -16,7 +16,7 @@ import { SqliteQueue } from '../../gateway/queue/sqlite-queue.js';
 import { HispDatabase } from '../../gateway/store/database.js';
 
 /**
- * The body of a seed, derived from it so the test can check it intact: 6-20 KB (stored inline), one
+ * The body of a seed, derived from it so the test can check it intact: 6-20 KB (spooled), one
  * in eight 150-250 KB (stored as a file).
  */
 export function crashBody(seed: string): Buffer {

@@ -100,27 +100,32 @@ describe('store durability under SIGKILL', () => {
         expect(status?.deliveries.every((d) => d.state === 'queued')).toBe(true);
         expect((await queue.body(id)).equals(crashBody(ack.seed)), `body of ${id} differs`).toBe(true);
       }
-      // Whole or nothing, acknowledged or not: every stored message has its body and its deliveries.
+      // Whole or nothing, acknowledged or not: every stored message has its body (in the spool, or a
+      // file for the large ones) and its deliveries. A committed row's body was synced before the row.
       const rows = db.sqlite
-        .prepare<[], { queue_id: string; size: number; inline: number | null; n: number }>(
-          `SELECT m.queue_id, m.size, length(m.body) AS inline,
+        .prepare<[], { queue_id: string; message_id: string; size: number; inline: number | null; spooled: number; n: number }>(
+          `SELECT m.queue_id, m.message_id, m.size, length(m.body) AS inline, m.spool_segment IS NOT NULL AS spooled,
              (SELECT count(*) FROM deliveries d WHERE d.queue_id = m.queue_id) AS n FROM messages m`,
         )
         .all();
-      const fileBacked = rows.filter((r) => r.inline === null);
+      const fileBacked = rows.filter((r) => r.inline === null && r.spooled === 0);
       for (const row of rows) {
         expect(row.n).toBeGreaterThan(0);
-        if (row.inline === null) expect(statSync(queue.messages.bodyPath(row.queue_id)).size).toBe(row.size);
-        else expect(row.inline).toBe(row.size);
+        expect(row.inline).toBeNull();
+        if (row.spooled === 0) expect(statSync(queue.messages.bodyPath(row.queue_id)).size).toBe(row.size);
+        const seed = row.message_id.replace(/@hospital\.example$/, '');
+        expect((await queue.body(row.queue_id)).equals(crashBody(seed)), `body of ${row.queue_id} differs`).toBe(true);
       }
       expect(fileBacked.length).toBeGreaterThan(0);
+      expect(rows.length - fileBacked.length).toBeGreaterThan(0);
       // File bodies written when a kill came before their commit are orphans; the sweep removes them.
       const files = readdirSync(queue.messages.dir).length;
       const orphans = await queue.messages.sweepOrphans(-60_000);
       expect(files - orphans).toBe(fileBacked.length);
       console.log(
-        `enqueue crash: ${kills} kills, ${acks.size} acknowledged, ${rows.length} stored (${fileBacked.length} as files), ${orphans} orphan files swept`,
+        `enqueue crash: ${kills} kills, ${acks.size} acknowledged, ${rows.length} stored (${fileBacked.length} as files, the rest spooled in ${queue.messages.spool.segments().length} segments), ${orphans} orphan files swept`,
       );
+      await queue.messages.close();
     } finally {
       await db.close();
     }
