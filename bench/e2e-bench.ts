@@ -323,6 +323,13 @@ function peakRss(pid: number): number {
   }
 }
 
+/** The submission port a gateway process printed ("hisp: listening: submission N, inbound M"). */
+function submissionPort(logFile: string): number {
+  const m = /^hisp: listening: submission (\d+)/m.exec(readFileSync(logFile, 'utf8'));
+  if (!m) throw new Error(`${logFile}: no submission port printed`);
+  return Number(m[1]);
+}
+
 interface GatewayProcess {
   pid: number;
   logFile: string;
@@ -492,7 +499,7 @@ class E2eBench {
     }
   }
 
-  private async gatewayConfig(dir: string, domain: string, remote: Record<string, unknown>): Promise<string> {
+  private async gatewayConfig(dir: string, domain: string, remote: Record<string, unknown>, ports?: { submission: number; inbound: number }): Promise<string> {
     const spec = this.net.spec(domain, {
       dataDir: join(dir, `data-${domain}`),
       // The deployment defaults (tests shorten the retry schedule and give up within a minute).
@@ -500,6 +507,10 @@ class E2eBench {
     });
     const raw = await gatewayConfigObject(spec, this.net.dns.address);
     raw.remoteDomains = { ...(raw.remoteDomains as Record<string, unknown>), ...remote };
+    if (ports) {
+      raw.submission = { ...(raw.submission as Record<string, unknown>), port: ports.submission };
+      raw.inbound = { ...(raw.inbound as Record<string, unknown>), port: ports.inbound };
+    }
     const file = join(dir, `${domain}.toml`);
     writeToml(file, raw);
     return file;
@@ -550,6 +561,64 @@ class E2eBench {
           this.log(`E2E_KEEP_LOGS: ${(err as Error).message}`);
         }
       }
+    }
+  }
+
+  /**
+   * Two builds side by side on the sending hop, at the same time: each gateway (this checkout's and
+   * `otherRoot`'s, both as a.test on their own data folder and ports) gets half of the sessions and
+   * of the messages, and relays into its own smtp-sink. Both see the same machine at every instant
+   * (the other tenants of a shared VM move single runs by ±15 %), so their CPU per message compares
+   * the builds; msg/s is each one's share of a machine both saturate.
+   */
+  async hopPair(load: Load, otherRoot: string): Promise<{ this: HopResult; other: HopResult }> {
+    const dir = this.runDir(`pair-${load.size}-${load.sessions}`);
+    const sinks = [await startSmtpSink(), await startSmtpSink()];
+    const gateways: GatewayProcess[] = [];
+    try {
+      const roots = [REPO_ROOT, otherRoot];
+      const ports: number[] = [];
+      for (const [i, root] of roots.entries()) {
+        const sub = join(dir, i === 0 ? 'this' : 'other');
+        mkdirSync(sub, { recursive: true });
+        // Each its own ports (the network's are for one gateway per domain): 0, the gateway picks
+        // free ones and prints them.
+        const config = await this.gatewayConfig(sub, 'a.test', { 'sink.test': { route: '127.0.0.1', port: sinks[i]!.port } }, { submission: 0, inbound: 0 });
+        const g = await startGatewayProcess(`a.test-${i}`, config, join(sub, 'a.test.log'), undefined, root);
+        gateways.push(g);
+        ports.push(submissionPort(g.logFile));
+      }
+      const half: Load = { ...load, sessions: Math.max(1, load.sessions / 2), n: Math.round(load.n / 2), ...(load.warmUp !== undefined ? { warmUp: Math.round(load.warmUp / 2) } : {}) };
+      const base = [0, 0];
+      const cpu0 = [0, 0];
+      let warmed = 0;
+      let bothWarm: () => void = () => undefined;
+      const allWarm = new Promise<void>((resolve) => (bothWarm = resolve));
+      const runs = gateways.map(async (g, i) => {
+        const sink = sinks[i]!;
+        const { submitted } = await this.drive(half, { port: ports[i]!, tls: true, auth: { user: EDGE_USER, pass: EDGE_PASSWORD } }, 'patient@sink.test', async (w) => {
+          await waitCount(`gateway ${i} warm-up at smtp-sink`, () => sink.counters().messages, w);
+          // Both measure the same interval: the clock starts when both are warm.
+          if (++warmed === 2) bothWarm();
+          await allWarm;
+          base[i] = w;
+          cpu0[i] = cpuSeconds(g.pid);
+        });
+        const end = await waitCount(`gateway ${i} relay into smtp-sink`, () => sink.counters().messages, base[i]! + half.n);
+        const cpu = cpuSeconds(g.pid) - cpu0[i]!;
+        return {
+          perSec: (half.n / (end - submitted.t0)) * 1000,
+          cpuPerMsg: cpu / half.n,
+          peakRssMiB: peakRss(g.pid) / 2 ** 20,
+          submitP50: percentile(submitted.submitMs, 0.5),
+          submitP99: percentile(submitted.submitMs, 0.99),
+        };
+      });
+      const [a, b] = await Promise.all(runs);
+      return { this: a!, other: b! };
+    } finally {
+      for (const g of gateways) await g.stop();
+      for (const s of sinks) await s.stop();
     }
   }
 
@@ -740,7 +809,10 @@ export async function benchE2e(options: E2eOptions = {}): Promise<E2eFigure[] | 
  * processes each, no Postfix. Single runs move ±15 % on a shared VM; alternating and taking medians
  * shows a change of a few per cent that a before/after pair of full bench runs would hide.
  */
-export async function compareHop(otherRoot: string, options: { match?: string; scale?: number; rounds?: number; verbose?: boolean } = {}): Promise<string[]> {
+export async function compareHop(
+  otherRoot: string,
+  options: { match?: string; scale?: number; rounds?: number; verbose?: boolean; together?: boolean } = {},
+): Promise<string[]> {
   const why = e2eUnavailableReason();
   if (why) return [`e2e: skipped: ${why}`];
   const scale = options.scale ?? 1;
@@ -754,18 +826,29 @@ export async function compareHop(otherRoot: string, options: { match?: string; s
       const id = `${load.size}.${who(load.sessions)}`;
       if (options.match && !`e2e.hop.${id}`.includes(options.match)) continue;
       const runs: Record<'this' | 'other', HopResult[]> = { this: [], other: [] };
+      const show = (which: string, r: HopResult) =>
+        bench.log(`${which} ${id}: ${r.perSec.toFixed(0)} msg/s, ${(r.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg, submit p50 ${r.submitP50.toFixed(1)} ms`);
       for (let round = 0; round < rounds; round++) {
+        if (options.together) {
+          const pair = await bench.hopPair(load, otherRoot);
+          for (const which of ['this', 'other'] as const) {
+            runs[which].push(pair[which]);
+            show(which, pair[which]);
+          }
+          continue;
+        }
         for (const which of ['this', 'other'] as const) {
           const r = await bench.hop(load, which === 'this' ? REPO_ROOT : otherRoot);
           runs[which].push(r);
-          bench.log(`${which} ${id}: ${r.perSec.toFixed(0)} msg/s, ${(r.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg, submit p50 ${r.submitP50.toFixed(1)} ms`);
+          show(which, r);
         }
       }
       const m = (which: 'this' | 'other', f: (r: HopResult) => number) => median(runs[which].map(f));
       lines.push(
         `${id}: this ${m('this', (r) => r.perSec).toFixed(0)} msg/s ${(m('this', (r) => r.cpuPerMsg) * 1000).toFixed(2)} ms CPU/msg; ` +
           `other ${m('other', (r) => r.perSec).toFixed(0)} msg/s ${(m('other', (r) => r.cpuPerMsg) * 1000).toFixed(2)} ms CPU/msg; ` +
-          `msg/s this/other ${(m('this', (r) => r.perSec) / m('other', (r) => r.perSec)).toFixed(3)} (medians of ${rounds})`,
+          `msg/s this/other ${(m('this', (r) => r.perSec) / m('other', (r) => r.perSec)).toFixed(3)}, ` +
+          `CPU/msg this/other ${(m('this', (r) => r.cpuPerMsg) / m('other', (r) => r.cpuPerMsg)).toFixed(3)} (medians of ${rounds}${options.together ? ', side by side' : ''})`,
       );
     }
   } finally {
@@ -776,8 +859,9 @@ export async function compareHop(otherRoot: string, options: { match?: string; s
 
 // `node dist/bench/e2e-bench.js [hop|full] [--match 10KB.20_sessions] [--scale X] [--cpu-prof DIR]`
 // prints the figures (--cpu-prof: the gateway processes run with `node --cpu-prof`).
-// `node dist/bench/e2e-bench.js --compare OTHER_CHECKOUT [--rounds N] [--match …] [--scale X]`: A/B
-// of the hop between this build and another checkout's (see compareHop).
+// `node dist/bench/e2e-bench.js --compare OTHER_CHECKOUT [--together] [--rounds N] [--match …] [--scale X]`:
+// A/B of the hop between this build and another checkout's (see compareHop; --together: side by
+// side at the same time, hopPair).
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const args = process.argv.slice(2);
   const opt = (flag: string): string | undefined => {
@@ -792,6 +876,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
       ...(opt('--match') ? { match: opt('--match') } : {}),
       ...(opt('--scale') ? { scale: Number(opt('--scale')) } : {}),
       ...(opt('--rounds') ? { rounds: Number(opt('--rounds')) } : {}),
+      together: args.includes('--together'),
     });
     for (const line of lines) console.log(line);
     process.exit(0);

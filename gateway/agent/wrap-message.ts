@@ -38,6 +38,12 @@ export interface WrapOptions {
   signingTime?: Date;
   /** Domain for a generated Message-ID when the message has none. */
   messageIdDomain?: string;
+  /**
+   * The caller knows that every line of the message ends in CRLF (it came through an SMTP edge,
+   * which refuses bare CR and LF before storing a message): the scan that would turn bare ones into
+   * CRLF (RFC 5751 §3.1.1) is skipped. Default false: the message is made canonical.
+   */
+  canonical?: boolean;
 }
 
 export interface WrapResult {
@@ -83,7 +89,7 @@ export async function wrapMessageAsync(original: Buffer, options: WrapOptions): 
 function prepareWrap(original: Buffer, options: WrapOptions): { signedData: PreparedSignedData; finish(signature: Buffer): WrapResult } {
   const notes: string[] = [];
   const digest = options.digest ?? DEFAULT_DIGEST;
-  const canonical = toCanonicalCrlf(original);
+  const canonical = options.canonical === true ? original : toCanonicalCrlf(original);
   const parsed = MimeEntity.parse(canonical);
   if (!parsed.header('from')) throw new HispError('HISP_MIME_MALFORMED', 'the message has no From field');
   if (!parsed.header('to') && !parsed.header('cc')) {

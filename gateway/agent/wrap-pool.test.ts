@@ -33,6 +33,22 @@ describe('WrapPool: signing and encrypting in worker threads', () => {
     }
   });
 
+  it('moves a given buffer of its own to the thread without a copy; a given view is copied and left whole', async () => {
+    const body = `${'C'.repeat(76)}\r\n`.repeat(1500);
+    const own = Buffer.allocUnsafeSlow(message(body).length);
+    message(body).copy(own);
+    const given = await pool.wrap(own, options, true);
+    expect(own.length).toBe(0); // its memory went to the thread
+    expect(unwrapMessage(given.message, { credentials: [credential] }).message.equals(message(body))).toBe(true);
+    // A view into a larger buffer (or Node's pool of small ones) must not take the rest with it.
+    const larger = Buffer.concat([Buffer.from('other data:'), message(body)]);
+    const view = larger.subarray(11);
+    const copied = await pool.wrap(view, options, true);
+    expect(view.equals(message(body))).toBe(true);
+    expect(larger.subarray(0, 11).toString()).toBe('other data:');
+    expect(unwrapMessage(copied.message, { credentials: [credential] }).message.equals(message(body))).toBe(true);
+  });
+
   it('spreads concurrent messages over its threads and answers each one', async () => {
     const before = pool.threads().map((t) => t.wrapped);
     const results = await Promise.all(Array.from({ length: 12 }, (_, i) => pool.wrap(message(`message ${i}\r\n`.repeat(2000)), options)));

@@ -121,10 +121,21 @@ export class RelayWorker {
     if (ready.length === 0) return;
 
     const settings = remoteDomainSettings(this.ctx.config, first.domain);
+    // Read before the body is handed to the wrap thread (it and `entity`'s views are empty after).
+    const requested = notificationOptionsOf(entity).finalDeliveryRequested;
     let wrapped: Buffer;
     try {
-      const wrapOptions = { signers, recipients: certificates, cipher: settings.cipher, keyTransport: settings.keyTransport, messageIdDomain: this.ctx.config.hostname };
-      const w = await (this.ctx.wrapPool ? this.ctx.wrapPool.wrap(body, wrapOptions) : wrapMessageAsync(body, wrapOptions));
+      const wrapOptions = {
+        signers,
+        recipients: certificates,
+        cipher: settings.cipher,
+        keyTransport: settings.keyTransport,
+        messageIdDomain: this.ctx.config.hostname,
+        // Submitted over SMTP: the edge refused bare CR and LF before storing it.
+        canonical: message.meta.client !== undefined,
+      };
+      // The body is ours alone (read for this relay): its memory moves to the wrap thread.
+      const w = await (this.ctx.wrapPool ? this.ctx.wrapPool.wrap(body, wrapOptions, true) : wrapMessageAsync(body, wrapOptions));
       wrapped = w.message;
       // Its base64 body needs no dot-stuffing: the relay's DATA stream skips scanning it.
       vouchTransparent(wrapped, w.headerLength);
@@ -141,7 +152,7 @@ export class RelayWorker {
       // Handed to our own receive side: the same decrypt/verify/trust/deliver path as from a peer.
       await storeInbound(this.ctx, { mailFrom: message.mailFrom, recipients: ready.map((d) => d.recipient), meta: { handoff: 'local' } }, wrapped);
       const reply: RemoteReply = { code: 250, enhanced: '2.0.0', text: `handed to the local domain ${first.domain}` };
-      for (const d of ready) await this.complete(d, reply, message, entity, log);
+      for (const d of ready) await this.complete(d, reply, message, requested, log);
       return;
     }
 
@@ -189,7 +200,7 @@ export class RelayWorker {
       const reply: RemoteReply = r ? { code: r.reply.code, ...(r.reply.enhanced ? { enhanced: r.reply.enhanced } : {}), text: r.reply.text } : { code: 451, enhanced: '4.4.1', text: 'no next hop answered' };
       if (r?.outcome === 'delivered') {
         log.info({ recipient: d.recipient, via, reply: `${reply.code} ${reply.text}` }, 'relayed');
-        await this.complete(d, reply, message, entity, log);
+        await this.complete(d, reply, message, requested, log);
       } else if (r?.outcome === 'permanent') {
         log.info({ recipient: d.recipient, via, reply }, 'refused by the remote HISP');
         await this.fail(d, reply, log);
@@ -200,13 +211,12 @@ export class RelayWorker {
   }
 
   /** Delivered: recorded, and tracked for MDNs in the same commit (R-MDN-7) unless it is itself a notification. */
-  private async complete(d: Delivery, reply: RemoteReply, message: StoredMessage, entity: MimeEntity, log: Logger): Promise<void> {
+  private async complete(d: Delivery, reply: RemoteReply, message: StoredMessage, requested: boolean, log: Logger): Promise<void> {
     const now = this.ctx.now();
     const trackable = message.mailFrom !== '' && kindOf(message) === undefined && message.messageId !== null;
     const mdn = this.ctx.registry.isLocalDomain(message.mailFrom.slice(message.mailFrom.lastIndexOf('@') + 1))
       ? this.ctx.registry.domainConfig(message.mailFrom.slice(message.mailFrom.lastIndexOf('@') + 1)).mdn
       : undefined;
-    const requested = notificationOptionsOf(entity).finalDeliveryRequested;
     await this.ctx.db.batch(() => {
       const done = this.ctx.queue.deliveries.complete(d, reply, now);
       if (done && trackable && mdn && message.messageId !== null) {

@@ -109,6 +109,8 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
       });
       // One copy of the body: the trace field, what was added and the message with its request fields.
       const body = Buffer.concat([trace, Buffer.from(added, 'latin1'), ...requested]);
+      // The queue keeps `body` for the relay, which may hand its memory to a wrap thread: not read after.
+      const size = body.length;
       const queueId = await ctx.queue.enqueue(
         {
           direction: 'outbound',
@@ -121,7 +123,7 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
         },
         body,
       );
-      tx.log.info({ queueId, messageId, user: user.username, recipients: tx.recipients.length, size: body.length }, 'submitted');
+      tx.log.info({ queueId, messageId, user: user.username, recipients: tx.recipients.length, size }, 'submitted');
       ctx.wake('outbound');
       return `2.0.0 Ok: queued as ${queueId}`;
     },

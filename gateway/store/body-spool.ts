@@ -1,4 +1,4 @@
-import { close, closeSync, constants, fdatasync, mkdirSync, open, openSync, read, readdirSync, writev } from 'node:fs';
+import { close, closeSync, constants, fdatasync, mkdirSync, open, openSync, readdirSync, readv, writev } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -95,13 +95,16 @@ function writeAll(fd: number, pieces: Uint8Array[], position: number): Promise<v
   });
 }
 
-function readAt(fd: number, length: number, position: number): Promise<Buffer> {
+/** readv of a record at `position` into its header and a body buffer of its own; returns the octets read. */
+function readRecord(fd: number, header: Buffer, body: Buffer, position: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const buf = Buffer.allocUnsafe(length);
+    const total = header.length + body.length;
     const step = (got: number): void => {
-      read(fd, buf, got, length - got, position + got, (err, n) => {
+      // Whatever of the header and the body is still missing, from where the last read stopped.
+      const views = got < header.length ? [header.subarray(got), body] : [body.subarray(got - header.length)];
+      readv(fd, views, position + got, (err, n) => {
         if (err) return reject(err);
-        if (n === 0 || got + n === length) resolve(buf.subarray(0, got + n));
+        if (n === 0 || got + n === total) resolve(got + n);
         else step(got + n);
       });
     };
@@ -203,25 +206,30 @@ export class BodySpool {
     return { segment: segment.number, offset };
   }
 
-  /** The body of `queueId` stored at `ref`, `size` octets. HISP_IO (permanent) when the record is not there. */
+  /**
+   * The body of `queueId` stored at `ref`, `size` octets, in a buffer of its own (its memory can be
+   * moved to another thread). HISP_IO (permanent) when the record is not there.
+   */
   async read(ref: SpoolRef, queueId: string, size: number): Promise<Buffer> {
     const where = `${this.segmentPath(ref.segment)} at ${ref.offset}`;
-    let record: Buffer;
+    const header = Buffer.alloc(SPOOL_RECORD_HEADER_BYTES);
+    const body = Buffer.allocUnsafeSlow(size);
+    let got: number;
     try {
-      record = await this.withReader(ref.segment, (fd) => readAt(fd, SPOOL_RECORD_HEADER_BYTES + size, ref.offset));
+      got = await this.withReader(ref.segment, (fd) => readRecord(fd, header, body, ref.offset));
     } catch (err) {
       throw ioError(`cannot read the body of ${queueId} (${where})`, err, (err as NodeJS.ErrnoException).code !== 'ENOENT');
     }
     if (
-      record.length !== SPOOL_RECORD_HEADER_BYTES + size ||
-      record.readUInt32BE(0) !== MAGIC ||
-      record.readUInt32BE(4) !== size ||
-      record.readUInt32BE(8) !== crc32(queueId) ||
-      record.readUInt32BE(12) !== crc32(record.subarray(SPOOL_RECORD_HEADER_BYTES))
+      got !== SPOOL_RECORD_HEADER_BYTES + size ||
+      header.readUInt32BE(0) !== MAGIC ||
+      header.readUInt32BE(4) !== size ||
+      header.readUInt32BE(8) !== crc32(queueId) ||
+      header.readUInt32BE(12) !== crc32(body)
     ) {
       throw new HispError('HISP_IO', `the stored body of ${queueId} is missing or damaged (${where})`);
     }
-    return record.subarray(SPOOL_RECORD_HEADER_BYTES);
+    return body;
   }
 
   /** The segment numbers on disk, ascending. */

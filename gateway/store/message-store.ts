@@ -208,7 +208,8 @@ export class MessageStore {
    * Prepares a body under a new queue id and makes it durable: appended to the spool and synced, or
    * written to a file (file and directory fsynced); below `inlineMaxBytes` it stays in memory for
    * its row. Nothing refers to it until {@link insert} commits; {@link discard} it if that does not
-   * happen. The caller must not change `body` afterwards (it is kept for the first reader).
+   * happen. The caller must not use `body` afterwards: it is kept for the first reader, which may
+   * take its memory (the relay hands it to a wrap thread).
    */
   async writeBody(body: Uint8Array): Promise<PreparedBody> {
     if (body.byteLength <= this.inlineMaxBytes) return { queueId: this.newId(), size: body.byteLength, inline: body };
@@ -308,8 +309,8 @@ export class MessageStore {
   }
 
   /**
-   * The body; HISP_IO when it is gone. The first read of a body this process stored gets the bytes
-   * it was given (no copy): callers must not change them.
+   * The body, in a buffer the caller may keep, change or hand to a thread (the first read of a body
+   * this process stored gets the bytes it was given; later ones read the disk). HISP_IO when it is gone.
    */
   async readBody(queueId: string): Promise<Buffer> {
     const recent = this.recent.take(queueId);

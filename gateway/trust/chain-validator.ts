@@ -124,7 +124,7 @@ function checkPath(path: Certificate[], at: Date, options: ChainValidationOption
     const issuer = path[i + 1];
     if (!issuer) return; // the anchor's own signature is not checked: it is trusted as configured
     checkSignatureAlgorithm(cert, options.allowSha1 ?? false);
-    if (!cert.x509.verify(issuer.publicKey)) {
+    if (!cert.isSignedBy(issuer)) {
       throw new HispError('HISP_TRUST_BAD_SIGNATURE', `the signature of ${cert.subject} does not verify with ${issuer.subject}`);
     }
     // RFC 5280 §6.1.4 (k): an issuer must be a CA; v3 certificates without basicConstraints are not.

@@ -155,7 +155,7 @@ export class TrustValidator {
 
   private verifiesWith(cert: Certificate, issuer: Certificate): boolean {
     try {
-      return cert.x509.verify(issuer.publicKey);
+      return cert.isSignedBy(issuer);
     } catch {
       return false;
     }
