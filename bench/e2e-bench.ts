@@ -16,7 +16,7 @@ import {
   writeToml,
   type DirectNetwork,
 } from '../test/helpers/direct-network.js';
-import { postfixUnavailableReason, smtpSinkAvailable, startPostfix, startSmtpSink } from '../test/helpers/postfix.js';
+import { postfixUnavailableReason, smtpSinkAvailable, startPostfix, startSmtpSink, type SmtpSink } from '../test/helpers/postfix.js';
 import { REPO_ROOT } from './agent-workload.js';
 
 /**
@@ -313,6 +313,17 @@ function groupCpuSeconds(pgid: number): number {
   return ticks / CLK_TCK;
 }
 
+/** CPU seconds of this process (the SMTP client sessions) and of smtp-sink, to take differences of. */
+function peerCpu(sink: SmtpSink): { client: number; sink: number } {
+  const u = process.cpuUsage();
+  return { client: (u.user + u.system) / 1e6, sink: sink.pgid === undefined ? NaN : groupCpuSeconds(sink.pgid) };
+}
+
+function peerCpuPerMsg(start: { client: number; sink: number }, sink: SmtpSink, n: number): PeerCpu {
+  const end = peerCpu(sink);
+  return { clientCpuPerMsg: (end.client - start.client) / n, sinkCpuPerMsg: (end.sink - start.sink) / n };
+}
+
 /** VmHWM (peak resident set) of a process, bytes. */
 function peakRss(pid: number): number {
   try {
@@ -392,7 +403,13 @@ async function startGatewayProcess(name: string, configFile: string, logFile: st
 // ---------------------------------------------------------------------------------------------
 // The runs
 
-interface HopResult {
+/** CPU of the machine's other parts of a run, per message: the client (this process) and smtp-sink. */
+interface PeerCpu {
+  clientCpuPerMsg: number;
+  sinkCpuPerMsg: number;
+}
+
+interface HopResult extends PeerCpu {
   perSec: number;
   cpuPerMsg: number;
   peakRssMiB: number;
@@ -413,7 +430,7 @@ interface FullResult {
   submitP99: number;
 }
 
-interface Reference {
+interface Reference extends PeerCpu {
   perSec: number;
   cpuPerMsg: number;
   submitP50: number;
@@ -480,16 +497,19 @@ class E2eBench {
       const pgid = Number(readFileSync(join(relay.tempDir, 'spool', 'pid', 'master.pid'), 'latin1').trim());
       let base = 0;
       let cpu0 = 0;
+      let peers0 = peerCpu(sink);
       const { submitted } = await this.drive(load, { port: relay.port, tls: true }, 'patient@sink.test', async (w) => {
         await waitCount('Postfix warm-up at smtp-sink', () => sink.counters().messages, w);
         base = w;
         cpu0 = groupCpuSeconds(pgid);
+        peers0 = peerCpu(sink);
       });
       const end = await waitCount('Postfix relay into smtp-sink', () => sink.counters().messages, base + load.n);
       const cpu = groupCpuSeconds(pgid) - cpu0;
       return {
         perSec: (load.n / (end - submitted.t0)) * 1000,
         cpuPerMsg: cpu / load.n,
+        ...peerCpuPerMsg(peers0, sink, load.n),
         submitP50: percentile(submitted.submitMs, 0.5),
         submitP99: percentile(submitted.submitMs, 0.99),
       };
@@ -537,16 +557,19 @@ class E2eBench {
       const pid = a.pid;
       let base = 0;
       let cpu0 = 0;
+      let peers0 = peerCpu(sink);
       const { submitted } = await this.drive(load, { port: this.net.ports['a.test']!.submission, tls: true, auth: { user: EDGE_USER, pass: EDGE_PASSWORD } }, 'patient@sink.test', async (w) => {
         await waitCount('hisp warm-up at smtp-sink', () => sink.counters().messages, w);
         base = w;
         cpu0 = cpuSeconds(pid);
+        peers0 = peerCpu(sink);
       });
       const end = await waitCount('hisp relay into smtp-sink', () => sink.counters().messages, base + load.n);
       const cpu = cpuSeconds(pid) - cpu0;
       return {
         perSec: (load.n / (end - submitted.t0)) * 1000,
         cpuPerMsg: cpu / load.n,
+        ...peerCpuPerMsg(peers0, sink, load.n),
         peakRssMiB: peakRss(pid) / 2 ** 20,
         submitP50: percentile(submitted.submitMs, 0.5),
         submitP99: percentile(submitted.submitMs, 0.99),
@@ -591,6 +614,7 @@ class E2eBench {
       const half: Load = { ...load, sessions: Math.max(1, load.sessions / 2), n: Math.round(load.n / 2), ...(load.warmUp !== undefined ? { warmUp: Math.round(load.warmUp / 2) } : {}) };
       const base = [0, 0];
       const cpu0 = [0, 0];
+      const peers0 = sinks.map((sink) => peerCpu(sink));
       let warmed = 0;
       let bothWarm: () => void = () => undefined;
       const allWarm = new Promise<void>((resolve) => (bothWarm = resolve));
@@ -603,12 +627,15 @@ class E2eBench {
           await allWarm;
           base[i] = w;
           cpu0[i] = cpuSeconds(g.pid);
+          peers0[i] = peerCpu(sink);
         });
         const end = await waitCount(`gateway ${i} relay into smtp-sink`, () => sink.counters().messages, base[i]! + half.n);
         const cpu = cpuSeconds(g.pid) - cpu0[i]!;
         return {
           perSec: (half.n / (end - submitted.t0)) * 1000,
           cpuPerMsg: cpu / half.n,
+          // The client is shared by both halves: its figure is the whole run's per message of this half.
+          ...peerCpuPerMsg(peers0[i]!, sink, half.n),
           peakRssMiB: peakRss(g.pid) / 2 ** 20,
           submitP50: percentile(submitted.submitMs, 0.5),
           submitP99: percentile(submitted.submitMs, 0.99),
@@ -759,6 +786,8 @@ export async function benchE2e(options: E2eOptions = {}): Promise<E2eFigure[] | 
           cpuPerMsg: median(pairs.map((x) => x.pf.cpuPerMsg)),
           submitP50: median(pairs.map((x) => x.pf.submitP50)),
           submitP99: median(pairs.map((x) => x.pf.submitP99)),
+          clientCpuPerMsg: median(pairs.map((x) => x.pf.clientCpuPerMsg)),
+          sinkCpuPerMsg: median(pairs.map((x) => x.pf.sinkCpuPerMsg)),
         };
         const h: HopResult = {
           perSec: median(pairs.map((x) => x.h.perSec)),
@@ -766,6 +795,8 @@ export async function benchE2e(options: E2eOptions = {}): Promise<E2eFigure[] | 
           submitP50: median(pairs.map((x) => x.h.submitP50)),
           submitP99: median(pairs.map((x) => x.h.submitP99)),
           peakRssMiB: Math.max(...pairs.map((x) => x.h.peakRssMiB)),
+          clientCpuPerMsg: median(pairs.map((x) => x.h.clientCpuPerMsg)),
+          sinkCpuPerMsg: median(pairs.map((x) => x.h.sinkCpuPerMsg)),
         };
         if (pairs.length > 1) {
           const ratios = pairs.map((x) => x.h.perSec / x.pf.perSec);
@@ -777,6 +808,10 @@ export async function benchE2e(options: E2eOptions = {}): Promise<E2eFigure[] | 
         fig(`e2e.hop.${id}.submit_p50_ms`, h.submitP50, 'ms', pf.submitP50);
         fig(`e2e.hop.${id}.submit_p99_ms`, h.submitP99, 'ms', pf.submitP99);
         fig(`e2e.hop.${id}.peak_rss`, h.peakRssMiB, 'MiB');
+        // The rest of the machine's work per message in the same runs (client and smtp-sink share the
+        // two CPUs with the relay under test): what the ratio of msg/s is made of.
+        fig(`e2e.hop.${id}.client_cpu_ms_per_msg`, h.clientCpuPerMsg * 1000, 'ms', pf.clientCpuPerMsg * 1000);
+        fig(`e2e.hop.${id}.sink_cpu_ms_per_msg`, h.sinkCpuPerMsg * 1000, 'ms', pf.sinkCpuPerMsg * 1000);
       }
     }
     if (only.has('full')) {
@@ -827,7 +862,9 @@ export async function compareHop(
       if (options.match && !`e2e.hop.${id}`.includes(options.match)) continue;
       const runs: Record<'this' | 'other', HopResult[]> = { this: [], other: [] };
       const show = (which: string, r: HopResult) =>
-        bench.log(`${which} ${id}: ${r.perSec.toFixed(0)} msg/s, ${(r.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg, submit p50 ${r.submitP50.toFixed(1)} ms`);
+        bench.log(
+          `${which} ${id}: ${r.perSec.toFixed(0)} msg/s, ${(r.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg, client ${(r.clientCpuPerMsg * 1000).toFixed(2)}, sink ${(r.sinkCpuPerMsg * 1000).toFixed(2)}, submit p50 ${r.submitP50.toFixed(1)} ms`,
+        );
       for (let round = 0; round < rounds; round++) {
         if (options.together) {
           const pair = await bench.hopPair(load, otherRoot);
@@ -847,6 +884,7 @@ export async function compareHop(
       lines.push(
         `${id}: this ${m('this', (r) => r.perSec).toFixed(0)} msg/s ${(m('this', (r) => r.cpuPerMsg) * 1000).toFixed(2)} ms CPU/msg; ` +
           `other ${m('other', (r) => r.perSec).toFixed(0)} msg/s ${(m('other', (r) => r.cpuPerMsg) * 1000).toFixed(2)} ms CPU/msg; ` +
+          `sink ${(m('this', (r) => r.sinkCpuPerMsg) * 1000).toFixed(2)}/${(m('other', (r) => r.sinkCpuPerMsg) * 1000).toFixed(2)} ms/msg; ` +
           `msg/s this/other ${(m('this', (r) => r.perSec) / m('other', (r) => r.perSec)).toFixed(3)}, ` +
           `CPU/msg this/other ${(m('this', (r) => r.cpuPerMsg) / m('other', (r) => r.cpuPerMsg)).toFixed(3)} (medians of ${rounds}${options.together ? ', side by side' : ''})`,
       );

@@ -4,7 +4,7 @@ import { isHispError } from '../core/errors.js';
 import { loadCredential } from './key-material.js';
 import { unwrapMessage } from './unwrap-message.js';
 import { wrapMessage } from './wrap-message.js';
-import { WrapPool } from './wrap-pool.js';
+import { SLOT_INPUT_BYTES, WrapPool } from './wrap-pool.js';
 
 const p = credentialPaths('recipient-rsa');
 const credential = loadCredential(p.key, p.chain);
@@ -33,12 +33,27 @@ describe('WrapPool: signing and encrypting in worker threads', () => {
     }
   });
 
-  it('moves a given buffer of its own to the thread without a copy; a given view is copied and left whole', async () => {
-    const body = `${'C'.repeat(76)}\r\n`.repeat(1500);
+  it('passes a body and its wrapped message through a shared slot, held until released', async () => {
+    const body = `${'C'.repeat(76)}\r\n`.repeat(1300); // ≈ 100 KB
+    const original = message(body);
+    const free = pool.freeSlots();
+    const r = await pool.wrap(original, options, true);
+    expect(original.equals(message(body))).toBe(true); // copied into the slot, not moved
+    expect(r.message.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(pool.freeSlots().reduce((a, b) => a + b)).toBe(free.reduce((a, b) => a + b) - 1);
+    expect(unwrapMessage(r.message, { credentials: [credential] }).message.equals(message(body))).toBe(true);
+    r.release();
+    r.release(); // once is enough; twice gives nothing back twice
+    expect(pool.freeSlots()).toEqual(free);
+  });
+
+  it('moves a given body too large for a slot without a copy; a given view is copied and left whole', async () => {
+    const body = `${'D'.repeat(76)}\r\n`.repeat(Math.ceil((SLOT_INPUT_BYTES + 1) / 78));
     const own = Buffer.allocUnsafeSlow(message(body).length);
     message(body).copy(own);
     const given = await pool.wrap(own, options, true);
     expect(own.length).toBe(0); // its memory went to the thread
+    expect(given.message.buffer).toBeInstanceOf(ArrayBuffer);
     expect(unwrapMessage(given.message, { credentials: [credential] }).message.equals(message(body))).toBe(true);
     // A view into a larger buffer (or Node's pool of small ones) must not take the rest with it.
     const larger = Buffer.concat([Buffer.from('other data:'), message(body)]);
@@ -47,6 +62,16 @@ describe('WrapPool: signing and encrypting in worker threads', () => {
     expect(view.equals(message(body))).toBe(true);
     expect(larger.subarray(0, 11).toString()).toBe('other data:');
     expect(unwrapMessage(copied.message, { credentials: [credential] }).message.equals(message(body))).toBe(true);
+  });
+
+  it('goes on without slots when all are held (a copy moves instead), and every release gives one back', async () => {
+    const free = pool.freeSlots();
+    const held = await Promise.all(Array.from({ length: 60 }, (_, i) => pool.wrap(message(`held ${i}\r\n`.repeat(50)), options)));
+    expect(pool.freeSlots()).toEqual(free.map(() => 0));
+    expect(held.filter((r) => r.message.buffer instanceof SharedArrayBuffer)).toHaveLength(free.reduce((a, b) => a + b));
+    held.forEach((r, i) => expect(unwrapMessage(r.message, { credentials: [credential] }).message.equals(message(`held ${i}\r\n`.repeat(50)))).toBe(true));
+    for (const r of held) r.release();
+    expect(pool.freeSlots()).toEqual(free);
   });
 
   it('spreads concurrent messages over its threads and answers each one', async () => {

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Certificate } from '../core/certificate.js';
 import { MimeEntity } from '../agent/mime-entity.js';
-import { wrapMessageAsync } from '../agent/wrap-message.js';
+import { wrapMessageAsync, type WrapResult } from '../agent/wrap-message.js';
 import { remoteDomainSettings } from '../config/schema.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError, isHispError } from '../core/errors.js';
@@ -124,6 +124,8 @@ export class RelayWorker {
     // Read before the body is handed to the wrap thread (it and `entity`'s views are empty after).
     const requested = notificationOptionsOf(entity).finalDeliveryRequested;
     let wrapped: Buffer;
+    // The wrapped message may sit in a slot of the wrap pool's shared memory: given back once sent.
+    let release = (): void => undefined;
     try {
       const wrapOptions = {
         signers,
@@ -135,8 +137,9 @@ export class RelayWorker {
         canonical: message.meta.client !== undefined,
       };
       // The body is ours alone (read for this relay): its memory moves to the wrap thread.
-      const w = await (this.ctx.wrapPool ? this.ctx.wrapPool.wrap(body, wrapOptions, true) : wrapMessageAsync(body, wrapOptions));
+      const w: WrapResult & { release?: () => void } = await (this.ctx.wrapPool ? this.ctx.wrapPool.wrap(body, wrapOptions, true) : wrapMessageAsync(body, wrapOptions));
       wrapped = w.message;
+      release = w.release ?? release;
       // Its base64 body needs no dot-stuffing: the relay's DATA stream skips scanning it.
       vouchTransparent(wrapped, w.headerLength);
     } catch (err) {
@@ -148,10 +151,25 @@ export class RelayWorker {
       return;
     }
 
-    if (local) {
-      // Handed to our own receive side: the same decrypt/verify/trust/deliver path as from a peer.
-      await storeInbound(this.ctx, { mailFrom: message.mailFrom, recipients: ready.map((d) => d.recipient), meta: { handoff: 'local' } }, wrapped);
-      const reply: RemoteReply = { code: 250, enhanced: '2.0.0', text: `handed to the local domain ${first.domain}` };
+    try {
+      await this.handOver(wrapped, { domain: first.domain, local, ready, message, requested, senderDomain: sender.domain, settings }, log);
+    } finally {
+      release();
+    }
+  }
+
+  /** The wrapped copy to the domain's next hop (MX, or the configured route), or to our own receive side. */
+  private async handOver(
+    wrapped: Buffer,
+    to: { domain: string; local: boolean; ready: Delivery[]; message: StoredMessage; requested: boolean; senderDomain: string; settings: ReturnType<typeof remoteDomainSettings> },
+    log: Logger,
+  ): Promise<void> {
+    const { ready, message, requested, settings } = to;
+    if (to.local) {
+      // Handed to our own receive side: the same decrypt/verify/trust/deliver path as from a peer
+      // (a copy of its own: the store keeps it for the receive worker, the slot goes back).
+      await storeInbound(this.ctx, { mailFrom: message.mailFrom, recipients: ready.map((d) => d.recipient), meta: { handoff: 'local' } }, Buffer.from(wrapped));
+      const reply: RemoteReply = { code: 250, enhanced: '2.0.0', text: `handed to the local domain ${to.domain}` };
       for (const d of ready) await this.complete(d, reply, message, requested, log);
       return;
     }
@@ -160,7 +178,7 @@ export class RelayWorker {
     try {
       hops = settings.route
         ? [{ host: settings.route, preference: 0, addresses: isIP(settings.route) ? [settings.route] : await this.ctx.dns.lookupHost(settings.route) }]
-        : await resolveNextHops(first.domain, this.ctx.dns);
+        : await resolveNextHops(to.domain, this.ctx.dns);
     } catch (err) {
       const reply = replyForError(err);
       for (const d of ready) {
@@ -181,7 +199,7 @@ export class RelayWorker {
           wrapped,
           {
             name: this.ctx.config.hostname,
-            tlsRequired: settings.tlsRequired || this.ctx.registry.domainConfig(sender.domain).relay.tlsRequired,
+            tlsRequired: settings.tlsRequired || this.ctx.registry.domainConfig(to.senderDomain).relay.tlsRequired,
             servername: hop.host,
             cache: this.ctx.relayConnections,
             ...(this.ctx.relayTls ? { tls: this.ctx.relayTls } : {}),

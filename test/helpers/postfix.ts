@@ -810,6 +810,8 @@ export interface SmtpSink {
   /** Where -d writes (only with `dump`). */
   readonly dumpDir: string | undefined;
   readonly startupMs: number;
+  /** Its process group (for its CPU time: /proc of every member). */
+  readonly pgid: number | undefined;
   /** Counters since the start, the readiness probe's session not included. */
   counters(): SmtpSinkCounters;
   /** Waits until `messages` reaches `count` (and, with `dump`, until as many dumps are complete). */
@@ -952,6 +954,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
         lmtp: options.lmtp ?? false,
         dumpDir,
         startupMs: Math.round(performance.now() - began),
+        pgid: sink.pid,
         counters,
         waitForMessages: async (count, timeoutMs = 10_000) => {
           await pollFor(

@@ -127,6 +127,11 @@ export class WatchedChild {
     (this.child.stdin as net.Socket | null)?.unref();
   }
 
+  /** The process id of the watchdog shell, which leads the child's process group (`detached`). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   get running(): boolean {
     return this.exitCode === undefined;
   }
