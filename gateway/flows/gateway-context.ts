@@ -7,9 +7,11 @@ import type { CertificateDiscovery } from '../discovery/certificate-discovery.js
 import type { DnsClient } from '../discovery/dns-client.js';
 import type { SmtpConnectionCache } from '../delivery/smtp-relay.js';
 import type { RetrySchedule } from '../queue/retry-schedule.js';
+import type { Delivery } from '../queue/outbound-queue.js';
 import type { SqliteQueue } from '../queue/sqlite-queue.js';
 import type { HispDatabase } from '../store/database.js';
 import type { InboundDedupe } from '../store/inbound-dedupe.js';
+import type { StoredMessage } from '../store/message-store.js';
 import type { QuarantineStore } from '../store/quarantine-store.js';
 import type { TrackingStore } from '../store/tracking-store.js';
 import type { TrustValidator } from '../trust/trust-validator.js';
@@ -41,4 +43,20 @@ export interface GatewayContext {
   readonly now: () => number;
   /** Wakes the workers of a direction: new work was queued. */
   readonly wake: (direction: 'outbound' | 'inbound') => void;
+  /**
+   * Reserves an idle relay worker for a message about to be stored (undefined when none is idle):
+   * store its deliveries leased to `owner` (SqliteQueue.enqueueLeased), then `give` them once that
+   * is durable, or `cancel` when storing failed.
+   */
+  readonly claimRelay?: () => RelayClaim | undefined;
+}
+
+/** An idle relay worker reserved for one message (GatewayContext.claimRelay). */
+export interface RelayClaim {
+  /** The worker's id: the lease owner of the deliveries. */
+  readonly owner: string;
+  /** How long the lease runs (the relay's, RELAY_LEASE_MS). */
+  readonly leaseMs: number;
+  give(message: StoredMessage, deliveries: Delivery[]): void;
+  cancel(): void;
 }

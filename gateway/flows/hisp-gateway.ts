@@ -21,11 +21,13 @@ import { HISP_MIGRATIONS } from '../store/schema.js';
 import { TrackingStore } from '../store/tracking-store.js';
 import { createHttpFetcher, FETCH_DEFAULTS } from '../trust/http-fetch.js';
 import { TrustValidator } from '../trust/trust-validator.js';
-import type { GatewayContext } from './gateway-context.js';
+import type { Delivery } from '../queue/outbound-queue.js';
+import type { StoredMessage } from '../store/message-store.js';
+import type { GatewayContext, RelayClaim } from './gateway-context.js';
 import { describeError } from './notices.js';
 import { Notifier } from './notifier.js';
 import { ReceiveWorker } from './receive-worker.js';
-import { RelayWorker } from './relay-worker.js';
+import { RELAY_LEASE_MS, RelayWorker } from './relay-worker.js';
 
 export interface HispGatewayOptions {
   config: HispConfig;
@@ -42,6 +44,20 @@ export interface HispGatewayOptions {
 
 type Direction = 'outbound' | 'inbound';
 
+/** A message handed to a relay worker as it was stored, its deliveries leased to that worker. */
+interface HandedWork {
+  message: StoredMessage;
+  deliveries: Delivery[];
+}
+
+/** A relay worker waiting for work (HispGateway.idleRelay). */
+interface IdleRelay {
+  owner: string;
+  /** Reserves it: no longer woken, claimed or timed out, it waits for hand(). */
+  claim(): void;
+  hand(work: HandedWork | undefined): void;
+}
+
 /** How soon after new work the notifier looks for failures (its wake-ups are coalesced). */
 const NOTIFIER_WAKE_MS = 50;
 
@@ -56,6 +72,8 @@ export class HispGateway {
   private readonly listeners: { submission?: SmtpListener; inbound?: SmtpListener } = {};
   private readonly addresses: { submission?: AddressInfo; inbound?: AddressInfo } = {};
   private readonly waiters: Record<Direction | 'notifier', (() => void)[]> = { outbound: [], inbound: [], notifier: [] };
+  /** Relay workers waiting for work, the one idle last at the end: each can be handed a message (claimRelay). */
+  private readonly idleRelays: IdleRelay[] = [];
   private readonly loops: Promise<void>[] = [];
   private stopping = false;
   private housekeeping: NodeJS.Timeout | undefined;
@@ -69,10 +87,10 @@ export class HispGateway {
 
   private constructor(
     private readonly options: HispGatewayOptions,
-    ctx: Omit<GatewayContext, 'wake'>,
+    ctx: Omit<GatewayContext, 'wake' | 'claimRelay'>,
     private readonly lock: DataFolderLock,
   ) {
-    this.ctx = { ...ctx, wake: (d) => this.wake(d) };
+    this.ctx = { ...ctx, wake: (d) => this.wake(d), claimRelay: () => this.claimRelay() };
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
   }
 
@@ -98,7 +116,7 @@ export class HispGateway {
       throw err;
     }
     const queue = new SqliteQueue(db);
-    const ctx: Omit<GatewayContext, 'wake'> = {
+    const ctx: Omit<GatewayContext, 'wake' | 'claimRelay'> = {
       config,
       registry,
       db,
@@ -149,7 +167,7 @@ export class HispGateway {
     for (let i = 0; i < config.queue.workers; i++) {
       const relay = new RelayWorker(this.ctx, `relay-${process.pid}-${i}`);
       const receive = new ReceiveWorker(this.ctx, `receive-${process.pid}-${i}`);
-      this.loops.push(this.loop('outbound', () => relay.runOnce()));
+      this.loops.push(this.relayLoop(relay));
       this.loops.push(this.loop('inbound', () => receive.runOnce()));
     }
     const notifier = new Notifier(this.ctx);
@@ -201,6 +219,81 @@ export class HispGateway {
       }
       list.push(done);
     });
+  }
+
+  /**
+   * A relay worker: rounds of leasing due deliveries; when there are none, it waits to be woken
+   * (new work queued, or the poll interval) or handed a message as it is stored (claimRelay).
+   */
+  private async relayLoop(relay: RelayWorker): Promise<void> {
+    while (!this.stopping) {
+      let n = 0;
+      try {
+        n = await relay.runOnce();
+      } catch (err) {
+        this.ctx.logger.error({ worker: 'outbound', err: describeError(err) }, 'worker round failed');
+      }
+      if (n > 0 || this.stopping) continue;
+      const handed = await this.idleRelay(relay.id);
+      if (handed === undefined) continue;
+      try {
+        await relay.process(handed.deliveries, handed.message);
+      } catch (err) {
+        this.ctx.logger.error({ worker: 'outbound', err: describeError(err) }, 'worker round failed');
+      }
+    }
+  }
+
+  /**
+   * Waits like idle('outbound') (woken, or the poll interval), and can be claimed meanwhile: then it
+   * is neither woken nor timed out but waits for what it is handed (undefined: nothing after all).
+   */
+  private idleRelay(owner: string): Promise<HandedWork | undefined> {
+    return new Promise((resolve) => {
+      const wakers = this.waiters.outbound;
+      const idle = this.idleRelays;
+      // No longer idle: not woken, not claimable, no time-out.
+      const leave = (): void => {
+        clearTimeout(timer);
+        const i = wakers.indexOf(wake);
+        if (i !== -1) wakers.splice(i, 1);
+        const j = idle.indexOf(entry);
+        if (j !== -1) idle.splice(j, 1);
+      };
+      const wake = (): void => {
+        leave();
+        resolve(undefined);
+      };
+      const entry: IdleRelay = {
+        owner,
+        claim: leave,
+        hand: (work) => {
+          leave();
+          resolve(work);
+        },
+      };
+      const timer = setTimeout(wake, this.pollIntervalMs);
+      wakers.push(wake);
+      idle.push(entry);
+    });
+  }
+
+  /**
+   * An idle relay worker, reserved for a message about to be stored (GatewayContext.claimRelay): no
+   * longer woken or timed out; it waits for the message to be given (or cancelled). The one idle
+   * last is taken: its code and data are the warmest.
+   */
+  private claimRelay(): RelayClaim | undefined {
+    if (this.stopping) return undefined;
+    const entry = this.idleRelays.at(-1);
+    if (entry === undefined) return undefined;
+    entry.claim();
+    return {
+      owner: entry.owner,
+      leaseMs: RELAY_LEASE_MS,
+      give: (message, deliveries) => entry.hand({ message, deliveries }),
+      cancel: () => entry.hand(undefined),
+    };
   }
 
   private async loop(key: Direction | 'notifier', round: () => Promise<number>): Promise<void> {

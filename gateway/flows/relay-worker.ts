@@ -18,7 +18,21 @@ import { discoverRecipient } from './discover-recipient.js';
 import type { GatewayContext } from './gateway-context.js';
 import { describeError, kindOf } from './notices.js';
 
-const LEASE_MS = 5 * 60_000;
+/** How long a relay worker holds its deliveries before another may take them (a worker that died). */
+export const RELAY_LEASE_MS = 5 * 60_000;
+
+/**
+ * What the relay needs of a message's header section: its From field and whether it asks for
+ * timely and reliable delivery (X-DIRECT-FINAL-DESTINATION-DELIVERY, R-MDN-4). The submission edge
+ * records both in the message's meta as it stores it (it has just parsed the header); a notice hisp
+ * built, or a message stored by an earlier release, is parsed here.
+ */
+export function headerFacts(message: StoredMessage, body: Buffer): { from: string; finalDelivery: boolean } {
+  const { from, finalDelivery } = message.meta;
+  if (typeof from === 'string' && typeof finalDelivery === 'boolean') return { from, finalDelivery };
+  const entity = MimeEntity.parse(body);
+  return { from: entity.header('from') ?? '', finalDelivery: notificationOptionsOf(entity).finalDeliveryRequested };
+}
 
 /**
  * The send side's worker (issue 5): leases due outbound deliveries grouped by (message, recipient
@@ -42,9 +56,18 @@ export class RelayWorker {
 
   /** One round: leases up to `n` due deliveries and processes them. Returns how many were leased. */
   async runOnce(n = 20): Promise<number> {
-    const leased = await this.ctx.queue.lease(n, this.id, LEASE_MS, 'outbound');
+    const leased = await this.ctx.queue.lease(n, this.id, RELAY_LEASE_MS, 'outbound');
+    await this.process(leased);
+    return leased.length;
+  }
+
+  /**
+   * Relays deliveries this worker holds the lease of: leased by runOnce, or stored leased to it
+   * and handed over with their message (GatewayContext.claimRelay), one group per (message, domain).
+   */
+  async process(deliveries: readonly Delivery[], message?: StoredMessage): Promise<void> {
     const groups = new Map<string, Delivery[]>();
-    for (const d of leased) {
+    for (const d of deliveries) {
       const key = `${d.queueId}\u0000${d.domain}`;
       const list = groups.get(key) ?? [];
       list.push(d);
@@ -52,27 +75,27 @@ export class RelayWorker {
     }
     for (const group of groups.values()) {
       try {
-        await this.relayGroup(group);
+        await this.relayGroup(group, message?.queueId === group[0]?.queueId ? message : undefined);
       } catch (err) {
         // A bug or an I/O failure: give the leases back for a later try rather than lose them.
         this.log.error({ queueId: group[0]?.queueId, err: describeError(err) }, 'relay failed unexpectedly');
         for (const d of group) await this.retryOrFail(d, replyForError(err)).catch(() => undefined);
       }
     }
-    return leased.length;
   }
 
-  private async relayGroup(group: Delivery[]): Promise<void> {
+  /** The leased deliveries of one message to one domain; `known` is the message when the caller has it. */
+  private async relayGroup(group: Delivery[], known?: StoredMessage): Promise<void> {
     const first = group[0];
     if (!first) return;
-    const message = this.ctx.queue.messages.get(first.queueId);
+    const message = known ?? this.ctx.queue.messages.get(first.queueId);
     if (!message) return;
     const log = this.log.child({ queueId: message.queueId, messageId: message.messageId, domain: first.domain });
     const body = await this.ctx.queue.body(message.queueId);
-    const entity = MimeEntity.parse(body);
+    const facts = headerFacts(message, body);
     let sender: DirectAddress;
     try {
-      sender = DirectAddress.fromHeader(entity.header('from') ?? '');
+      sender = DirectAddress.fromHeader(facts.from);
       if (!this.ctx.registry.isLocalDomain(sender.domain)) throw new HispError('HISP_CONFIG_INVALID', `${sender.domain} is not a local domain: nothing to sign with`);
     } catch (err) {
       for (const d of group) await this.fail(d, replyForError(err), log);
@@ -121,8 +144,7 @@ export class RelayWorker {
     if (ready.length === 0) return;
 
     const settings = remoteDomainSettings(this.ctx.config, first.domain);
-    // Read before the body is handed to the wrap thread (it and `entity`'s views are empty after).
-    const requested = notificationOptionsOf(entity).finalDeliveryRequested;
+    const requested = facts.finalDelivery;
     let wrapped: Buffer;
     // The wrapped message may sit in a slot of the wrap pool's shared memory: given back once sent.
     let release = (): void => undefined;

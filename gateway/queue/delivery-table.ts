@@ -95,8 +95,8 @@ export class DeliveryTable {
   private readonly listStmts = new Map<string, ReturnType<SqliteConnection['prepare']>>();
 
   constructor(private readonly sqlite: SqliteConnection) {
-    this.insertStmt = sqlite.prepare<[string, number, string, string, MessageDirection, number]>(
-      'INSERT INTO deliveries (queue_id, seq, recipient, domain, direction, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)',
+    this.insertStmt = sqlite.prepare<[string, number, string, string, MessageDirection, number, string | null, number]>(
+      'INSERT INTO deliveries (queue_id, seq, recipient, domain, direction, next_attempt_at, lease_owner, leases) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     );
     // Pick the n earliest due rows by the partial index, widen them to their (message, domain)
     // groups, and claim those in one statement; next_attempt_at becomes the lease's expiry.
@@ -163,15 +163,54 @@ export class DeliveryTable {
 
   /** One queued delivery per recipient, due at `dueAt`; a recipient repeated (any case) counts once. */
   insert(queueId: QueueId, direction: MessageDirection, recipients: readonly string[], dueAt: number): number {
+    return this.insertRows(queueId, direction, recipients, dueAt, null).length;
+  }
+
+  /**
+   * The deliveries of a new message, already leased to `owner` until `until` (its first lease, as
+   * lease() would give it): for a worker the message is handed to as it is stored, without the
+   * lease query. Synchronous, in the commit that stores the message; the worker may use them once
+   * that commit is durable (a crash before leaves them due at the next start, releaseAll).
+   */
+  insertLeased(
+    message: { queueId: QueueId; direction: MessageDirection; mailFrom: string; messageId: string | null; submittedBy: string | null; receivedAt: Date },
+    recipients: readonly string[],
+    owner: string,
+    until: number,
+  ): Delivery[] {
+    return this.insertRows(message.queueId, message.direction, recipients, until, owner).map(({ id, seq, recipient, domain }) => ({
+      id,
+      queueId: message.queueId,
+      seq,
+      recipient,
+      domain,
+      mailFrom: message.mailFrom,
+      messageId: message.messageId,
+      direction: message.direction,
+      submittedBy: message.submittedBy,
+      receivedAt: message.receivedAt,
+      attempts: 0,
+      attempt: 1,
+      leaseOwner: owner,
+      leaseUntil: new Date(until),
+      lastReply: null,
+    }));
+  }
+
+  /** One row per distinct recipient (case-insensitive), in RCPT order; leased to `owner` when given. */
+  private insertRows(queueId: QueueId, direction: MessageDirection, recipients: readonly string[], nextAttemptAt: number, owner: string | null) {
     const seen = new Set<string>();
-    let seq = 0;
+    const rows: { id: number; seq: number; recipient: string; domain: string }[] = [];
     for (const recipient of recipients) {
       const key = recipient.toLowerCase();
       if (seen.has(key)) continue;
       seen.add(key);
-      this.insertStmt.run(queueId, seq++, recipient, domainOf(recipient), direction, dueAt);
+      const seq = rows.length;
+      const domain = domainOf(recipient);
+      const r = this.insertStmt.run(queueId, seq, recipient, domain, direction, nextAttemptAt, owner, owner === null ? 0 : 1);
+      rows.push({ id: Number(r.lastInsertRowid), seq, recipient, domain });
     }
-    return seq;
+    return rows;
   }
 
   lease(n: number, owner: string, leaseMs: number, now: number, direction: MessageDirection = 'outbound'): Delivery[] {

@@ -106,6 +106,34 @@ describe('SqliteQueue.enqueue', () => {
   });
 });
 
+describe('SqliteQueue.enqueueLeased', () => {
+  it('stores the message with its deliveries leased to the worker it is handed to: others do not take them, it completes them', async () => {
+    const { message, deliveries } = await queue.enqueueLeased(envelope(['a@phr.example', 'B@phr.example', 'a@PHR.example']), body, 'relay-1', MINUTE);
+    expect(message.recipients).toEqual(['a@phr.example', 'B@phr.example', 'a@PHR.example']);
+    expect(deliveries).toEqual([
+      expect.objectContaining({ seq: 0, recipient: 'a@phr.example', domain: 'phr.example', attempt: 1, attempts: 0, leaseOwner: 'relay-1', leaseUntil: new Date(T0 + MINUTE), lastReply: null }),
+      expect.objectContaining({ seq: 1, recipient: 'B@phr.example', attempt: 1, leaseOwner: 'relay-1' }),
+    ]);
+    // The same deliveries lease() would have given: a poller finds nothing while the lease runs.
+    expect(await queue.lease(10, 'w2', MINUTE)).toEqual([]);
+    expect(await queue.complete(deliveries[0]!, ok)).toBe(true);
+    expect(await queue.defer(deliveries[1]!, busy, new Date(T0 + 5 * MINUTE))).toBe(true);
+    expect((await stateOf(message.queueId, 0)).state).toBe('delivered');
+    expect(await stateOf(message.queueId, 1)).toMatchObject({ state: 'queued', attempts: 1, lastReply: busy });
+  });
+
+  it('deliveries handed to a worker of a process that died are due again at the next start (releaseAll), or when the lease expires', async () => {
+    const { message } = await queue.enqueueLeased(envelope(['a@phr.example']), body, 'relay-dead', MINUTE);
+    clock += MINUTE + 1;
+    const taken = await leaseOne('w2');
+    expect(taken.queueId).toBe(message.queueId);
+    expect(await queue.complete(taken, ok)).toBe(true);
+    const second = await queue.enqueueLeased(envelope(['b@phr.example']), body, 'relay-dead', MINUTE);
+    expect(await db.batch(() => queue.deliveries.releaseAll(clock))).toBeGreaterThanOrEqual(1);
+    expect((await leaseOne('w3')).queueId).toBe(second.message.queueId);
+  });
+});
+
 describe('SqliteQueue.lease', () => {
   it('claims due deliveries with the envelope a worker needs, and not again while the lease runs', async () => {
     const id = await queue.enqueue(envelope(['a@phr.example'], { submittedBy: 'ehr' }), body);

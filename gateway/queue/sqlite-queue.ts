@@ -82,6 +82,25 @@ export class SqliteQueue implements OutboundQueue {
   }
 
   /**
+   * Stores a message with its deliveries already leased to `owner` for `leaseMs` (DeliveryTable
+   * .insertLeased): the worker it is handed to starts on it without the lease query. Resolves once
+   * durable, with what that worker needs.
+   */
+  async enqueueLeased(envelope: MessageEnvelope, body: Uint8Array, owner: string, leaseMs: number): Promise<{ message: StoredMessage; deliveries: Delivery[] }> {
+    const prepared = await this.messages.writeBody(body);
+    try {
+      return await this.db.batch(() => {
+        const message = this.messages.insert(envelope, prepared);
+        const deliveries = this.deliveries.insertLeased(message, envelope.recipients, owner, this.now() + Math.max(1, Math.floor(leaseMs)));
+        return { message, deliveries };
+      });
+    } catch (err) {
+      await this.messages.discard(prepared);
+      throw err;
+    }
+  }
+
+  /**
    * Stores the message only if `decide`, run inside the commit, says so: it returns the recipients
    * to create deliveries for, or false (or none) to store nothing — the body written beforehand is
    * then removed. For writes that must be decided with the message: the inbound de-duplication,

@@ -1,5 +1,6 @@
 import type { SMTPServerSession } from 'smtp-server';
 import { describe, expect, it } from 'vitest';
+import { HispError } from '../core/errors.js';
 import { hispError, hispRejection } from '../../test/helpers/hisp-error.js';
 import type { SubmissionUser } from '../config/schema.js';
 import { createLogger } from '../core/logger.js';
@@ -123,6 +124,39 @@ describe('submissionHandlers', () => {
     const reply = await submissionHandlers(fakeContext(queued)).message(tx(['patient@other.test'], MESSAGE));
     expect(reply).toBe('2.0.0 Ok: queued as Q1');
     expect(queued[0]!.body).toMatch(/^Received: from ehr\.clinic\.test \(\[192\.0\.2\.7\]\)\r\n\tby hisp\.example\.org \(hisp\) with ESMTPSA\r\n\tfor <patient@other\.test>;\r\n\t/);
+  });
+
+  it("records the From address and the final-delivery request it leaves in the message, for the relay", async () => {
+    const queued: Queued[] = [];
+    await submissionHandlers(fakeContext(queued)).message(tx(['patient@other.test'], MESSAGE));
+    expect(queued[0]!.envelope.meta).toMatchObject({ from: 'provider@direct.example.org', finalDelivery: true });
+    expect(queued[0]!.body).toContain('X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true');
+  });
+
+  it('hands the message to an idle relay worker, its deliveries leased to it in the same commit; cancels the claim when storing fails', async () => {
+    const events: string[] = [];
+    const ctx = fakeContext([]) as unknown as Record<string, unknown>;
+    const queue = ctx.queue as Record<string, unknown>;
+    let fail = false;
+    queue.enqueueLeased = (envelope: MessageEnvelope, _body: Uint8Array, owner: string, leaseMs: number) => {
+      events.push(`store leased to ${owner} for ${leaseMs} ms`);
+      if (fail) return Promise.reject(new HispError('HISP_IO', 'disk full', { transient: true }));
+      return Promise.resolve({ message: { queueId: 'Q9', recipients: envelope.recipients }, deliveries: [{ id: 1 }] });
+    };
+    ctx.wake = () => events.push('wake');
+    ctx.claimRelay = () => ({
+      owner: 'relay-1',
+      leaseMs: 300_000,
+      give: (m: { queueId: string }, d: unknown[]) => events.push(`give ${m.queueId} (${d.length})`),
+      cancel: () => events.push('cancel'),
+    });
+    const h = submissionHandlers(ctx as unknown as GatewayContext);
+    expect(await h.message(tx(['patient@other.test'], MESSAGE))).toBe('2.0.0 Ok: queued as Q9');
+    expect(events).toEqual(['store leased to relay-1 for 300000 ms', 'give Q9 (1)']);
+    events.length = 0;
+    fail = true;
+    expect((await hispRejection(h.message(tx(['patient@other.test'], MESSAGE)))).code).toBe('HISP_IO');
+    expect(events).toEqual(['store leased to relay-1 for 300000 ms', 'cancel']);
   });
 
   it('does not name recipients in the Received field when there are several (RFC 5321 §7.2)', async () => {

@@ -7,7 +7,8 @@ import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { rfc5322Date } from '../core/rfc5322-date.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
-import { requestHeaderPieces } from '../mdn/notification-options.js';
+import type { MessageEnvelope } from '../store/message-store.js';
+import { notificationOptionsOf, requestHeaderPieces } from '../mdn/notification-options.js';
 import { receivedField, withProtocol } from './received-field.js';
 import type { SmtpEdgeHandlers, SmtpTransaction } from './smtp-listener.js';
 
@@ -99,6 +100,9 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
       const domain = ctx.registry.domainConfig(from.domain);
       // The notification request (R-MDN-4) goes to the envelope sender: the edge system hears back there.
       const requested = requestHeaderPieces(tx.body, tx.mailFrom, { finalDelivery: domain.mdn.requestFinalDelivery }, entity);
+      // What the relay will need of the header section (relay-worker.ts headerFacts): the stored
+      // message asks for final delivery when we added the request or it had a valid one already.
+      const finalDelivery = domain.mdn.requestFinalDelivery || notificationOptionsOf(entity).finalDeliveryRequested;
       const trace = receivedField({
         helo: tx.session.hostNameAppearsAs,
         remoteAddress: tx.session.remoteAddress,
@@ -111,20 +115,35 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
       const body = Buffer.concat([trace, Buffer.from(added, 'latin1'), ...requested]);
       // The queue keeps `body` for the relay, which may hand its memory to a wrap thread: not read after.
       const size = body.length;
-      const queueId = await ctx.queue.enqueue(
-        {
-          direction: 'outbound',
-          mailFrom: tx.mailFrom,
-          recipients: tx.recipients,
-          submittedBy: user.username,
-          messageId,
-          receivedAt: now,
-          meta: { client: tx.session.remoteAddress, helo: tx.session.hostNameAppearsAs, tls: tx.session.secure },
-        },
-        body,
-      );
-      tx.log.info({ queueId, messageId, user: user.username, recipients: tx.recipients.length, size }, 'submitted');
-      ctx.wake('outbound');
+      const envelope: MessageEnvelope = {
+        direction: 'outbound',
+        mailFrom: tx.mailFrom,
+        recipients: tx.recipients,
+        submittedBy: user.username,
+        messageId,
+        receivedAt: now,
+        meta: { client: tx.session.remoteAddress, helo: tx.session.hostNameAppearsAs, tls: tx.session.secure, from: from.toString(), finalDelivery },
+      };
+      // An idle relay worker takes the message as it is stored, its deliveries leased to it in the
+      // same commit: no lease query, no wake-up of every idle worker. None idle: queued for the next.
+      const claim = ctx.claimRelay?.();
+      let queueId: string;
+      if (claim) {
+        let stored: Awaited<ReturnType<typeof ctx.queue.enqueueLeased>>;
+        try {
+          stored = await ctx.queue.enqueueLeased(envelope, body, claim.owner, claim.leaseMs);
+        } catch (err) {
+          claim.cancel();
+          throw err;
+        }
+        queueId = stored.message.queueId;
+        tx.log.info({ queueId, messageId, user: user.username, recipients: tx.recipients.length, size }, 'submitted');
+        claim.give(stored.message, stored.deliveries);
+      } else {
+        queueId = await ctx.queue.enqueue(envelope, body);
+        tx.log.info({ queueId, messageId, user: user.username, recipients: tx.recipients.length, size }, 'submitted');
+        ctx.wake('outbound');
+      }
       return `2.0.0 Ok: queued as ${queueId}`;
     },
   };
