@@ -226,16 +226,30 @@ export class HispGateway {
    * (new work queued, or the poll interval) or handed a message as it is stored (claimRelay).
    */
   private async relayLoop(relay: RelayWorker): Promise<void> {
+    // When this worker last looked for due deliveries (deferred ones, leases of a dead worker).
+    let polled = Number.NEGATIVE_INFINITY;
     while (!this.stopping) {
-      let n = 0;
-      try {
-        n = await relay.runOnce();
-      } catch (err) {
-        this.ctx.logger.error({ worker: 'outbound', err: describeError(err) }, 'worker round failed');
+      // A worker handed message after message looks for due work once per poll interval, not after
+      // each message: that lease query found nothing almost every time and was ≈ 4 % of the hop's
+      // event loop.
+      if (Date.now() - polled >= this.pollIntervalMs) {
+        polled = Date.now();
+        let n = 0;
+        try {
+          n = await relay.runOnce();
+        } catch (err) {
+          this.ctx.logger.error({ worker: 'outbound', err: describeError(err) }, 'worker round failed');
+        }
+        if (n > 0 || this.stopping) {
+          polled = Number.NEGATIVE_INFINITY; // more may be due: look again at once
+          continue;
+        }
       }
-      if (n > 0 || this.stopping) continue;
       const handed = await this.idleRelay(relay.id);
-      if (handed === undefined) continue;
+      if (handed === undefined) {
+        polled = Number.NEGATIVE_INFINITY; // woken (new work queued) or timed out: look now
+        continue;
+      }
       try {
         await relay.process(handed.deliveries, handed.message);
       } catch (err) {

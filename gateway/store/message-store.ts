@@ -433,12 +433,21 @@ export function normalizeMessageId(messageId: string | null | undefined): string
 }
 
 let idCounter = randomBytes(2).readUInt16BE();
+/** Random octets for ids, drawn 3 at a time: one randomBytes call per 1,365 ids instead of one each. */
+let idRandom = Buffer.alloc(0);
+let idRandomAt = 0;
 
 /** 12 hex digits of the time, 4 of a per-process counter, 6 random: ordered by arrival within a process. */
 function defaultId(now: number): string {
   idCounter = (idCounter + 1) & 0xffff;
+  if (idRandomAt + 3 > idRandom.length) {
+    idRandom = randomBytes(4095);
+    idRandomAt = 0;
+  }
+  const random = idRandom.toString('hex', idRandomAt, idRandomAt + 3);
+  idRandomAt += 3;
   const time = Math.max(0, Math.floor(now)).toString(16).padStart(12, '0').slice(-12);
-  return time + idCounter.toString(16).padStart(4, '0') + randomBytes(3).toString('hex');
+  return time + idCounter.toString(16).padStart(4, '0') + random;
 }
 
 function toStored(row: MessageRow): StoredMessage {
