@@ -44,11 +44,6 @@ export interface WrapOptions {
    * CRLF (RFC 5751 §3.1.1) is skipped. Default false: the message is made canonical.
    */
   canonical?: boolean;
-  /**
-   * Where to write the wrapped message when it fits (the wrap thread's shared slot, see WrapPool):
-   * the result's `message` is then a view of it. Otherwise a buffer of its own is allocated.
-   */
-  output?: Buffer;
 }
 
 export interface WrapResult {
@@ -192,8 +187,7 @@ function finishWrap(
   // One allocation for the whole output; the base64 of the envelope is written straight into it.
   const headLength = outer.reduce((n, b) => n + b.length, 0);
   const envelopeLength = envelope.reduce((n, b) => n + b.length, 0);
-  const total = headLength + base64LinesLength(envelopeLength);
-  const message = options.output !== undefined && options.output.length >= total ? options.output.subarray(0, total) : Buffer.allocUnsafe(total);
+  const message = Buffer.allocUnsafe(headLength + base64LinesLength(envelopeLength));
   let o = 0;
   for (const b of outer) o += b.copy(message, o);
   writeBase64Lines(envelope, message, o);

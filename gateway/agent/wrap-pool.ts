@@ -4,24 +4,14 @@ import { wrapMessageAsync, type WrapOptions, type WrapResult } from './wrap-mess
 import type { WrapReply, WrapRequest } from './wrap-thread.js';
 
 /** A body up to this size goes to the thread through a shared slot. */
-export const SLOT_INPUT_BYTES = 256 * 1024;
-/** Room for its wrapped message (the base64 of the envelope is ≈ 1.37 × the body, plus headers). */
-export const SLOT_OUTPUT_BYTES = 512 * 1024;
-const SLOT_BYTES = SLOT_INPUT_BYTES + SLOT_OUTPUT_BYTES;
-/** Slots per thread: the relay's workers (20 by default) each hold one from the wrap until the relay ends. */
+export const SLOT_BYTES = 256 * 1024;
+/** Slots per thread: the relay's workers (20 by default) may all be waiting for a wrap. */
 const SLOTS = 24;
 
 /** What a wrap thread is started with: its slots (see WrapPool). */
 export interface WrapThreadData {
   arena: SharedArrayBuffer;
   slotBytes: number;
-  inputBytes: number;
-}
-
-/** A wrapped message; `release` gives its memory back to the pool once the caller is done with it. */
-export interface PooledWrapResult extends WrapResult {
-  /** Call once `message` is no longer used (sent, or copied): it may be a view of a slot the pool reuses. */
-  release(): void;
 }
 
 /**
@@ -31,20 +21,20 @@ export interface PooledWrapResult extends WrapResult {
  * wrapMessage (it runs it). A thread that fails is reported through `onThreadLost` and not
  * replaced: the pool goes on with the others, and wraps on the event loop when none is left.
  *
- * The bytes travel through slots of memory shared with each thread (a SharedArrayBuffer of
- * SLOTS × 768 KiB, touched only where used): the body is copied into a slot, the thread reads it
- * there and writes the wrapped message into the same slot, and the caller sends it from there and
- * releases the slot. No buffer is allocated, transferred or cloned for a message on either side:
- * each 100 KB message used to allocate ≈ 240 KB of ArrayBuffers on the two threads (body in,
- * message out), and V8 collects garbage in proportion to the ArrayBuffer bytes allocated (a
- * scavenge per 32 MB of young ones, a full GC per 64 MB of external memory). A body too large for
- * a slot, or one that comes while every slot is held, goes the old way: a copy of it (or, given, its
- * own memory) moved to the thread and the wrapped message's memory moved back (transfer lists);
- * the keys and certificate DER are cloned, a few KB.
+ * The body goes to the thread through a slot of memory shared with it (a SharedArrayBuffer of
+ * SLOTS × 256 KiB, touched only where used): copied into a free slot, read there by the thread,
+ * the slot free again with the thread's answer. No buffer is allocated, transferred or cloned for
+ * it on either side (V8 collects garbage in proportion to the ArrayBuffer bytes allocated: a
+ * scavenge per 32 MB of young ones, a full GC per 64 MB of external memory). The wrapped message
+ * comes back in memory of its own, moved (transfer list), because the relay writes it to a socket
+ * that may hold on to it after the SMTP transaction ended (a peer that answers before the end of
+ * the data): a shared slot reused meanwhile would send another patient's message there. A body
+ * too large for a slot, or one that comes while every slot is taken, is moved too: a copy of it,
+ * or, given (`give`), its own memory. The keys and certificate DER are cloned, a few KB.
  */
 export class WrapPool {
   private readonly workers: { worker: Worker; inFlight: number; alive: boolean; wrapped: number; arena: SharedArrayBuffer; free: number[] }[] = [];
-  private readonly pending = new Map<number, { resolve: (r: PooledWrapResult) => void; reject: (e: unknown) => void; worker: number; slot: number | undefined }>();
+  private readonly pending = new Map<number, { resolve: (r: WrapResult) => void; reject: (e: unknown) => void; worker: number; slot: number | undefined }>();
   private nextId = 0;
   private closed = false;
 
@@ -55,7 +45,7 @@ export class WrapPool {
     const here = new URL(import.meta.url);
     for (let i = 0; i < size; i++) {
       const arena = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
-      const workerData: WrapThreadData = { arena, slotBytes: SLOT_BYTES, inputBytes: SLOT_INPUT_BYTES };
+      const workerData: WrapThreadData = { arena, slotBytes: SLOT_BYTES };
       // Compiled: wrap-thread.js beside this file. From the TypeScript sources (the tests), the
       // thread registers tsx first, as the test runner's own process has it.
       const worker = here.pathname.endsWith('.ts')
@@ -77,18 +67,17 @@ export class WrapPool {
 
   /**
    * Wraps `original` in the least busy thread; `original` is left as it is, unless given (`give`)
-   * and too large for a slot: then, when it is the whole of its memory, that memory moves to the
-   * thread without a copy and `original` (and every view of it) is empty afterwards. The result's
-   * `release()` must be called once its message is no longer used.
+   * and not passed through a slot: then, when it is the whole of its memory, that memory moves to
+   * the thread without a copy and `original` (and every view of it) is empty afterwards.
    */
-  wrap(original: Buffer, options: WrapOptions, give = false): Promise<PooledWrapResult> {
+  wrap(original: Buffer, options: WrapOptions, give = false): Promise<WrapResult> {
     if (this.closed) return Promise.reject(new HispError('HISP_IO', 'the wrap threads are closed', { transient: true }));
     let w = -1;
     for (let i = 0; i < this.workers.length; i++) {
       const c = this.workers[i]!;
       if (c.alive && (w === -1 || c.inFlight < this.workers[w]!.inFlight)) w = i;
     }
-    if (w === -1) return wrapMessageAsync(original, options).then((r) => ({ ...r, release: () => undefined }));
+    if (w === -1) return wrapMessageAsync(original, options);
     const entry = this.workers[w]!;
     const id = ++this.nextId;
     // The options besides keys and certificates are plain values (strings, a Date): cloned as they are.
@@ -98,7 +87,7 @@ export class WrapPool {
       recipients: recipients.map((c) => c.der),
       options: rest,
     };
-    const slot = original.length <= SLOT_INPUT_BYTES ? entry.free.pop() : undefined;
+    const slot = original.length <= SLOT_BYTES ? entry.free.pop() : undefined;
     let request: WrapRequest;
     const transfer: ArrayBuffer[] = [];
     if (slot !== undefined) {
@@ -119,7 +108,7 @@ export class WrapPool {
       }
       request = { id, body, ...credentials };
     }
-    return new Promise<PooledWrapResult>((resolve, reject) => {
+    return new Promise<WrapResult>((resolve, reject) => {
       try {
         entry.worker.postMessage(request, transfer);
       } catch (err) {
@@ -152,23 +141,13 @@ export class WrapPool {
     this.pending.delete(reply.id);
     const entry = this.workers[p.worker]!;
     entry.inFlight--;
-    let held = p.slot;
-    const release = (): void => {
-      if (held === undefined) return;
-      entry.free.push(held);
-      held = undefined;
-    };
+    // The thread has read the body: its slot is free for the next one.
+    if (p.slot !== undefined) entry.free.push(p.slot);
     if (reply.ok) {
       entry.wrapped++;
-      // In the slot (`length`), or in memory of its own moved back (a message too large for the slot).
-      const message =
-        reply.message === undefined
-          ? Buffer.from(entry.arena, p.slot! * SLOT_BYTES + SLOT_INPUT_BYTES, reply.length)
-          : Buffer.from(reply.message.buffer, reply.message.byteOffset, reply.message.byteLength);
-      if (reply.message !== undefined) release();
-      p.resolve({ message, messageId: reply.messageId, notes: reply.notes, headerLength: reply.headerLength, release });
+      const m = reply.message;
+      p.resolve({ message: Buffer.from(m.buffer, m.byteOffset, m.byteLength), messageId: reply.messageId, notes: reply.notes, headerLength: reply.headerLength });
     } else {
-      release();
       p.reject(reply.code ? new HispError(reply.code as HispErrorCode, reply.message, { transient: reply.transient ?? false }) : new Error(reply.message));
     }
   }
@@ -181,7 +160,7 @@ export class WrapPool {
     }
   }
 
-  /** Free slots per thread (for tests: every wrap's release gives its slot back). */
+  /** Free slots per thread (for tests: every answer gives its slot back). */
   freeSlots(): number[] {
     return this.workers.map((w) => w.free.length);
   }

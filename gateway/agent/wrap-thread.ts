@@ -13,12 +13,12 @@ export type WrapRequest = {
   id: number;
   signers: { key: KeyObject; certificate: Uint8Array; chain: Uint8Array[] }[];
   recipients: Uint8Array[];
-  options: Omit<WrapOptions, 'signers' | 'recipients' | 'output'>;
+  options: Omit<WrapOptions, 'signers' | 'recipients'>;
 } & ({ slot: number; length: number } | { body: Uint8Array });
 
-/** The wrapped message in the request's slot (`length` octets where the slot's output begins), or its memory transferred (`message`). */
+/** The wrapped message, its memory transferred. */
 export type WrapReply =
-  | ({ id: number; ok: true; messageId: string; notes: string[]; headerLength: number } & ({ message: Uint8Array; length?: undefined } | { message?: undefined; length: number }))
+  | { id: number; ok: true; message: Uint8Array; messageId: string; notes: string[]; headerLength: number }
   | { id: number; ok: false; code?: string; message: string; transient?: boolean };
 
 /** The shared slots (WrapPool): absent when the thread is started without them. */
@@ -30,12 +30,9 @@ const certificate = (der: Uint8Array): Certificate => Certificate.fromDer(der);
 parentPort?.on('message', (r: WrapRequest) => {
   try {
     let body: Buffer;
-    let output: Buffer | undefined;
     if ('slot' in r) {
       if (slots === undefined) throw new Error('a slot request reached a wrap thread without slots');
-      const base = r.slot * slots.slotBytes;
-      body = Buffer.from(slots.arena, base, r.length);
-      output = Buffer.from(slots.arena, base + slots.inputBytes, slots.slotBytes - slots.inputBytes);
+      body = Buffer.from(slots.arena, r.slot * slots.slotBytes, r.length);
     } else {
       body = Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength);
     }
@@ -43,17 +40,11 @@ parentPort?.on('message', (r: WrapRequest) => {
       ...r.options,
       signers: r.signers.map((s) => ({ key: s.key, certificate: certificate(s.certificate), chain: s.chain.map(certificate) })),
       recipients: r.recipients.map(certificate),
-      ...(output ? { output } : {}),
     });
     const m = result.message;
-    const done = { id: r.id, ok: true as const, messageId: result.messageId, notes: result.notes, headerLength: result.headerLength };
-    if (output !== undefined && m.buffer === output.buffer) {
-      // Written into the slot: only its length goes back.
-      parentPort!.postMessage({ ...done, length: m.length } satisfies WrapReply);
-      return;
-    }
+    const reply: WrapReply = { id: r.id, ok: true, message: m, messageId: result.messageId, notes: result.notes, headerLength: result.headerLength };
     // The output is one allocation of its own (Buffer.allocUnsafe above the pool size): moved, not copied.
-    parentPort!.postMessage({ ...done, message: m } satisfies WrapReply, m.byteOffset === 0 && m.byteLength === m.buffer.byteLength ? [m.buffer as ArrayBuffer] : []);
+    parentPort!.postMessage(reply, m.byteOffset === 0 && m.byteLength === m.buffer.byteLength ? [m.buffer as ArrayBuffer] : []);
   } catch (err) {
     const reply: WrapReply = isHispError(err)
       ? { id: r.id, ok: false, code: err.code, message: err.message, transient: err.transient }

@@ -96,7 +96,7 @@ export function registerStart(program: Command): void {
         void gateway.stopped.then(resolveStop);
       });
       if (gateway.fatalError) {
-        process.stderr.write(`hisp: stopped: the database could not sync its log (${gateway.fatalError.message}); nothing was acknowledged after it. Restart hisp.\n`);
+        process.stderr.write(`hisp: stopped: the store could not make its writes durable (${gateway.fatalError.message}); nothing was acknowledged after it. Restart hisp.\n`);
         process.exitCode = 75; // EX_TEMPFAIL (sysexits.h): a supervisor restarts it
       }
     });

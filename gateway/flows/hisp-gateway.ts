@@ -74,6 +74,8 @@ export class HispGateway {
   private readonly waiters: Record<Direction | 'notifier', (() => void)[]> = { outbound: [], inbound: [], notifier: [] };
   /** Relay workers waiting for work, the one idle last at the end: each can be handed a message (claimRelay). */
   private readonly idleRelays: IdleRelay[] = [];
+  /** Times outbound work was queued without a hand-over: a busy relay worker looks for it when it is free. */
+  private outboundWakes = 0;
   private readonly loops: Promise<void>[] = [];
   private stopping = false;
   private housekeeping: NodeJS.Timeout | undefined;
@@ -106,7 +108,7 @@ export class HispGateway {
     const fetcher = createHttpFetcher({ lookup });
     const registry = DomainRegistry.load(config, { logger, lookup });
     const lock = DataFolderLock.acquire(config.dataDir);
-    let onSyncFailure = (err: Error): void => void logger.fatal({ err: describeError(err) }, 'the database could not sync its log');
+    let onSyncFailure = (err: Error): void => void logger.fatal({ err: describeError(err) }, 'the store could not make its writes durable (WAL or body spool)');
     let db;
     try {
       // Fail-stop when the WAL cannot be synced (see CommitBatcherOptions.onSyncFailure).
@@ -200,6 +202,7 @@ export class HispGateway {
    * enqueue would otherwise run its two queries, and a DSN 50 ms later is as prompt.
    */
   private wake(direction: Direction): void {
+    if (direction === 'outbound') this.outboundWakes++;
     for (const w of this.waiters[direction].splice(0)) w();
     this.notifierWake ??= setTimeout(() => {
       this.notifierWake = undefined;
@@ -226,14 +229,17 @@ export class HispGateway {
    * (new work queued, or the poll interval) or handed a message as it is stored (claimRelay).
    */
   private async relayLoop(relay: RelayWorker): Promise<void> {
-    // When this worker last looked for due deliveries (deferred ones, leases of a dead worker).
-    let polled = Number.NEGATIVE_INFINITY;
+    // When this worker last looked for due deliveries, and how many times work had been queued
+    // without a hand-over (wake) by then.
+    let polledAt = Number.NEGATIVE_INFINITY;
+    let wakesSeen = -1;
     while (!this.stopping) {
-      // A worker handed message after message looks for due work once per poll interval, not after
-      // each message: that lease query found nothing almost every time and was ≈ 4 % of the hop's
-      // event loop.
-      if (Date.now() - polled >= this.pollIntervalMs) {
-        polled = Date.now();
+      // A worker handed message after message looks for due work once per poll interval, or when
+      // work was queued meanwhile for want of an idle worker, not after each message: that lease
+      // query found nothing almost every time and was ≈ 4 % of the hop's event loop.
+      if (this.outboundWakes !== wakesSeen || Date.now() - polledAt >= this.pollIntervalMs) {
+        polledAt = Date.now();
+        wakesSeen = this.outboundWakes;
         let n = 0;
         try {
           n = await relay.runOnce();
@@ -241,13 +247,13 @@ export class HispGateway {
           this.ctx.logger.error({ worker: 'outbound', err: describeError(err) }, 'worker round failed');
         }
         if (n > 0 || this.stopping) {
-          polled = Number.NEGATIVE_INFINITY; // more may be due: look again at once
+          polledAt = Number.NEGATIVE_INFINITY; // more may be due: look again at once
           continue;
         }
       }
       const handed = await this.idleRelay(relay.id);
       if (handed === undefined) {
-        polled = Number.NEGATIVE_INFINITY; // woken (new work queued) or timed out: look now
+        polledAt = Number.NEGATIVE_INFINITY; // woken (new work queued) or timed out: look now
         continue;
       }
       try {
@@ -336,14 +342,14 @@ export class HispGateway {
   }
 
   /**
-   * The database could not make its log durable: nothing may be acknowledged any more (the store
+   * The store could not make its writes durable (the WAL or the body spool): nothing may be acknowledged any more (the store
    * already refuses every write, so SMTP clients hear 451), so the gateway stops; a restart recovers
    * from what is on disk. `stopped` resolves and `fatalError` tells why.
    */
   fatal(err: Error): void {
     if (this.fatalError) return;
     this.fatalError = err;
-    this.ctx.logger.fatal({ err: describeError(err) }, 'the database could not sync its log: stopping, restart hisp');
+    this.ctx.logger.fatal({ err: describeError(err) }, 'the store could not make its writes durable (WAL or body spool): stopping, restart hisp');
     void this.stop();
   }
 

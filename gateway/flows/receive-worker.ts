@@ -186,12 +186,19 @@ export class ReceiveWorker {
     const detail = err instanceof Error ? err.message : String(err);
     log.warn({ code, detail }, 'quarantined');
     if (code === 'HISP_SMIME_NOT_ENCRYPTED' || code === 'HISP_SMIME_NOT_SIGNED') await this.applyPlainDsn(raw, log).catch(() => undefined);
+    // Kept until the operator deletes it: as a file of its own, not holding its spool segment.
+    const aside = await this.ctx.queue.messages.setAside(message.queueId, raw).catch((err: unknown) => {
+      log.warn({ err: describeError(err) }, 'cannot set the quarantined message aside as a file: it stays in the spool');
+      return undefined;
+    });
     await this.ctx.db.batch(() => {
+      aside?.commit();
       this.ctx.quarantine.add(message.queueId, code, detail);
       this.ctx.queue.deliveries.fail(d, replyForError(err), this.ctx.now());
       this.ctx.queue.markDsnQueued([d.id]); // the receive side answers with MDNs, never DSNs
       this.forget(message, d);
     });
+    await aside?.after().catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot erase the spooled copy of a quarantined message'));
   }
 
   private async applyPlainDsn(raw: Buffer, log: Logger): Promise<void> {

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Certificate } from '../core/certificate.js';
 import { MimeEntity } from '../agent/mime-entity.js';
-import { wrapMessageAsync, type WrapResult } from '../agent/wrap-message.js';
+import { wrapMessageAsync } from '../agent/wrap-message.js';
 import { remoteDomainSettings } from '../config/schema.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError, isHispError } from '../core/errors.js';
@@ -22,16 +22,17 @@ import { describeError, kindOf } from './notices.js';
 export const RELAY_LEASE_MS = 5 * 60_000;
 
 /**
- * What the relay needs of a message's header section: its From field and whether it asks for
- * timely and reliable delivery (X-DIRECT-FINAL-DESTINATION-DELIVERY, R-MDN-4). The submission edge
- * records both in the message's meta as it stores it (it has just parsed the header); a notice hisp
- * built, or a message stored by an earlier release, is parsed here.
+ * What the relay needs of a message's header section: the address of its From field and whether
+ * it asks for timely and reliable delivery (X-DIRECT-FINAL-DESTINATION-DELIVERY, R-MDN-4). The
+ * submission edge records both in the message's meta as it stores it (it has just parsed the
+ * header: `from` is the address itself, not a field value); a notice hisp built, or a message
+ * stored by an earlier release, is parsed here. Throws HispError when the From field holds no address.
  */
-export function headerFacts(message: StoredMessage, body: Buffer): { from: string; finalDelivery: boolean } {
+export function headerFacts(message: StoredMessage, body: Buffer): { sender: DirectAddress; finalDelivery: boolean } {
   const { from, finalDelivery } = message.meta;
-  if (typeof from === 'string' && typeof finalDelivery === 'boolean') return { from, finalDelivery };
+  if (typeof from === 'string' && typeof finalDelivery === 'boolean') return { sender: DirectAddress.parse(from), finalDelivery };
   const entity = MimeEntity.parse(body);
-  return { from: entity.header('from') ?? '', finalDelivery: notificationOptionsOf(entity).finalDeliveryRequested };
+  return { sender: DirectAddress.fromHeader(entity.header('from') ?? ''), finalDelivery: notificationOptionsOf(entity).finalDeliveryRequested };
 }
 
 /**
@@ -92,10 +93,10 @@ export class RelayWorker {
     if (!message) return;
     const log = this.log.child({ queueId: message.queueId, messageId: message.messageId, domain: first.domain });
     const body = await this.ctx.queue.body(message.queueId);
-    const facts = headerFacts(message, body);
     let sender: DirectAddress;
+    let requested: boolean;
     try {
-      sender = DirectAddress.fromHeader(facts.from);
+      ({ sender, finalDelivery: requested } = headerFacts(message, body));
       if (!this.ctx.registry.isLocalDomain(sender.domain)) throw new HispError('HISP_CONFIG_INVALID', `${sender.domain} is not a local domain: nothing to sign with`);
     } catch (err) {
       for (const d of group) await this.fail(d, replyForError(err), log);
@@ -144,10 +145,7 @@ export class RelayWorker {
     if (ready.length === 0) return;
 
     const settings = remoteDomainSettings(this.ctx.config, first.domain);
-    const requested = facts.finalDelivery;
     let wrapped: Buffer;
-    // The wrapped message may sit in a slot of the wrap pool's shared memory: given back once sent.
-    let release = (): void => undefined;
     try {
       const wrapOptions = {
         signers,
@@ -158,10 +156,10 @@ export class RelayWorker {
         // Submitted over SMTP: the edge refused bare CR and LF before storing it.
         canonical: message.meta.client !== undefined,
       };
-      // The body is ours alone (read for this relay): its memory moves to the wrap thread.
-      const w: WrapResult & { release?: () => void } = await (this.ctx.wrapPool ? this.ctx.wrapPool.wrap(body, wrapOptions, true) : wrapMessageAsync(body, wrapOptions));
+      // The body is ours alone (read for this relay): given, it goes to the wrap thread without a copy
+      // when it does not go through a slot.
+      const w = await (this.ctx.wrapPool ? this.ctx.wrapPool.wrap(body, wrapOptions, true) : wrapMessageAsync(body, wrapOptions));
       wrapped = w.message;
-      release = w.release ?? release;
       // Its base64 body needs no dot-stuffing: the relay's DATA stream skips scanning it.
       vouchTransparent(wrapped, w.headerLength);
     } catch (err) {
@@ -173,11 +171,7 @@ export class RelayWorker {
       return;
     }
 
-    try {
-      await this.handOver(wrapped, { domain: first.domain, local, ready, message, requested, senderDomain: sender.domain, settings }, log);
-    } finally {
-      release();
-    }
+    await this.handOver(wrapped, { domain: first.domain, local, ready, message, requested, senderDomain: sender.domain, settings }, log);
   }
 
   /** The wrapped copy to the domain's next hop (MX, or the configured route), or to our own receive side. */
@@ -188,9 +182,8 @@ export class RelayWorker {
   ): Promise<void> {
     const { ready, message, requested, settings } = to;
     if (to.local) {
-      // Handed to our own receive side: the same decrypt/verify/trust/deliver path as from a peer
-      // (a copy of its own: the store keeps it for the receive worker, the slot goes back).
-      await storeInbound(this.ctx, { mailFrom: message.mailFrom, recipients: ready.map((d) => d.recipient), meta: { handoff: 'local' } }, Buffer.from(wrapped));
+      // Handed to our own receive side: the same decrypt/verify/trust/deliver path as from a peer.
+      await storeInbound(this.ctx, { mailFrom: message.mailFrom, recipients: ready.map((d) => d.recipient), meta: { handoff: 'local' } }, wrapped);
       const reply: RemoteReply = { code: 250, enhanced: '2.0.0', text: `handed to the local domain ${to.domain}` };
       for (const d of ready) await this.complete(d, reply, message, requested, log);
       return;

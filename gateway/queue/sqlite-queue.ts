@@ -227,12 +227,15 @@ export class SqliteQueue implements OutboundQueue {
            ORDER BY m.received_at LIMIT @limit`,
         )
         .all({ before: before.getTime(), limit });
+      const spooled = this.messages.spooledBodies(rows.map((r) => r.queue_id));
       this.messages.deleteRows(rows.map((r) => r.queue_id));
-      return rows;
+      return { rows, spooled };
     });
-    // Spooled and inline bodies go with their rows (a spool segment once none refers to it, reclaimSpool).
-    await this.messages.unlinkBodies(ids.filter((r) => r.in_file === 1).map((r) => r.queue_id));
-    return ids.length;
+    // Inline bodies went with their rows; files are removed, spooled bodies overwritten (their
+    // segment goes once none refers to it, reclaimSpool).
+    await this.messages.unlinkBodies(ids.rows.filter((r) => r.in_file === 1).map((r) => r.queue_id));
+    await this.messages.eraseSpooled(ids.spooled);
+    return ids.rows.length;
   }
 
   private status(queueId: QueueId, now: number): MessageStatus | undefined {

@@ -129,21 +129,21 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
       const claim = ctx.claimRelay?.();
       let queueId: string;
       if (claim) {
-        let stored: Awaited<ReturnType<typeof ctx.queue.enqueueLeased>>;
+        // The worker waits for exactly one give() or cancel(), whatever happens here.
+        let settled = false;
         try {
-          stored = await ctx.queue.enqueueLeased(envelope, body, claim.owner, claim.leaseMs);
-        } catch (err) {
-          claim.cancel();
-          throw err;
+          const stored = await ctx.queue.enqueueLeased(envelope, body, claim.owner, claim.leaseMs);
+          claim.give(stored.message, stored.deliveries);
+          settled = true;
+          queueId = stored.message.queueId;
+        } finally {
+          if (!settled) claim.cancel();
         }
-        queueId = stored.message.queueId;
-        tx.log.info({ queueId, messageId, user: user.username, recipients: tx.recipients.length, size }, 'submitted');
-        claim.give(stored.message, stored.deliveries);
       } else {
         queueId = await ctx.queue.enqueue(envelope, body);
-        tx.log.info({ queueId, messageId, user: user.username, recipients: tx.recipients.length, size }, 'submitted');
         ctx.wake('outbound');
       }
+      tx.log.info({ queueId, messageId, user: user.username, recipients: tx.recipients.length, size }, 'submitted');
       return `2.0.0 Ok: queued as ${queueId}`;
     },
   };

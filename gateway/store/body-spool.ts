@@ -1,6 +1,6 @@
 import { close, closeSync, constants, fdatasync, mkdirSync, open, openSync, readdirSync, readv, writev } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { HispError } from '../core/errors.js';
 import { fsyncDirectory } from './directory-sync.js';
@@ -35,6 +35,8 @@ export interface BodySpoolOptions {
 const MAGIC = 0x48534231; // "HSB1"
 export const SPOOL_RECORD_HEADER_BYTES = 16;
 const SEGMENT_NAME = /^(\d{10})\.spool$/;
+/** What erase() writes. */
+const ZEROS = Buffer.alloc(64 * 1024);
 /** Read descriptors kept open (a backlog is read segment by segment). */
 const READERS = 16;
 
@@ -148,6 +150,8 @@ export class BodySpool {
   private readonly writers = new Map<number, Segment>();
   private readonly dirtySegments = new Set<Segment>();
   private newSegmentSinceSync = false;
+  /** The spool folder was created by this process and its entry in the data folder not yet synced. */
+  private parentUnsynced: boolean;
   private nextNumber: number | undefined;
   private failure: HispError | undefined;
   private readonly group: GroupSync;
@@ -159,7 +163,8 @@ export class BodySpool {
 
   constructor(dir: string, options: BodySpoolOptions = {}) {
     this.dir = dir;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // Created now: its name in the data folder is made durable with the first sync.
+    this.parentUnsynced = mkdirSync(dir, { recursive: true, mode: 0o700 }) !== undefined;
     this.segmentBytes = Math.max(1, options.segmentBytes ?? 64 * 1024 * 1024);
     this.reclaimAgeMs = options.reclaimAgeMs ?? 3_600_000;
     this.onSyncFailure = options.onSyncFailure;
@@ -245,22 +250,69 @@ export class BodySpool {
   /**
    * Removes the segments that no row refers to (`isLive` says which are referred to), except the one
    * being written and those written in the last `reclaimAgeMs` (a body whose row has not committed
-   * yet, in this process or another one). Returns how many were removed.
+   * yet, in this process or another one). `settle` is awaited before anything is removed, and every
+   * candidate asked about again after it: it must make durable what the store committed so far (a
+   * delete that is visible but not yet on disk would come back after a power loss, and its row
+   * with it, without its body). Returns how many were removed.
    */
-  async reclaim(isLive: (segment: number) => boolean): Promise<number> {
-    let removed = 0;
+  async reclaim(isLive: (segment: number) => boolean, settle: () => Promise<unknown>): Promise<number> {
     const cutoff = Date.now() - this.reclaimAgeMs;
+    const candidates: number[] = [];
     for (const n of this.segments()) {
       if (this.writers.has(n) || isLive(n)) continue;
-      const path = this.segmentPath(n);
-      const info = await stat(path).catch(() => undefined);
-      // Re-checked after the await: a row may have committed meanwhile.
-      if (info === undefined || info.mtimeMs > cutoff || this.writers.has(n) || isLive(n)) continue;
+      const info = await stat(this.segmentPath(n)).catch(() => undefined);
+      if (info !== undefined && info.mtimeMs <= cutoff) candidates.push(n);
+    }
+    if (candidates.length === 0) return 0;
+    await settle();
+    let removed = 0;
+    for (const n of candidates) {
+      // Asked again after the awaits: a row may have committed meanwhile.
+      if (this.writers.has(n) || isLive(n)) continue;
       this.dropReader(n);
-      await unlink(path).catch(() => undefined);
+      await unlink(this.segmentPath(n)).catch(() => undefined);
       removed++;
     }
     return removed;
+  }
+
+  /**
+   * Overwrites records with zeros and syncs them: the bodies of deleted messages do not stay on
+   * disk until their whole segment goes (PHI kept no longer than its message). A record whose
+   * segment is gone is skipped. Returns how many were erased.
+   */
+  async erase(records: readonly { ref: SpoolRef; size: number }[]): Promise<number> {
+    const bySegment = new Map<number, { ref: SpoolRef; size: number }[]>();
+    for (const r of records) {
+      const list = bySegment.get(r.ref.segment) ?? [];
+      list.push(r);
+      bySegment.set(r.ref.segment, list);
+    }
+    let erased = 0;
+    for (const [segment, list] of bySegment) {
+      let fd: number;
+      try {
+        fd = await new Promise<number>((resolve, reject) => open(this.segmentPath(segment), constants.O_WRONLY, (err, d) => (err ? reject(err) : resolve(d))));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw ioError(`cannot erase bodies in ${this.segmentPath(segment)}`, err);
+      }
+      try {
+        for (const { ref, size } of list) {
+          const length = SPOOL_RECORD_HEADER_BYTES + size;
+          for (let at = 0; at < length; at += ZEROS.length) {
+            await writeAll(fd, [ZEROS.subarray(0, Math.min(ZEROS.length, length - at))], ref.offset + at);
+          }
+          erased++;
+        }
+        await fdatasyncAsync(this.fdatasync, fd);
+      } catch (err) {
+        throw ioError(`cannot erase bodies in ${this.segmentPath(segment)}`, err);
+      } finally {
+        close(fd, () => undefined);
+      }
+    }
+    return erased;
   }
 
   /** Refuses new appends, waits for the writes and syncs in flight, then closes every descriptor. */
@@ -279,6 +331,8 @@ export class BodySpool {
     const cur = this.current;
     if (cur !== undefined && (cur.size === 0 || cur.size + length <= this.segmentBytes)) return cur;
     if (cur !== undefined) {
+      // Sealed for good, even if the next one cannot be created: nothing is written to it again.
+      this.current = undefined;
       cur.sealed = true;
       this.closeIfDone(cur);
     }
@@ -312,8 +366,21 @@ export class BodySpool {
     }
     const directory = this.newSegmentSinceSync;
     this.newSegmentSinceSync = false;
+    const parent = this.parentUnsynced;
+    // A directory that cannot even be opened (EMFILE…) is no sync failure: the appends waiting for
+    // it are refused for now (transient) and its fsync is tried again with the next sync.
+    let notOpened: NodeJS.ErrnoException | undefined;
+    const syncDirectory = (path: string) =>
+      fsyncDirectory(path).catch((err: NodeJS.ErrnoException) => {
+        if (err.syscall !== 'open') throw err;
+        notOpened = err;
+      });
     try {
-      await Promise.all([...segments.map((s) => fdatasyncAsync(this.fdatasync, s.fd)), directory ? fsyncDirectory(this.dir) : undefined]);
+      await Promise.all([
+        ...segments.map((s) => fdatasyncAsync(this.fdatasync, s.fd)),
+        directory ? syncDirectory(this.dir) : undefined,
+        parent ? syncDirectory(dirname(this.dir)) : undefined,
+      ]);
     } catch (err) {
       if (!this.failure) {
         this.failure = ioError(`the body spool could not sync ${this.dir} (nothing is accepted until hisp restarts)`, err);
@@ -323,6 +390,11 @@ export class BodySpool {
     } finally {
       for (const s of segments) s.syncing--;
     }
+    if (notOpened !== undefined) {
+      this.newSegmentSinceSync ||= directory;
+      throw ioError(`cannot open ${this.dir} to sync it`, notOpened);
+    }
+    if (parent) this.parentUnsynced = false;
     for (const s of segments) this.closeIfDone(s);
   }
 

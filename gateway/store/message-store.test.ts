@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, fdatasync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -179,6 +179,46 @@ describe('MessageStore', () => {
     expect(broken.has('x')).toBe(false);
     await broken.close();
     await failing.close();
+  });
+
+  it('commits a row only after the spool sync that covers its body ended', async () => {
+    let release: (() => void) | undefined;
+    const slow = new MessageStore(db, {
+      spool: { fdatasync: (fd, done) => (release = () => fdatasync(fd, done)) },
+    });
+    const put = slow.put(envelope, body);
+    while (release === undefined) await new Promise((r) => setTimeout(r, 1));
+    await new Promise((r) => setTimeout(r, 20));
+    // Written, not yet synced: no row refers to it.
+    expect(db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get()).toBe(0);
+    release();
+    const stored = await put;
+    expect(slow.has(stored.queueId)).toBe(true);
+    await slow.close();
+  });
+
+  it('delete() of a spooled message overwrites its body in the spool', async () => {
+    const stored = await store.put(envelope, body);
+    const segment = join(dir, 'spool', '0000000001.spool');
+    expect(readFileSync(segment).includes(body)).toBe(true);
+    expect(await store.delete(stored.queueId)).toBe(true);
+    expect(readFileSync(segment).includes(body)).toBe(false);
+    expect(readFileSync(segment).every((x) => x === 0)).toBe(true);
+  });
+
+  it('setAside() moves a spooled body to a file of its own (a quarantined message), and erases the spooled copy after the commit', async () => {
+    const stored = await store.put(envelope, body);
+    const aside = await store.setAside(stored.queueId, body);
+    expect(aside).toBeDefined();
+    expect(readFileSync(store.bodyPath(stored.queueId))).toEqual(body);
+    await db.batch(() => aside!.commit());
+    await aside!.after();
+    expect(readFileSync(join(dir, 'spool', '0000000001.spool')).includes(body)).toBe(false);
+    expect(await new MessageStore(db).readBody(stored.queueId)).toEqual(body);
+    // Once set aside, not again.
+    expect(await store.setAside(stored.queueId, body)).toBeUndefined();
+    expect(await store.delete(stored.queueId)).toBe(true);
+    expect(existsSync(store.bodyPath(stored.queueId))).toBe(false);
   });
 
   it('delete() removes the row and the file; a second delete finds nothing', async () => {

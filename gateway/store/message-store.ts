@@ -3,7 +3,7 @@ import { close, constants, mkdirSync, open, readFile, write } from 'node:fs';
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { HispError } from '../core/errors.js';
+import { HispError, isHispError } from '../core/errors.js';
 import { BodySpool, type BodySpoolOptions, type SpoolRef } from './body-spool.js';
 import type { HispDatabase } from './database.js';
 import { DirectorySync } from './directory-sync.js';
@@ -81,6 +81,12 @@ interface MessageRow {
   received_at: number;
   size: number;
   meta: string | null;
+}
+
+/** A body in the spool: its record and its size. */
+export interface SpooledBody {
+  ref: SpoolRef;
+  size: number;
 }
 
 interface BodyRow {
@@ -163,6 +169,7 @@ export class MessageStore {
   private readonly deleteRow;
   private readonly existsRow;
   private readonly segmentLive;
+  private readonly unspoolRow;
 
   constructor(
     private readonly db: HispDatabase,
@@ -191,6 +198,9 @@ export class MessageStore {
     this.getRow = sql.prepare<[string], MessageRow>(`SELECT ${ENVELOPE} FROM messages WHERE queue_id = ?`);
     this.bodyRow = sql.prepare<[string], BodyRow>('SELECT body, spool_segment, spool_offset, size FROM messages WHERE queue_id = ?');
     this.segmentLive = sql.prepare<[number], { one: number }>('SELECT 1 AS one FROM messages WHERE spool_segment = ? LIMIT 1');
+    this.unspoolRow = sql.prepare<[string, number, number]>(
+      'UPDATE messages SET spool_segment = NULL, spool_offset = NULL WHERE queue_id = ? AND spool_segment = ? AND spool_offset = ?',
+    );
     this.byMessageId = sql.prepare<[string], MessageRow>(
       `SELECT ${ENVELOPE} FROM messages WHERE message_id = ? ORDER BY received_at DESC, queue_id DESC`,
     );
@@ -209,36 +219,71 @@ export class MessageStore {
    * written to a file (file and directory fsynced); below `inlineMaxBytes` it stays in memory for
    * its row. Nothing refers to it until {@link insert} commits; {@link discard} it if that does not
    * happen. The caller must not use `body` afterwards: it is kept for the first reader, which may
-   * take its memory (the relay hands it to a wrap thread).
+   * take its memory (the relay hands it to a wrap thread). `file`: a file whatever its size (a
+   * message kept for the operator, which must not hold a spool segment).
    */
-  async writeBody(body: Uint8Array): Promise<PreparedBody> {
-    if (body.byteLength <= this.inlineMaxBytes) return { queueId: this.newId(), size: body.byteLength, inline: body };
-    if (body.byteLength <= this.spoolMaxBytes) {
+  async writeBody(body: Uint8Array, options: { file?: boolean } = {}): Promise<PreparedBody> {
+    if (!options.file && body.byteLength <= this.inlineMaxBytes) return { queueId: this.newId(), size: body.byteLength, inline: body };
+    if (!options.file && body.byteLength <= this.spoolMaxBytes) {
       const queueId = this.newId();
       return { queueId, size: body.byteLength, spool: await this.spool.append(queueId, body), bytes: body };
     }
     for (let tries = 0; ; tries++) {
       const queueId = this.newId();
-      const path = this.bodyPath(queueId);
-      let fd: number;
       try {
-        fd = await openAsync(path, CREATE_DURABLE, 0o600);
+        await this.writeFile(queueId, body);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST' && tries < 5) continue;
-        throw ioError(`cannot create ${path}`, err);
-      }
-      try {
-        // O_DSYNC: each write returns once its data, and the size needed to read it back, are on disk.
-        for (let off = 0; off < body.byteLength; ) off += await writeAsync(fd, body, off, body.byteLength - off);
-        await closeAsync(fd);
-        await this.dirSync.sync();
-      } catch (err) {
-        await closeAsync(fd).catch(() => undefined);
-        await unlink(path).catch(() => undefined);
-        throw ioError(`cannot write ${path}`, err);
+        if (isHispError(err) && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'EEXIST' && tries < 5) continue;
+        throw err;
       }
       return { queueId, size: body.byteLength };
     }
+  }
+
+  /** `<queueId>.eml`, created exclusively with O_DSYNC, its directory fsynced: durable on return. */
+  private async writeFile(queueId: string, body: Uint8Array): Promise<void> {
+    const path = this.bodyPath(queueId);
+    let fd: number;
+    try {
+      fd = await openAsync(path, CREATE_DURABLE, 0o600);
+    } catch (err) {
+      throw ioError(`cannot create ${path}`, err);
+    }
+    try {
+      // O_DSYNC: each write returns once its data, and the size needed to read it back, are on disk.
+      for (let off = 0; off < body.byteLength; ) off += await writeAsync(fd, body, off, body.byteLength - off);
+      await closeAsync(fd);
+      await this.dirSync.sync();
+    } catch (err) {
+      await closeAsync(fd).catch(() => undefined);
+      await unlink(path).catch(() => undefined);
+      throw ioError(`cannot write ${path}`, err);
+    }
+  }
+
+  /**
+   * A spooled body set aside as a file of its own: for a message the operator keeps (quarantine),
+   * which would otherwise hold its spool segment, and the bodies around it, for as long. `body` is
+   * the message's stored body. Writes the file durably now; `commit` (synchronous SQL, in the
+   * commit that quarantines) points the row at it; `after` erases the spool record once that
+   * commit is durable. Undefined when the body is not in the spool.
+   */
+  async setAside(queueId: string, body: Uint8Array): Promise<{ commit(): void; after(): Promise<void> } | undefined> {
+    const row = this.bodyRow.get(queueId);
+    if (row === undefined || row.spool_segment === null || row.spool_offset === null) return undefined;
+    const ref = { segment: row.spool_segment, offset: row.spool_offset };
+    const size = row.size;
+    try {
+      await this.writeFile(queueId, body);
+    } catch (err) {
+      // Set aside already (a refusal for another recipient of the message got here first).
+      if (isHispError(err) && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'EEXIST') return undefined;
+      throw err;
+    }
+    return {
+      commit: () => void this.unspoolRow.run(queueId, ref.segment, ref.offset),
+      after: async () => void (await this.spool.erase([{ ref, size }])),
+    };
   }
 
   /** Removes a prepared body whose row was not committed (a spooled one goes with its segment). */
@@ -335,12 +380,23 @@ export class MessageStore {
    */
   async delete(queueId: string): Promise<boolean> {
     this.recent.forget(queueId);
-    const deleted = await this.db.batch(() => this.deleteRow.run(queueId).changes > 0);
-    if (deleted) await unlink(this.bodyPath(queueId)).catch(() => undefined);
+    let spooled: SpooledBody[] = [];
+    const deleted = await this.db.batch(() => {
+      spooled = this.spooledBodies([queueId]);
+      return this.deleteRow.run(queueId).changes > 0;
+    });
+    if (deleted) {
+      await unlink(this.bodyPath(queueId)).catch(() => undefined);
+      await this.eraseSpooled(spooled);
+    }
     return deleted;
   }
 
-  /** Deletes the rows of messages in the caller's transaction; unlink their files after it committed ({@link unlinkBodies}). */
+  /**
+   * Deletes the rows of messages in the caller's transaction; after it committed, unlink their
+   * files ({@link unlinkBodies}) and erase their spooled bodies ({@link spooledBodies} before this,
+   * then {@link eraseSpooled}).
+   */
   deleteRows(queueIds: readonly string[]): number {
     let n = 0;
     for (const id of queueIds) {
@@ -350,9 +406,31 @@ export class MessageStore {
     return n;
   }
 
-  /** Removes the spool segments no row refers to any more (see BodySpool.reclaim); returns how many. */
+  /** Where the spooled bodies of these messages are (synchronous SQL: read before deleting their rows). */
+  spooledBodies(queueIds: readonly string[]): SpooledBody[] {
+    const out: SpooledBody[] = [];
+    for (const id of queueIds) {
+      const row = this.bodyRow.get(id);
+      if (row !== undefined && row.spool_segment !== null && row.spool_offset !== null) out.push({ ref: { segment: row.spool_segment, offset: row.spool_offset }, size: row.size });
+    }
+    return out;
+  }
+
+  /** Overwrites the spool records of deleted messages with zeros (BodySpool.erase). */
+  async eraseSpooled(bodies: readonly SpooledBody[]): Promise<void> {
+    if (bodies.length > 0) await this.spool.erase(bodies);
+  }
+
+  /**
+   * Removes the spool segments no row refers to any more (see BodySpool.reclaim): before removing
+   * any, an empty commit makes what is committed durable (the WAL synced), deletes of other
+   * processes (the CLI) included. Returns how many were removed.
+   */
   reclaimSpool(): Promise<number> {
-    return this.spool.reclaim((segment) => this.segmentLive.get(segment) !== undefined);
+    return this.spool.reclaim(
+      (segment) => this.segmentLive.get(segment) !== undefined,
+      () => this.db.batch(() => undefined),
+    );
   }
 
   /** Closes the spool's descriptors (after its writes and syncs in flight). */
@@ -394,19 +472,23 @@ export class MessageStore {
  */
 class RecentBodies {
   private readonly entries = new Map<string, Uint8Array>();
+  /** The buffers held: one stored under two ids (a caller that enqueued it twice) is kept for the first only. */
+  private readonly held = new WeakSet<Uint8Array>();
   private bytes = 0;
 
   constructor(private readonly maxBytes: number) {}
 
   remember(queueId: string, body: Uint8Array): void {
-    if (body.byteLength > this.maxBytes) return;
+    // Its first reader may take its memory (the relay hands it to a wrap thread): never give it twice.
+    // (An empty one is not worth keeping, and a moved one looks empty.)
+    if (body.byteLength === 0 || body.byteLength > this.maxBytes || this.held.has(body)) return;
     this.forget(queueId);
     this.entries.set(queueId, body);
+    this.held.add(body);
     this.bytes += body.byteLength;
-    for (const [id, b] of this.entries) {
+    for (const [id] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(id);
-      this.bytes -= b.byteLength;
+      this.forget(id);
     }
   }
 
@@ -420,6 +502,7 @@ class RecentBodies {
     const b = this.entries.get(queueId);
     if (b === undefined) return;
     this.entries.delete(queueId);
+    this.held.delete(b);
     this.bytes -= b.byteLength;
   }
 }

@@ -74,7 +74,8 @@ export class QuarantineStore {
 
   /** Stores a raw inbound message and quarantines it, in one commit; returns its id. */
   async store(envelope: MessageEnvelope, raw: Uint8Array, reasonCode: string, detail: string): Promise<string> {
-    const prepared = await this.messages.writeBody(raw);
+    // A file of its own: kept until the operator deletes it, it must not hold a spool segment.
+    const prepared = await this.messages.writeBody(raw, { file: true });
     try {
       return await this.db.batch(() => {
         const stored = this.messages.insert(envelope, prepared);

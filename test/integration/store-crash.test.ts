@@ -101,7 +101,9 @@ describe('store durability under SIGKILL', () => {
         expect((await queue.body(id)).equals(crashBody(ack.seed)), `body of ${id} differs`).toBe(true);
       }
       // Whole or nothing, acknowledged or not: every stored message has its body (in the spool, or a
-      // file for the large ones) and its deliveries. A committed row's body was synced before the row.
+      // file for the large ones) and its deliveries. (A SIGKILL leaves the page cache: this checks
+      // what the process wrote and how the store recovers, not the fsyncs; that a row commits only
+      // after the sync covering its body is message-store.test.ts's.)
       const rows = db.sqlite
         .prepare<[], { queue_id: string; message_id: string; size: number; inline: number | null; spooled: number; n: number }>(
           `SELECT m.queue_id, m.message_id, m.size, length(m.body) AS inline, m.spool_segment IS NOT NULL AS spooled,
