@@ -4,6 +4,7 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, 
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { DEFAULTS } from '../gateway/config/schema.js';
@@ -895,26 +896,58 @@ export async function compareHop(
   return lines;
 }
 
-// `node dist/bench/e2e-bench.js [hop|full] [--match 10KB.20_sessions] [--scale X] [--cpu-prof DIR]`
-// prints the figures (--cpu-prof: the gateway processes run with `node --cpu-prof`).
-// `node dist/bench/e2e-bench.js --compare OTHER_CHECKOUT [--together] [--rounds N] [--match …] [--scale X]`:
-// A/B of the hop between this build and another checkout's (see compareHop; --together: side by
-// side at the same time, hopPair).
+const USAGE = `usage: node dist/bench/e2e-bench.js [hop|full] [--match NAME] [--scale X] [--cpu-prof DIR]
+       node dist/bench/e2e-bench.js --compare OTHER_CHECKOUT [--together] [--rounds N] [--match NAME] [--scale X]
+
+  hop|full        run only the sending hop or only the full path (default both)
+  --match NAME    only the loads whose name contains NAME (e.g. 100KB.20_sessions)
+  --scale X       multiply every load's message count by X (e.g. 0.5)
+  --cpu-prof DIR  run the gateway processes with node --cpu-prof, profiles into DIR
+  --compare DIR   A/B of the hop: this build against the build in another checkout DIR
+  --together      with --compare: both gateways side by side at the same time
+  --rounds N      with --compare: rounds per load (default 3)`;
+
+// Prints the figures; `npm run bench` runs the same loads and writes bench/results/latest.json.
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const args = process.argv.slice(2);
-  const opt = (flag: string): string | undefined => {
-    const i = args.indexOf(flag);
-    return i === -1 ? undefined : args[i + 1];
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine(process.argv.slice(2));
+  } catch (err) {
+    console.error(`e2e-bench: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const wrong = positionals.filter((p) => p !== 'hop' && p !== 'full');
+  const number = (flag: 'scale' | 'rounds'): number | undefined => {
+    const raw = values[flag];
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n <= 0) {
+      console.error(`e2e-bench: --${flag} takes a positive number, not ${JSON.stringify(raw)}\n${USAGE}`);
+      process.exit(2);
+    }
+    return n;
   };
-  const parts = args.filter((a): a is 'hop' | 'full' => a === 'hop' || a === 'full');
-  const profile = opt('--cpu-prof');
-  const other = opt('--compare');
+  if (wrong.length > 0) {
+    console.error(`e2e-bench: unknown part ${JSON.stringify(wrong[0])} (hop or full)\n${USAGE}`);
+    process.exit(2);
+  }
+  const parts = positionals as ('hop' | 'full')[];
+  const scale = number('scale');
+  const rounds = number('rounds');
+  const match = values.match;
+  const profile = values['cpu-prof'];
+  const other = values.compare;
   if (other !== undefined) {
     const lines = await compareHop(other, {
-      ...(opt('--match') ? { match: opt('--match') } : {}),
-      ...(opt('--scale') ? { scale: Number(opt('--scale')) } : {}),
-      ...(opt('--rounds') ? { rounds: Number(opt('--rounds')) } : {}),
-      together: args.includes('--together'),
+      ...(match !== undefined ? { match } : {}),
+      ...(scale !== undefined ? { scale } : {}),
+      ...(rounds !== undefined ? { rounds } : {}),
+      together: values.together === true,
     });
     for (const line of lines) console.log(line);
     process.exit(0);
@@ -922,8 +955,8 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   const result = await benchE2e({
     verbose: true,
     ...(parts.length ? { only: parts } : {}),
-    ...(opt('--scale') ? { scale: Number(opt('--scale')) } : {}),
-    ...(opt('--match') ? { match: opt('--match') } : {}),
+    ...(scale !== undefined ? { scale } : {}),
+    ...(match !== undefined ? { match } : {}),
     ...(profile ? { cpuProfileDir: profile } : {}),
   });
   if ('skipped' in result) console.log(`e2e: skipped: ${result.skipped}`);
@@ -933,4 +966,21 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
       console.log(`${f.name.padEnd(48)} ${f.value.toFixed(2).padStart(10)} ${f.unit}${ref}${f.pass === null ? '' : f.pass ? '  ok' : '  MISSED'}`);
     }
   }
+}
+
+function parseCommandLine(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      match: { type: 'string' },
+      scale: { type: 'string' },
+      'cpu-prof': { type: 'string' },
+      compare: { type: 'string' },
+      together: { type: 'boolean' },
+      rounds: { type: 'string' },
+    },
+  });
 }
