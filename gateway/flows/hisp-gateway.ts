@@ -117,7 +117,9 @@ export class HispGateway {
       lock.release();
       throw err;
     }
-    const queue = new SqliteQueue(db);
+    const queue = new SqliteQueue(db, {
+      onEraseFailure: (err) => logger.warn({ err: describeError(err) }, 'could not overwrite the stored body of a deleted message: it stays until its spool segment is removed'),
+    });
     const ctx: Omit<GatewayContext, 'wake' | 'claimRelay'> = {
       config,
       registry,

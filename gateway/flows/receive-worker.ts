@@ -11,6 +11,7 @@ import type { DsnRecipient } from '../queue/dsn.js';
 import type { Delivery, RemoteReply } from '../queue/outbound-queue.js';
 import { replyForError } from '../smtp/reply-mapping.js';
 import { receivedField } from '../smtp/received-field.js';
+import { maybeCommitted } from '../store/commit-batcher.js';
 import type { StoredMessage } from '../store/message-store.js';
 import type { MdnKind, MdnRecordResult } from '../store/tracking-store.js';
 import type { GatewayContext } from './gateway-context.js';
@@ -191,14 +192,20 @@ export class ReceiveWorker {
       log.warn({ err: describeError(err) }, 'cannot set the quarantined message aside as a file: it stays in the spool');
       return undefined;
     });
-    await this.ctx.db.batch(() => {
-      aside?.commit();
-      this.ctx.quarantine.add(message.queueId, code, detail);
-      this.ctx.queue.deliveries.fail(d, replyForError(err), this.ctx.now());
-      this.ctx.queue.markDsnQueued([d.id]); // the receive side answers with MDNs, never DSNs
-      this.forget(message, d);
-    });
-    await aside?.after().catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot erase the spooled copy of a quarantined message'));
+    try {
+      await this.ctx.db.batch(() => {
+        aside?.commit();
+        this.ctx.quarantine.add(message.queueId, code, detail);
+        this.ctx.queue.deliveries.fail(d, replyForError(err), this.ctx.now());
+        this.ctx.queue.markDsnQueued([d.id]); // the receive side answers with MDNs, never DSNs
+        this.forget(message, d);
+      });
+    } catch (batchErr) {
+      // Not quarantined: the file copy goes, unless the commit may be on disk (its sync failed).
+      await aside?.abandon(!maybeCommitted(batchErr));
+      throw batchErr;
+    }
+    await aside?.after();
   }
 
   private async applyPlainDsn(raw: Buffer, log: Logger): Promise<void> {

@@ -1,3 +1,4 @@
+import { maybeCommitted } from '../store/commit-batcher.js';
 import type { HispDatabase } from '../store/database.js';
 import { MessageStore, type MessageDirection, type MessageEnvelope, type PreparedBody, type StoredMessage } from '../store/message-store.js';
 import { DeliveryTable, matchesListState } from './delivery-table.js';
@@ -17,6 +18,8 @@ export interface SqliteQueueOptions {
   now?: () => number;
   /** Default: a MessageStore on the same database and clock. */
   messages?: MessageStore;
+  /** Passed to the default MessageStore (see MessageStoreOptions.onEraseFailure). */
+  onEraseFailure?: (err: unknown) => void;
 }
 
 export interface EnqueueOptions {
@@ -53,7 +56,7 @@ export class SqliteQueue implements OutboundQueue {
     options: SqliteQueueOptions = {},
   ) {
     this.now = options.now ?? Date.now;
-    this.messages = options.messages ?? new MessageStore(db, { now: this.now });
+    this.messages = options.messages ?? new MessageStore(db, { now: this.now, ...(options.onEraseFailure ? { onEraseFailure: options.onEraseFailure } : {}) });
     this.deliveries = new DeliveryTable(db.sqlite);
   }
 
@@ -76,7 +79,7 @@ export class SqliteQueue implements OutboundQueue {
         return stored.queueId;
       });
     } catch (err) {
-      await this.messages.discard(prepared);
+      if (!maybeCommitted(err)) await this.messages.discard(prepared);
       throw err;
     }
   }
@@ -95,7 +98,7 @@ export class SqliteQueue implements OutboundQueue {
         return { message, deliveries };
       });
     } catch (err) {
-      await this.messages.discard(prepared);
+      if (!maybeCommitted(err)) await this.messages.discard(prepared);
       throw err;
     }
   }
@@ -116,7 +119,7 @@ export class SqliteQueue implements OutboundQueue {
         return this.insert(envelope, prepared, recipients).queueId;
       });
     } catch (err) {
-      await this.messages.discard(prepared);
+      if (!maybeCommitted(err)) await this.messages.discard(prepared);
       throw err;
     }
     if (queueId === undefined) await this.messages.discard(prepared);
@@ -131,7 +134,7 @@ export class SqliteQueue implements OutboundQueue {
       if (failed !== undefined) throw failed.reason;
       return await this.db.batch(() => items.map((item, i) => this.insert(item.envelope, prepared[i] as PreparedBody).queueId));
     } catch (err) {
-      await Promise.all(prepared.map((p) => this.messages.discard(p)));
+      if (!maybeCommitted(err)) await Promise.all(prepared.map((p) => this.messages.discard(p)));
       throw err;
     }
   }
@@ -232,8 +235,10 @@ export class SqliteQueue implements OutboundQueue {
       return { rows, spooled };
     });
     // Inline bodies went with their rows; files are removed, spooled bodies overwritten (their
-    // segment goes once none refers to it, reclaimSpool).
-    await this.messages.unlinkBodies(ids.rows.filter((r) => r.in_file === 1).map((r) => r.queue_id));
+    // segment goes once none refers to it, reclaimSpool). A spooled message may have a file too:
+    // the copy of a quarantine set-aside cut short by a crash (MessageStore.setAside).
+    const spooledIds = new Set(ids.spooled.map((b) => b.queueId));
+    await this.messages.unlinkBodies(ids.rows.filter((r) => r.in_file === 1 || spooledIds.has(r.queue_id)).map((r) => r.queue_id));
     await this.messages.eraseSpooled(ids.spooled);
     return ids.rows.length;
   }

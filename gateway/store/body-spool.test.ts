@@ -145,12 +145,37 @@ describe('BodySpool', () => {
     const b = await s.append('q2', body(70_000, 0x42));
     const c = await s.append('q3', body(10, 0x43));
     const before = synced.length;
-    expect(await s.erase([{ ref: b, size: 70_000 }, { ref: a, size: 100 }, { ref: { segment: 9, offset: 0 }, size: 10 }])).toBe(2);
+    expect(
+      await s.erase([
+        { ref: b, size: 70_000, queueId: 'q2' },
+        { ref: a, size: 100, queueId: 'q1' },
+        { ref: { segment: 9, offset: 0 }, size: 10, queueId: 'q9' },
+      ]),
+    ).toBe(2);
     expect(synced.length).toBe(before + 1);
     const file = readFileSync(s.segmentPath(1));
     expect(file.subarray(0, c.offset).every((x) => x === 0)).toBe(true);
     await expect(s.read(b, 'q2', 70_000)).rejects.toThrow(/missing or damaged/);
     expect(await s.read(c, 'q3', 10)).toEqual(body(10, 0x43));
+    // Erased already: nothing written, nothing synced.
+    expect(await s.erase([{ ref: a, size: 100, queueId: 'q1' }])).toBe(0);
+    expect(synced.length).toBe(before + 1);
+  });
+
+  it('erase() leaves a record alone unless its header names that message and size (a stale reference never zeroes another body)', async () => {
+    const s = spool();
+    const a = await s.append('q1', body(100, 0x41));
+    const b = await s.append('q2', body(200, 0x42));
+    // Another queue id, another size, an offset inside a record: all refused.
+    expect(
+      await s.erase([
+        { ref: a, size: 100, queueId: 'q-other' },
+        { ref: b, size: 199, queueId: 'q2' },
+        { ref: { segment: a.segment, offset: a.offset + 8 }, size: 100, queueId: 'q1' },
+      ]),
+    ).toBe(0);
+    expect(await s.read(a, 'q1', 100)).toEqual(body(100, 0x41));
+    expect(await s.read(b, 'q2', 200)).toEqual(body(200, 0x42));
   });
 
   it('close() waits for the writes in flight and refuses appends afterwards', async () => {

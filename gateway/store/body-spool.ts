@@ -12,6 +12,13 @@ export interface SpoolRef {
   readonly offset: number;
 }
 
+/** A stored record: where, how many octets of body, and whose (checked against its header). */
+export interface SpoolRecord {
+  readonly ref: SpoolRef;
+  readonly size: number;
+  readonly queueId: string;
+}
+
 export interface BodySpoolOptions {
   /** A segment is closed for writing once the next record would take it past this. Default 64 MiB. */
   segmentBytes?: number;
@@ -135,8 +142,9 @@ function ioError(what: string, err: unknown, transient = true): HispError {
  * row always has its body, whatever the moment of a crash. The fdatasync is shared by every append
  * that arrives while one runs ({@link GroupSync}); the WAL's own sync, which follows, is then small.
  *
- * Records are never changed in place. A process appends only to segments it created (the tail of a
- * segment from before a crash may hold half a record that no row refers to). A segment is removed
+ * A record is never changed in place except to be erased ({@link erase}: zeros over a deleted
+ * message's body). A process appends only to segments it created (the tail of a segment from
+ * before a crash may hold half a record that no row refers to). A segment is removed
  * by {@link reclaim} once no row refers to it any more.
  */
 export class BodySpool {
@@ -278,11 +286,14 @@ export class BodySpool {
 
   /**
    * Overwrites records with zeros and syncs them: the bodies of deleted messages do not stay on
-   * disk until their whole segment goes (PHI kept no longer than its message). A record whose
-   * segment is gone is skipped. Returns how many were erased.
+   * disk until their whole segment goes (PHI kept no longer than its message). Only a record whose
+   * header is still the one {@link append} wrote for that queue id and size is overwritten, so a
+   * stale reference (a segment number used again after a reclaim) can never zero another message.
+   * A record whose segment is gone, or that is erased already, is skipped. Returns how many were
+   * erased.
    */
-  async erase(records: readonly { ref: SpoolRef; size: number }[]): Promise<number> {
-    const bySegment = new Map<number, { ref: SpoolRef; size: number }[]>();
+  async erase(records: readonly SpoolRecord[]): Promise<number> {
+    const bySegment = new Map<number, SpoolRecord[]>();
     for (const r of records) {
       const list = bySegment.get(r.ref.segment) ?? [];
       list.push(r);
@@ -292,20 +303,26 @@ export class BodySpool {
     for (const [segment, list] of bySegment) {
       let fd: number;
       try {
-        fd = await new Promise<number>((resolve, reject) => open(this.segmentPath(segment), constants.O_WRONLY, (err, d) => (err ? reject(err) : resolve(d))));
+        fd = await new Promise<number>((resolve, reject) => open(this.segmentPath(segment), constants.O_RDWR, (err, d) => (err ? reject(err) : resolve(d))));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw ioError(`cannot erase bodies in ${this.segmentPath(segment)}`, err);
       }
       try {
-        for (const { ref, size } of list) {
+        let wrote = false;
+        const header = Buffer.alloc(SPOOL_RECORD_HEADER_BYTES);
+        for (const { ref, size, queueId } of list) {
+          header.fill(0);
+          const got = await readRecord(fd, header, Buffer.alloc(0), ref.offset);
+          if (got !== SPOOL_RECORD_HEADER_BYTES || header.readUInt32BE(0) !== MAGIC || header.readUInt32BE(4) !== size || header.readUInt32BE(8) !== crc32(queueId)) continue;
           const length = SPOOL_RECORD_HEADER_BYTES + size;
           for (let at = 0; at < length; at += ZEROS.length) {
             await writeAll(fd, [ZEROS.subarray(0, Math.min(ZEROS.length, length - at))], ref.offset + at);
           }
+          wrote = true;
           erased++;
         }
-        await fdatasyncAsync(this.fdatasync, fd);
+        if (wrote) await fdatasyncAsync(this.fdatasync, fd);
       } catch (err) {
         throw ioError(`cannot erase bodies in ${this.segmentPath(segment)}`, err);
       } finally {
@@ -392,6 +409,10 @@ export class BodySpool {
     }
     if (notOpened !== undefined) {
       this.newSegmentSinceSync ||= directory;
+      // The segments themselves were synced: a sealed one is done with, whatever the directory.
+      // A new segment's name is synced by the next sync (newSegmentSinceSync), before anything
+      // that waits on it is answered.
+      for (const s of segments) this.closeIfDone(s);
       throw ioError(`cannot open ${this.dir} to sync it`, notOpened);
     }
     if (parent) this.parentUnsynced = false;

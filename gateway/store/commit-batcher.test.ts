@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HispError } from '../core/errors.js';
-import { CommitBatcher } from './commit-batcher.js';
+import { CommitBatcher, maybeCommitted } from './commit-batcher.js';
 
 let dir: string;
 let writer: BetterSqlite3.Database;
@@ -91,6 +91,8 @@ describe('CommitBatcher', () => {
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
     expect(((results[0] as PromiseRejectedResult).reason as HispError).code).toBe('HISP_IO');
     expect(committed()).toBe(0);
+    // Nothing committed: what the rows would have referred to may be removed.
+    for (const r of results) expect(maybeCommitted((r as PromiseRejectedResult).reason)).toBe(false);
   });
 
   it('refuses an async operation (it would commit before its awaits), rolling back what it wrote', async () => {
@@ -212,6 +214,9 @@ describe('CommitBatcher', () => {
       const refused = (await waiting.catch((e: unknown) => e)) as HispError;
       expect(refused.code).toBe('HISP_IO');
       expect(refused.message).toMatch(/until hisp restarts/);
+      // The first batch did commit (it may be on disk after a restart); the second never ran.
+      expect(maybeCommitted(err)).toBe(true);
+      expect(maybeCommitted(refused)).toBe(false);
       await expect(batcher.run(insert(3))).rejects.toMatchObject({ code: 'HISP_IO' });
       expect(sync.calls).toBe(1);
       expect(failures.map((e) => e.message)).toEqual(['EIO: i/o error, fdatasync']);

@@ -34,6 +34,19 @@ interface Pending {
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
+/** The errors of batches that committed but whose log sync failed (see {@link maybeCommitted}). */
+const COMMITTED_UNSYNCED = new WeakSet<object>();
+
+/**
+ * True when `err` rejected an operation whose transaction did commit, though its log sync failed:
+ * the rows may be on disk after a restart, so what they refer to (a body file, a spool record)
+ * must not be removed. False for every other failure (the operation's own error, a failed BEGIN or
+ * COMMIT, an operation refused after an earlier sync failure): nothing of it was committed.
+ */
+export function maybeCommitted(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && COMMITTED_UNSYNCED.has(err);
+}
+
 /** Settles a committed batch once its log sync ended (`null`: durable). */
 type Settle = (syncError: Error | null) => void;
 
@@ -222,6 +235,7 @@ export class CommitBatcher {
           transient: true,
           cause: syncError,
         });
+        COMMITTED_UNSYNCED.add(failure);
         for (const item of batch) item.reject(failure);
         return;
       }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HispError } from '../core/errors.js';
+import { CommitBatcher } from './commit-batcher.js';
 import { HispDatabase } from './database.js';
 import { MessageStore, normalizeMessageId, type MessageEnvelope } from './message-store.js';
 
@@ -204,6 +205,48 @@ describe('MessageStore', () => {
     expect(await store.delete(stored.queueId)).toBe(true);
     expect(readFileSync(segment).includes(body)).toBe(false);
     expect(readFileSync(segment).every((x) => x === 0)).toBe(true);
+  });
+
+  it('a spooled body whose row fails to commit is overwritten; one whose commit may be on disk (its log sync failed) is kept', async () => {
+    db.sqlite
+      .prepare("INSERT INTO messages (queue_id, direction, mail_from, rcpt_to, received_at, size) VALUES ('taken', 'outbound', '', '[]', 0, 0)")
+      .run();
+    const clashing = new MessageStore(db, { newId: () => 'taken' });
+    await expect(clashing.put(envelope, body)).rejects.toMatchObject({ code: 'HISP_IO' });
+    const segment = join(dir, 'spool', '0000000001.spool');
+    expect(readFileSync(segment).includes(body)).toBe(false);
+    await clashing.close();
+
+    // The same store over a group commit whose WAL sync fails: the row is committed (it may survive
+    // a crash), so its body must stay where the row says.
+    let n = 0;
+    const failingSync = new CommitBatcher(db.sqlite, { syncLog: (done) => done(new Error('EIO: i/o error, fdatasync')) });
+    const view = Object.create(db, { batch: { value: <T>(op: () => T) => failingSync.run(op) } }) as HispDatabase;
+    const unsynced = new MessageStore(view, { newId: () => `unsynced${++n}` });
+    await expect(unsynced.put(envelope, body)).rejects.toMatchObject({ code: 'HISP_IO' });
+    expect(db.sqlite.prepare("SELECT count(*) FROM messages WHERE queue_id = 'unsynced1'").pluck().get()).toBe(1);
+    expect(await store.readBody('unsynced1')).toEqual(body);
+    await unsynced.close();
+  });
+
+  it('setAside() writes over a leftover file of an attempt cut short, gives one caller at a time the set-aside, and abandon() removes the copy', async () => {
+    const stored = await store.put(envelope, body);
+    writeFileSync(store.bodyPath(stored.queueId), 'half a copy from before a crash');
+    const aside = await store.setAside(stored.queueId, body);
+    expect(aside).toBeDefined();
+    expect(readFileSync(store.bodyPath(stored.queueId))).toEqual(body);
+    // A second recipient refused meanwhile: the first caller does it.
+    expect(await store.setAside(stored.queueId, body)).toBeUndefined();
+    // The quarantine commit failed (nothing committed): the copy goes, the body stays spooled.
+    await aside!.abandon(true);
+    expect(existsSync(store.bodyPath(stored.queueId))).toBe(false);
+    expect(await new MessageStore(db).readBody(stored.queueId)).toEqual(body);
+    // And it can be set aside again.
+    const again = await store.setAside(stored.queueId, body);
+    await db.batch(() => again!.commit());
+    await again!.after();
+    expect(readFileSync(join(dir, 'spool', '0000000001.spool')).includes(body)).toBe(false);
+    expect(await new MessageStore(db).readBody(stored.queueId)).toEqual(body);
   });
 
   it('setAside() moves a spooled body to a file of its own (a quarantined message), and erases the spooled copy after the commit', async () => {

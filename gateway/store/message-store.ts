@@ -4,7 +4,8 @@ import { readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { HispError, isHispError } from '../core/errors.js';
-import { BodySpool, type BodySpoolOptions, type SpoolRef } from './body-spool.js';
+import { BodySpool, type BodySpoolOptions, type SpoolRecord, type SpoolRef } from './body-spool.js';
+import { maybeCommitted } from './commit-batcher.js';
 import type { HispDatabase } from './database.js';
 import { DirectorySync } from './directory-sync.js';
 
@@ -69,6 +70,11 @@ export interface MessageStoreOptions {
   spool?: Omit<BodySpoolOptions, 'onSyncFailure'>;
   /** Bytes of recently stored bodies kept in memory for their first reader; default 16 MiB. */
   recentBytes?: number;
+  /**
+   * Told when the spooled body of a deleted (or never committed) message could not be overwritten:
+   * the deletion stands, the bytes stay until their segment is reclaimed. Default: ignored.
+   */
+  onEraseFailure?: (err: unknown) => void;
 }
 
 interface MessageRow {
@@ -83,11 +89,8 @@ interface MessageRow {
   meta: string | null;
 }
 
-/** A body in the spool: its record and its size. */
-export interface SpooledBody {
-  ref: SpoolRef;
-  size: number;
-}
+/** A body in the spool: its record, its size and its message. */
+export type SpooledBody = SpoolRecord;
 
 interface BodyRow {
   body: Buffer | null;
@@ -114,6 +117,8 @@ const writeAsync = (fd: number, data: Uint8Array, offset: number, length: number
  * separate fsync call, one thread-pool round trip less per message.
  */
 const CREATE_DURABLE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC;
+/** For a file no row refers to yet whose name may be taken by a leftover (see MessageStore.setAside). */
+const REPLACE_DURABLE = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DSYNC;
 
 /** Queue ids become file names: only this alphabet, whatever an operator types. */
 const SAFE_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -170,6 +175,9 @@ export class MessageStore {
   private readonly existsRow;
   private readonly segmentLive;
   private readonly unspoolRow;
+  private readonly onEraseFailure: (err: unknown) => void;
+  /** Queue ids whose body is being set aside as a file now (setAside until commit or abandon). */
+  private readonly settingAside = new Set<string>();
 
   constructor(
     private readonly db: HispDatabase,
@@ -188,6 +196,7 @@ export class MessageStore {
       onSyncFailure: (err) => db.syncFailed(err),
     });
     this.recent = new RecentBodies(options.recentBytes ?? 16 * 1024 * 1024);
+    this.onEraseFailure = options.onEraseFailure ?? (() => undefined);
     const sql = db.sqlite;
     this.insertRow = sql.prepare<
       [string, string, string, string, string | null, string | null, number, number, string | null, Uint8Array | null, number | null, number | null]
@@ -240,12 +249,15 @@ export class MessageStore {
     }
   }
 
-  /** `<queueId>.eml`, created exclusively with O_DSYNC, its directory fsynced: durable on return. */
-  private async writeFile(queueId: string, body: Uint8Array): Promise<void> {
+  /**
+   * `<queueId>.eml`, created exclusively with O_DSYNC, its directory fsynced: durable on return.
+   * `replace`: a file of that name is overwritten (only for a name no committed row refers to).
+   */
+  private async writeFile(queueId: string, body: Uint8Array, replace = false): Promise<void> {
     const path = this.bodyPath(queueId);
     let fd: number;
     try {
-      fd = await openAsync(path, CREATE_DURABLE, 0o600);
+      fd = await openAsync(path, replace ? REPLACE_DURABLE : CREATE_DURABLE, 0o600);
     } catch (err) {
       throw ioError(`cannot create ${path}`, err);
     }
@@ -266,30 +278,48 @@ export class MessageStore {
    * which would otherwise hold its spool segment, and the bodies around it, for as long. `body` is
    * the message's stored body. Writes the file durably now; `commit` (synchronous SQL, in the
    * commit that quarantines) points the row at it; `after` erases the spool record once that
-   * commit is durable. Undefined when the body is not in the spool.
+   * commit is durable; `abandon` when that commit failed (`unlink`: nothing of it was committed,
+   * see maybeCommitted, so the file goes). Undefined when the body is not in the spool, or is being
+   * set aside by another call already (a second recipient of the same message).
    */
-  async setAside(queueId: string, body: Uint8Array): Promise<{ commit(): void; after(): Promise<void> } | undefined> {
+  async setAside(queueId: string, body: Uint8Array): Promise<{ commit(): void; after(): Promise<void>; abandon(unlink: boolean): Promise<void> } | undefined> {
     const row = this.bodyRow.get(queueId);
-    if (row === undefined || row.spool_segment === null || row.spool_offset === null) return undefined;
-    const ref = { segment: row.spool_segment, offset: row.spool_offset };
-    const size = row.size;
+    if (row === undefined || row.spool_segment === null || row.spool_offset === null || this.settingAside.has(queueId)) return undefined;
+    const record: SpoolRecord = { ref: { segment: row.spool_segment, offset: row.spool_offset }, size: row.size, queueId };
+    this.settingAside.add(queueId);
     try {
-      await this.writeFile(queueId, body);
+      // The row still refers to the spool, so a file of this name is a leftover (a crash, or an
+      // earlier attempt whose commit failed): written over, not taken for this message's copy.
+      await this.writeFile(queueId, body, true);
     } catch (err) {
-      // Set aside already (a refusal for another recipient of the message got here first).
-      if (isHispError(err) && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'EEXIST') return undefined;
+      this.settingAside.delete(queueId);
       throw err;
     }
     return {
-      commit: () => void this.unspoolRow.run(queueId, ref.segment, ref.offset),
-      after: async () => void (await this.spool.erase([{ ref, size }])),
+      commit: () => {
+        this.settingAside.delete(queueId);
+        this.unspoolRow.run(queueId, record.ref.segment, record.ref.offset);
+      },
+      after: () => this.eraseSpooled([record]),
+      abandon: async (remove) => {
+        this.settingAside.delete(queueId);
+        if (remove) await unlink(this.bodyPath(queueId)).catch(() => undefined);
+      },
     };
   }
 
-  /** Removes a prepared body whose row was not committed (a spooled one goes with its segment). */
+  /**
+   * Removes a prepared body whose row was not committed: its file, or its spool record overwritten
+   * (the segment itself goes once no row refers to it). Never throws. Not for a row that may have
+   * committed (maybeCommitted): a restart could find it without its body.
+   */
   async discard(prepared: PreparedBody): Promise<void> {
     this.recent.forget(prepared.queueId);
-    if (prepared.inline !== undefined || prepared.spool !== undefined) return;
+    if (prepared.inline !== undefined) return;
+    if (prepared.spool !== undefined) {
+      await this.eraseSpooled([{ ref: prepared.spool, size: prepared.size, queueId: prepared.queueId }]);
+      return;
+    }
     await unlink(this.bodyPath(prepared.queueId)).catch(() => undefined);
   }
 
@@ -333,7 +363,7 @@ export class MessageStore {
     try {
       return await this.db.batch(() => this.insert(envelope, prepared));
     } catch (err) {
-      await this.discard(prepared);
+      if (!maybeCommitted(err)) await this.discard(prepared);
       throw err;
     }
   }
@@ -387,7 +417,7 @@ export class MessageStore {
     });
     if (deleted) {
       await unlink(this.bodyPath(queueId)).catch(() => undefined);
-      await this.eraseSpooled(spooled);
+      await this.eraseSpooled(spooled); // deleted even when this fails (onEraseFailure)
     }
     return deleted;
   }
@@ -411,14 +441,23 @@ export class MessageStore {
     const out: SpooledBody[] = [];
     for (const id of queueIds) {
       const row = this.bodyRow.get(id);
-      if (row !== undefined && row.spool_segment !== null && row.spool_offset !== null) out.push({ ref: { segment: row.spool_segment, offset: row.spool_offset }, size: row.size });
+      if (row !== undefined && row.spool_segment !== null && row.spool_offset !== null) out.push({ ref: { segment: row.spool_segment, offset: row.spool_offset }, size: row.size, queueId: id });
     }
     return out;
   }
 
-  /** Overwrites the spool records of deleted messages with zeros (BodySpool.erase). */
+  /**
+   * Overwrites the spool records of deleted messages with zeros (BodySpool.erase). Never throws:
+   * the messages are deleted whatever happens here; a failure goes to onEraseFailure and the bytes
+   * stay until their segment is reclaimed.
+   */
   async eraseSpooled(bodies: readonly SpooledBody[]): Promise<void> {
-    if (bodies.length > 0) await this.spool.erase(bodies);
+    if (bodies.length === 0) return;
+    try {
+      await this.spool.erase(bodies);
+    } catch (err) {
+      this.onEraseFailure(err);
+    }
   }
 
   /**

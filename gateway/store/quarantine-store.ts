@@ -1,4 +1,5 @@
 import { HispError } from '../core/errors.js';
+import { maybeCommitted } from './commit-batcher.js';
 import type { HispDatabase } from './database.js';
 import type { MessageEnvelope, MessageStore, StoredMessage } from './message-store.js';
 
@@ -83,7 +84,7 @@ export class QuarantineStore {
         return stored.queueId;
       });
     } catch (err) {
-      await this.messages.discard(prepared);
+      if (!maybeCommitted(err)) await this.messages.discard(prepared);
       throw err;
     }
   }
