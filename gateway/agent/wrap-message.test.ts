@@ -15,7 +15,7 @@ describe('wrapMessage: canonical line ends (RFC 5751 §3.1.1)', () => {
     expect(opened.message.toString('latin1')).toBe(`${head}line one\r\nline two\r\nline three\r\n`);
   });
 
-  it('with `canonical` (a message an SMTP edge checked) signs the same bytes without scanning for them', () => {
+  it('with `canonical` (a message an SMTP edge checked) signs the same bytes as without it', () => {
     const crlf = Buffer.from(`${head}line one\r\nline two\r\n`);
     const opened = unwrapMessage(wrapMessage(crlf, { ...options, canonical: true }).message, { credentials: [credential] });
     expect(opened.message.equals(crlf)).toBe(true);

@@ -344,9 +344,9 @@ export class HispGateway {
   }
 
   /**
-   * The store could not make its writes durable (the WAL or the body spool): nothing may be acknowledged any more (the store
-   * already refuses every write, so SMTP clients hear 451), so the gateway stops; a restart recovers
-   * from what is on disk. `stopped` resolves and `fatalError` tells why.
+   * The store could not make its writes durable (the WAL or the body spool): nothing may be
+   * acknowledged any more (the store already refuses every write, so SMTP clients hear 451), so the
+   * gateway stops; a restart recovers from what is on disk. `stopped` resolves and `fatalError` tells why.
    */
   fatal(err: Error): void {
     if (this.fatalError) return;

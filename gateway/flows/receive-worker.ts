@@ -11,7 +11,6 @@ import type { DsnRecipient } from '../queue/dsn.js';
 import type { Delivery, RemoteReply } from '../queue/outbound-queue.js';
 import { replyForError } from '../smtp/reply-mapping.js';
 import { receivedField } from '../smtp/received-field.js';
-import { maybeCommitted } from '../store/commit-batcher.js';
 import type { StoredMessage } from '../store/message-store.js';
 import type { MdnKind, MdnRecordResult } from '../store/tracking-store.js';
 import type { GatewayContext } from './gateway-context.js';
@@ -201,8 +200,8 @@ export class ReceiveWorker {
         this.forget(message, d);
       });
     } catch (batchErr) {
-      // Not quarantined: the file copy goes, unless the commit may be on disk (its sync failed).
-      await aside?.abandon(!maybeCommitted(batchErr));
+      // Not quarantined: the file copy goes (unless the commit may be on disk after all).
+      await aside?.abandon(batchErr);
       throw batchErr;
     }
     await aside?.after();

@@ -1,4 +1,3 @@
-import { maybeCommitted } from '../store/commit-batcher.js';
 import type { HispDatabase } from '../store/database.js';
 import { MessageStore, type MessageDirection, type MessageEnvelope, type PreparedBody, type StoredMessage } from '../store/message-store.js';
 import { DeliveryTable, matchesListState } from './delivery-table.js';
@@ -72,16 +71,13 @@ export class SqliteQueue implements OutboundQueue {
 
   async enqueue(envelope: MessageEnvelope, body: Uint8Array, options: EnqueueOptions = {}): Promise<QueueId> {
     const prepared = await this.messages.writeBody(body);
-    try {
-      return await this.db.batch(() => {
+    return this.messages.commitOrDiscard([prepared], () =>
+      this.db.batch(() => {
         const stored = this.insert(envelope, prepared, options.deliverTo);
         options.withinCommit?.(stored);
         return stored.queueId;
-      });
-    } catch (err) {
-      if (!maybeCommitted(err)) await this.messages.discard(prepared);
-      throw err;
-    }
+      }),
+    );
   }
 
   /**
@@ -91,16 +87,13 @@ export class SqliteQueue implements OutboundQueue {
    */
   async enqueueLeased(envelope: MessageEnvelope, body: Uint8Array, owner: string, leaseMs: number): Promise<{ message: StoredMessage; deliveries: Delivery[] }> {
     const prepared = await this.messages.writeBody(body);
-    try {
-      return await this.db.batch(() => {
+    return this.messages.commitOrDiscard([prepared], () =>
+      this.db.batch(() => {
         const message = this.messages.insert(envelope, prepared);
         const deliveries = this.deliveries.insertLeased(message, envelope.recipients, owner, this.now() + Math.max(1, Math.floor(leaseMs)));
         return { message, deliveries };
-      });
-    } catch (err) {
-      if (!maybeCommitted(err)) await this.messages.discard(prepared);
-      throw err;
-    }
+      }),
+    );
   }
 
   /**
@@ -111,17 +104,13 @@ export class SqliteQueue implements OutboundQueue {
    */
   async enqueueWhen(envelope: MessageEnvelope, body: Uint8Array, decide: () => readonly string[] | false): Promise<QueueId | undefined> {
     const prepared = await this.messages.writeBody(body);
-    let queueId: QueueId | undefined;
-    try {
-      queueId = await this.db.batch(() => {
+    const queueId = await this.messages.commitOrDiscard([prepared], () =>
+      this.db.batch(() => {
         const recipients = decide();
         if (recipients === false || recipients.length === 0) return undefined;
         return this.insert(envelope, prepared, recipients).queueId;
-      });
-    } catch (err) {
-      if (!maybeCommitted(err)) await this.messages.discard(prepared);
-      throw err;
-    }
+      }),
+    );
     if (queueId === undefined) await this.messages.discard(prepared);
     return queueId;
   }
@@ -130,13 +119,10 @@ export class SqliteQueue implements OutboundQueue {
     const settled = await Promise.allSettled(items.map((item) => this.messages.writeBody(item.body)));
     const prepared = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    try {
+    return this.messages.commitOrDiscard(prepared, async () => {
       if (failed !== undefined) throw failed.reason;
-      return await this.db.batch(() => items.map((item, i) => this.insert(item.envelope, prepared[i] as PreparedBody).queueId));
-    } catch (err) {
-      if (!maybeCommitted(err)) await Promise.all(prepared.map((p) => this.messages.discard(p)));
-      throw err;
-    }
+      return this.db.batch(() => items.map((item, i) => this.insert(item.envelope, prepared[i] as PreparedBody).queueId));
+    });
   }
 
   /** Outbound deliveries by default; the local delivery of received messages leases `'inbound'` ones. */

@@ -407,16 +407,14 @@ export class BodySpool {
     } finally {
       for (const s of segments) s.syncing--;
     }
+    // The segments were synced: a sealed one is done with, whatever became of the directories.
+    for (const s of segments) this.closeIfDone(s);
     if (notOpened !== undefined) {
+      // A new segment's name is synced by the next sync, before anything that waits on it is answered.
       this.newSegmentSinceSync ||= directory;
-      // The segments themselves were synced: a sealed one is done with, whatever the directory.
-      // A new segment's name is synced by the next sync (newSegmentSinceSync), before anything
-      // that waits on it is answered.
-      for (const s of segments) this.closeIfDone(s);
       throw ioError(`cannot open ${this.dir} to sync it`, notOpened);
     }
     if (parent) this.parentUnsynced = false;
-    for (const s of segments) this.closeIfDone(s);
   }
 
   /** Closes a sealed segment's write descriptor once nothing is in flight or unsynced there. */

@@ -238,7 +238,7 @@ describe('MessageStore', () => {
     // A second recipient refused meanwhile: the first caller does it.
     expect(await store.setAside(stored.queueId, body)).toBeUndefined();
     // The quarantine commit failed (nothing committed): the copy goes, the body stays spooled.
-    await aside!.abandon(true);
+    await aside!.abandon(new Error('the quarantine commit failed'));
     expect(existsSync(store.bodyPath(stored.queueId))).toBe(false);
     expect(await new MessageStore(db).readBody(stored.queueId)).toEqual(body);
     // And it can be set aside again.

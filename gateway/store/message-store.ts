@@ -89,9 +89,6 @@ interface MessageRow {
   meta: string | null;
 }
 
-/** A body in the spool: its record, its size and its message. */
-export type SpooledBody = SpoolRecord;
-
 interface BodyRow {
   body: Buffer | null;
   spool_segment: number | null;
@@ -278,14 +275,13 @@ export class MessageStore {
    * which would otherwise hold its spool segment, and the bodies around it, for as long. `body` is
    * the message's stored body. Writes the file durably now; `commit` (synchronous SQL, in the
    * commit that quarantines) points the row at it; `after` erases the spool record once that
-   * commit is durable; `abandon` when that commit failed (`unlink`: nothing of it was committed,
-   * see maybeCommitted, so the file goes). Undefined when the body is not in the spool, or is being
+   * commit is durable; `abandon(err)` when that commit failed with `err` (the file goes, unless
+   * the commit may be on disk: maybeCommitted). Undefined when the body is not in the spool, or is being
    * set aside by another call already (a second recipient of the same message).
    */
-  async setAside(queueId: string, body: Uint8Array): Promise<{ commit(): void; after(): Promise<void>; abandon(unlink: boolean): Promise<void> } | undefined> {
-    const row = this.bodyRow.get(queueId);
-    if (row === undefined || row.spool_segment === null || row.spool_offset === null || this.settingAside.has(queueId)) return undefined;
-    const record: SpoolRecord = { ref: { segment: row.spool_segment, offset: row.spool_offset }, size: row.size, queueId };
+  async setAside(queueId: string, body: Uint8Array): Promise<{ commit(): void; after(): Promise<void>; abandon(err: unknown): Promise<void> } | undefined> {
+    const record = this.spoolRecordOf(queueId);
+    if (record === undefined || this.settingAside.has(queueId)) return undefined;
     this.settingAside.add(queueId);
     try {
       // The row still refers to the spool, so a file of this name is a leftover (a crash, or an
@@ -301,9 +297,9 @@ export class MessageStore {
         this.unspoolRow.run(queueId, record.ref.segment, record.ref.offset);
       },
       after: () => this.eraseSpooled([record]),
-      abandon: async (remove) => {
+      abandon: async (err) => {
         this.settingAside.delete(queueId);
-        if (remove) await unlink(this.bodyPath(queueId)).catch(() => undefined);
+        if (!maybeCommitted(err)) await unlink(this.bodyPath(queueId)).catch(() => undefined);
       },
     };
   }
@@ -360,10 +356,19 @@ export class MessageStore {
   /** Writes the body and commits its envelope (group commit); resolves once both are durable. */
   async put(envelope: MessageEnvelope, body: Uint8Array): Promise<StoredMessage> {
     const prepared = await this.writeBody(body);
+    return this.commitOrDiscard([prepared], () => this.db.batch(() => this.insert(envelope, prepared)));
+  }
+
+  /**
+   * Runs `commit`, the group commit that inserts the rows of `prepared` bodies. When it fails, the
+   * bodies are discarded, unless the commit may be on disk (its log sync failed, maybeCommitted):
+   * after a restart those rows must find their bodies.
+   */
+  async commitOrDiscard<T>(prepared: readonly PreparedBody[], commit: () => Promise<T>): Promise<T> {
     try {
-      return await this.db.batch(() => this.insert(envelope, prepared));
+      return await commit();
     } catch (err) {
-      if (!maybeCommitted(err)) await this.discard(prepared);
+      if (!maybeCommitted(err)) await Promise.all(prepared.map((p) => this.discard(p)));
       throw err;
     }
   }
@@ -393,9 +398,8 @@ export class MessageStore {
     const path = this.bodyPath(queueId);
     const row = this.bodyRow.get(queueId);
     if (row?.body !== null && row?.body !== undefined) return row.body;
-    if (row !== undefined && row.spool_segment !== null && row.spool_offset !== null) {
-      return this.spool.read({ segment: row.spool_segment, offset: row.spool_offset }, queueId, row.size);
-    }
+    const record = spoolRecord(queueId, row);
+    if (record !== undefined) return this.spool.read(record.ref, queueId, record.size);
     try {
       return await readFileAsync(path);
     } catch (err) {
@@ -410,7 +414,7 @@ export class MessageStore {
    */
   async delete(queueId: string): Promise<boolean> {
     this.recent.forget(queueId);
-    let spooled: SpooledBody[] = [];
+    let spooled: SpoolRecord[] = [];
     const deleted = await this.db.batch(() => {
       spooled = this.spooledBodies([queueId]);
       return this.deleteRow.run(queueId).changes > 0;
@@ -437,13 +441,13 @@ export class MessageStore {
   }
 
   /** Where the spooled bodies of these messages are (synchronous SQL: read before deleting their rows). */
-  spooledBodies(queueIds: readonly string[]): SpooledBody[] {
-    const out: SpooledBody[] = [];
-    for (const id of queueIds) {
-      const row = this.bodyRow.get(id);
-      if (row !== undefined && row.spool_segment !== null && row.spool_offset !== null) out.push({ ref: { segment: row.spool_segment, offset: row.spool_offset }, size: row.size, queueId: id });
-    }
-    return out;
+  spooledBodies(queueIds: readonly string[]): SpoolRecord[] {
+    return queueIds.flatMap((id) => this.spoolRecordOf(id) ?? []);
+  }
+
+  /** Where the body of `queueId` is in the spool; undefined when it is not there (a file, inline, no row). */
+  private spoolRecordOf(queueId: string): SpoolRecord | undefined {
+    return spoolRecord(queueId, this.bodyRow.get(queueId));
   }
 
   /**
@@ -451,7 +455,7 @@ export class MessageStore {
    * the messages are deleted whatever happens here; a failure goes to onEraseFailure and the bytes
    * stay until their segment is reclaimed.
    */
-  async eraseSpooled(bodies: readonly SpooledBody[]): Promise<void> {
+  async eraseSpooled(bodies: readonly SpoolRecord[]): Promise<void> {
     if (bodies.length === 0) return;
     try {
       await this.spool.erase(bodies);
@@ -544,6 +548,11 @@ class RecentBodies {
     this.held.delete(b);
     this.bytes -= b.byteLength;
   }
+}
+
+function spoolRecord(queueId: string, row: BodyRow | undefined): SpoolRecord | undefined {
+  if (row === undefined || row.spool_segment === null || row.spool_offset === null) return undefined;
+  return { ref: { segment: row.spool_segment, offset: row.spool_offset }, size: row.size, queueId };
 }
 
 /** `<id@host>` or `id@host` → `id@host`; empty → null. */

@@ -1,5 +1,4 @@
 import { HispError } from '../core/errors.js';
-import { maybeCommitted } from './commit-batcher.js';
 import type { HispDatabase } from './database.js';
 import type { MessageEnvelope, MessageStore, StoredMessage } from './message-store.js';
 
@@ -77,16 +76,13 @@ export class QuarantineStore {
   async store(envelope: MessageEnvelope, raw: Uint8Array, reasonCode: string, detail: string): Promise<string> {
     // A file of its own: kept until the operator deletes it, it must not hold a spool segment.
     const prepared = await this.messages.writeBody(raw, { file: true });
-    try {
-      return await this.db.batch(() => {
+    return this.messages.commitOrDiscard([prepared], () =>
+      this.db.batch(() => {
         const stored = this.messages.insert(envelope, prepared);
         this.add(stored.queueId, reasonCode, detail);
         return stored.queueId;
-      });
-    } catch (err) {
-      if (!maybeCommitted(err)) await this.messages.discard(prepared);
-      throw err;
-    }
+      }),
+    );
   }
 
   list(options: QuarantineListOptions = {}): QuarantineEntry[] {
