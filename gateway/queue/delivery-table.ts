@@ -1,4 +1,5 @@
 import type { SqliteConnection } from '../store/database.js';
+import { LimitedStatement } from '../store/limited-statement.js';
 import type { MessageDirection } from '../store/message-store.js';
 import type { Delivery, DeliveryState, DeliveryStatus, QueueId, QueueListState, RemoteReply } from './outbound-queue.js';
 
@@ -100,14 +101,16 @@ export class DeliveryTable {
     );
     // Pick the n earliest due rows by the partial index, widen them to their (message, domain)
     // groups, and claim those in one statement; next_attempt_at becomes the lease's expiry.
-    this.leaseStmt = sqlite.prepare<{ owner: string; now: number; until: number; n: number; direction: MessageDirection }, LeasedRow>(
-      `UPDATE deliveries SET lease_owner = @owner, leases = leases + 1, next_attempt_at = @until
+    // The LIMIT is in the text, not bound: see LimitedStatement.
+    this.leaseStmt = new LimitedStatement<{ owner: string; now: number; until: number; direction: MessageDirection }, LeasedRow>(
+      sqlite,
+      (n) => `UPDATE deliveries SET lease_owner = @owner, leases = leases + 1, next_attempt_at = @until
        WHERE id IN (
          SELECT d.id FROM (
            SELECT DISTINCT queue_id, domain FROM (
              SELECT queue_id, domain FROM deliveries
              WHERE state = 'queued' AND direction = @direction AND next_attempt_at <= @now
-             ORDER BY next_attempt_at LIMIT @n)
+             ORDER BY next_attempt_at LIMIT ${n})
          ) AS g
          JOIN deliveries AS d ON d.queue_id = g.queue_id AND d.domain = g.domain
          WHERE d.state = 'queued' AND d.next_attempt_at <= @now)
@@ -153,8 +156,9 @@ export class DeliveryTable {
        WHERE queue_id = @id AND state = 'queued' AND (lease_owner IS NULL OR next_attempt_at <= @now)`,
     );
     this.byQueueIdStmt = sqlite.prepare<[string], DeliveryRow>('SELECT * FROM deliveries WHERE queue_id = ? ORDER BY seq');
-    this.pendingDsnStmt = sqlite.prepare<[number], DeliveryRow>(
-      "SELECT * FROM deliveries WHERE state = 'failed' AND dsn_queued_at IS NULL ORDER BY finished_at, id LIMIT ?",
+    this.pendingDsnStmt = new LimitedStatement<[], DeliveryRow>(
+      sqlite,
+      (n) => `SELECT * FROM deliveries WHERE state = 'failed' AND dsn_queued_at IS NULL ORDER BY finished_at, id LIMIT ${n}`,
     );
     this.markDsnStmt = sqlite.prepare<[number, number]>(
       "UPDATE deliveries SET dsn_queued_at = ? WHERE id = ? AND state = 'failed' AND dsn_queued_at IS NULL",
@@ -216,7 +220,7 @@ export class DeliveryTable {
   lease(n: number, owner: string, leaseMs: number, now: number, direction: MessageDirection = 'outbound'): Delivery[] {
     if (!(n >= 1)) return [];
     const until = now + Math.max(1, Math.floor(leaseMs));
-    const rows = this.leaseStmt.all({ owner, now, until, n: Math.floor(n), direction });
+    const rows = this.leaseStmt.limit(Math.floor(n)).all({ owner, now, until, direction });
     rows.sort((a, b) => (a.queue_id < b.queue_id ? -1 : a.queue_id > b.queue_id ? 1 : a.seq - b.seq));
     const envelopes = new Map<string, EnvelopeRow | undefined>();
     const out: Delivery[] = [];
@@ -315,7 +319,7 @@ export class DeliveryTable {
 
   /** Failed deliveries whose DSN is still to be queued, oldest first, with their queue ids. */
   pendingDsn(limit: number, now: number): (DeliveryStatus & { queueId: QueueId })[] {
-    return this.pendingDsnStmt.all(limit).map((row) => ({ ...toStatus(row, now), queueId: row.queue_id }));
+    return this.pendingDsnStmt.limit(limit).all().map((row) => ({ ...toStatus(row, now), queueId: row.queue_id }));
   }
 
   /** Marks the DSN of failed deliveries as queued; run it in the commit that enqueues the DSN. */

@@ -36,13 +36,14 @@ const columnV2: Migration = {
 };
 
 describe('HispDatabase.open', () => {
-  it('creates <dataDir>/hisp.sqlite in WAL mode with synchronous=NORMAL (the WAL synced by WalSync), foreign keys and a busy timeout', () => {
+  it('creates <dataDir>/hisp.sqlite in WAL mode with synchronous=NORMAL (the WAL synced by WalSync), foreign keys, a busy timeout and temporary b-trees in memory', () => {
     const db = openDb({ dataDir: join(dir, 'nested', 'data'), busyTimeoutMs: 1234 });
     expect(db.path).toBe(join(dir, 'nested', 'data', 'hisp.sqlite'));
     expect(db.sqlite.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(db.sqlite.pragma('synchronous', { simple: true })).toBe(1); // NORMAL: batch() syncs the WAL itself
     expect(db.sqlite.pragma('foreign_keys', { simple: true })).toBe(1);
     expect(db.sqlite.pragma('busy_timeout', { simple: true })).toBe(1234);
+    expect(db.sqlite.pragma('temp_store', { simple: true })).toBe(2); // MEMORY (database.ts says why)
   });
 
   it('applies every hisp migration to a new database and records the version', () => {

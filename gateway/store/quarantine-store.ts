@@ -1,5 +1,6 @@
 import { HispError } from '../core/errors.js';
 import type { HispDatabase } from './database.js';
+import { LimitedStatement } from './limited-statement.js';
 import type { MessageEnvelope, MessageStore, StoredMessage } from './message-store.js';
 
 export interface QuarantineEntry {
@@ -53,8 +54,9 @@ export class QuarantineStore {
        ON CONFLICT (queue_id) DO UPDATE SET reason_code = excluded.reason_code, detail = excluded.detail`,
     );
     this.getStmt = db.sqlite.prepare<[string], Row>('SELECT * FROM quarantine WHERE queue_id = ?');
-    this.listStmt = db.sqlite.prepare<[number, number], Row>(
-      'SELECT * FROM quarantine WHERE quarantined_at < ? ORDER BY quarantined_at DESC, queue_id DESC LIMIT ?',
+    this.listStmt = new LimitedStatement<[number], Row>(
+      db.sqlite,
+      (n) => `SELECT * FROM quarantine WHERE quarantined_at < ? ORDER BY quarantined_at DESC, queue_id DESC LIMIT ${n}`,
     );
   }
 
@@ -87,7 +89,7 @@ export class QuarantineStore {
 
   list(options: QuarantineListOptions = {}): QuarantineEntry[] {
     const before = options.before?.getTime() ?? Number.MAX_SAFE_INTEGER;
-    return this.listStmt.all(before, Math.max(1, options.limit ?? 100)).flatMap((row) => {
+    return this.listStmt.limit(Math.max(1, options.limit ?? 100)).all(before).flatMap((row) => {
       const entry = this.toEntry(row);
       return entry === undefined ? [] : [entry];
     });

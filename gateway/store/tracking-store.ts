@@ -1,4 +1,5 @@
 import type { HispDatabase } from './database.js';
+import { LimitedStatement } from './limited-statement.js';
 import { normalizeMessageId } from './message-store.js';
 
 export type MdnKind = 'processed' | 'dispatched' | 'failed';
@@ -147,8 +148,9 @@ export class TrackingStore {
          failed_at = @failed_at, failed_late = @failed_late, failure_note = @failure_note, next_deadline = @next_deadline
        WHERE id = @id`,
     );
-    this.dueStmt = sql.prepare<[number, number], Row>(
-      'SELECT * FROM mdn_tracking WHERE next_deadline IS NOT NULL AND next_deadline <= ? ORDER BY next_deadline, id LIMIT ?',
+    this.dueStmt = new LimitedStatement<[number], Row>(
+      sql,
+      (n) => `SELECT * FROM mdn_tracking WHERE next_deadline IS NOT NULL AND next_deadline <= ? ORDER BY next_deadline, id LIMIT ${n}`,
     );
     this.timeOutStmt = sql.prepare<{ id: number; kind: string; at: number }>(
       `UPDATE mdn_tracking SET timed_out = @kind, timed_out_at = @at, next_deadline = NULL
@@ -190,7 +192,7 @@ export class TrackingStore {
 
   /** Entries whose pending deadline passed, earliest first: each needs a failure notice to its sender. */
   dueTimeouts(now: Date, limit = 100): DueTimeout[] {
-    return this.dueStmt.all(now.getTime(), limit).map((row) => ({
+    return this.dueStmt.limit(limit).all(now.getTime()).map((row) => ({
       id: row.id,
       kind: pendingKind(row),
       deadline: new Date(row.next_deadline ?? 0),
