@@ -287,6 +287,22 @@ describe('SqliteQueue transitions', () => {
     expect((await stateOf(id, 0)).dsnQueuedAt).toEqual(new Date(T0));
   });
 
+  it('pendingDsn and lease return at most the number asked for, oldest first', async () => {
+    const first = await queue.enqueue(envelope(['a@phr.example']), body);
+    clock += 1;
+    await queue.enqueue(envelope(['b@phr.example']), body);
+    clock += 1;
+    await queue.enqueue(envelope(['c@phr.example']), body);
+    const one = await queue.lease(1, 'w1', MINUTE);
+    expect(one.map((d) => d.queueId)).toEqual([first]);
+    const two = await queue.lease(2, 'w1', MINUTE);
+    expect(two).toHaveLength(2);
+    for (const d of [...one, ...two]) expect(await queue.fail(d, unknown)).toBe(true);
+    expect((await queue.pendingDsn(1)).map((p) => p.delivery.recipient)).toEqual(['a@phr.example']);
+    expect((await queue.pendingDsn(2)).map((p) => p.delivery.recipient)).toEqual(['a@phr.example', 'b@phr.example']);
+    expect(await queue.pendingDsn()).toHaveLength(3);
+  });
+
   it('release: gives the lease back, due now, without counting an attempt', async () => {
     const id = await queue.enqueue(envelope(['a@phr.example']), body);
     const d = await leaseOne();

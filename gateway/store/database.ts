@@ -85,9 +85,11 @@ export class HispDatabase {
       sqlite.pragma('foreign_keys = ON');
       sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
       // Temporary b-trees (DISTINCT, IN (SELECT …), RETURNING: the relay's lease query has all three)
-      // in memory: with the default (a temporary file) each run set up a page cache of its own, and
-      // the lease query took ≈ 230 µs instead of ≈ 6 µs, most of it page faults (perf). They hold a
-      // few rows here: the big sorts of an operator's listing are bounded by its LIMIT.
+      // and statement journals in memory: with the default (a temporary file) each run of the lease
+      // query set up a page cache of its own, ≈ 230 µs with nothing due against ≈ 6 µs, most of it
+      // page faults (perf; LIMIT in the text both times, see LimitedStatement). What they hold here is
+      // small: a few rows, or the pages one statement of a batch changes (a `queue retry` of every
+      // deferred delivery touches a page per few dozen rows). Sorts spill to files of their own anyway.
       sqlite.pragma('temp_store = MEMORY');
       // Bodies up to 128 KiB ride in the WAL: after a burst, truncate it back to 64 MB at most.
       sqlite.pragma('journal_size_limit = 67108864');

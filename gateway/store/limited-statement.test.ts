@@ -29,6 +29,11 @@ describe('LimitedStatement', () => {
     for (const n of [0, 0.5, -1, Number.NaN]) expect(q.limit(n).all(1000)).toEqual([]);
   });
 
+  it('takes a huge limit or Infinity as "every row" (the text never holds an exponent or "Infinity")', () => {
+    const q = earliest();
+    for (const n of [1e21, Number.POSITIVE_INFINITY, Number.MAX_SAFE_INTEGER + 10]) expect(q.limit(n).all(1000)).toHaveLength(20);
+  });
+
   it('keeps one prepared statement per limit, so that a repeated limit is not prepared again (the point of it)', () => {
     const q = earliest();
     const first = q.limit(7);
@@ -36,10 +41,14 @@ describe('LimitedStatement', () => {
     expect(q.limit(8)).not.toBe(first);
   });
 
-  it('keeps a bounded number of limits: asking for many drops the oldest, and each still answers right', () => {
+  it('keeps a bounded number of limits: asking for many drops the least recently used, and each still answers right', () => {
     const q = earliest();
     const first = q.limit(1);
-    for (let n = 2; n <= 12; n++) expect(q.limit(n).all(1000)).toHaveLength(n);
+    const busy = q.limit(20);
+    for (let n = 2; n <= 12; n++) {
+      expect(q.limit(n).all(1000)).toHaveLength(n);
+      expect(q.limit(20)).toBe(busy); // used all along: never dropped
+    }
     expect(q.limit(1)).not.toBe(first); // prepared again after it was dropped
     expect(q.limit(1).all(1000)).toHaveLength(1);
   });

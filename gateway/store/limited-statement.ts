@@ -11,9 +11,10 @@ const KEPT = 8;
  * Why: SQLite (3.53, as better-sqlite3 12 bundles it) hands the value of a bound LIMIT to the query
  * planner, and so marks the statement to be prepared again whenever that parameter is bound — and
  * better-sqlite3 binds every parameter at every run. A bound LIMIT therefore costs a full parse and
- * plan per run: the relay's lease query took ≈ 120 µs instead of ≈ 6 µs (≈ 15 µs instead of ≈ 2 µs
- * for a plain index range), measured with `perf` showing sqlite3Reprepare under each sqlite3_step.
- * The lease query runs once per message a relay worker takes from the queue, so it counted.
+ * plan per run (`perf` showed sqlite3Reprepare under each sqlite3_step). Measured alone on hisp's
+ * schema with nothing due: the relay's lease query ≈ 120 µs with a bound LIMIT against ≈ 6 µs with
+ * it in the text (both with temp_store = MEMORY, database.ts), a plain index range ≈ 15 against
+ * ≈ 2 µs. The lease query runs about once per two messages a relay worker takes, so it counted.
  *
  * @example
  * const due = new LimitedStatement<[number], Row>(sqlite, (n) => `SELECT * FROM t WHERE at <= ? ORDER BY at LIMIT ${n}`);
@@ -36,10 +37,12 @@ export class LimitedStatement<P extends unknown[] | object = unknown[], R = unkn
     let stmt = this.prepared.get(n);
     if (stmt === undefined) {
       stmt = this.sqlite.prepare<P, R>(this.sql(n));
-      // The oldest goes when too many limits have been asked for (an operator's list sizes, say).
+      // The least recently used goes when too many limits have been asked for (an operator's list sizes, say).
       if (this.prepared.size >= KEPT) this.prepared.delete(this.prepared.keys().next().value as number);
-      this.prepared.set(n, stmt);
+    } else {
+      this.prepared.delete(n); // to the end of the Map's order: most recently used
     }
+    this.prepared.set(n, stmt);
     return stmt;
   }
 }
