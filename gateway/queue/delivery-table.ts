@@ -220,7 +220,7 @@ export class DeliveryTable {
   lease(n: number, owner: string, leaseMs: number, now: number, direction: MessageDirection = 'outbound'): Delivery[] {
     if (!(n >= 1)) return [];
     const until = now + Math.max(1, Math.floor(leaseMs));
-    const rows = this.leaseStmt.limit(Math.floor(n)).all({ owner, now, until, direction });
+    const rows = this.leaseStmt.limit(n).all({ owner, now, until, direction });
     rows.sort((a, b) => (a.queue_id < b.queue_id ? -1 : a.queue_id > b.queue_id ? 1 : a.seq - b.seq));
     const envelopes = new Map<string, EnvelopeRow | undefined>();
     const out: Delivery[] = [];
