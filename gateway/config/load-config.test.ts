@@ -85,7 +85,9 @@ describe('loadConfig: a valid configuration', () => {
       commandTimeoutMs: 300_000,
       dataTimeoutMs: 600_000,
       maxClients: 100,
+      perClient: { maxConnections: 50, messagesPerMinute: 0, bytesPerMinute: 0 },
       users: [],
+      authLimits: { maxFailuresPerConnection: 3, maxFailuresPerClient: 10, maxFailuresPerUser: 30, windowMinutes: 15, lockoutMinutes: 15, concurrentChecks: 1, rememberSuccessMinutes: 10 },
     });
     expect(c.inbound).toEqual({
       enabled: true,
@@ -96,6 +98,7 @@ describe('loadConfig: a valid configuration', () => {
       commandTimeoutMs: 300_000,
       dataTimeoutMs: 600_000,
       maxClients: 100,
+      perClient: { maxConnections: 20, messagesPerMinute: 600, bytesPerMinute: 1024 ** 3 },
     });
     expect(c.api).toEqual({ enabled: false, host: '127.0.0.1', port: 5580 });
     expect(c.queue).toEqual({ retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 20, wrapThreads: availableParallelism() > 1 ? 1 : 0 });
@@ -356,6 +359,10 @@ describe('loadConfig: every class of error names its key path', () => {
     expectError(minimal('', '[queue]\nretrySchedule = []\n'), 'queue.retrySchedule', 'at least one interval');
     expectError(minimal('[domains.policy]\nminRsaBits = 512'), 'domains[0].policy.minRsaBits', 'must be from 1024 to 16384 (got 512)');
     expectError(minimal('[domains.mdn]\nprocessedTimeoutMinutes = 0'), 'domains[0].mdn.processedTimeoutMinutes', 'must be from 0.01');
+    // Issue 14: one client may never take every connection; the AUTH limits have sane ranges.
+    expectError(minimal('', '[inbound]\nmaxClients = 10\n[inbound.perClient]\nmaxConnections = 11\n'), 'inbound.perClient.maxConnections', 'must not exceed maxClients (10)');
+    expectError(minimal('', '[inbound.perClient]\nmessagesPerMinute = -1\n'), 'inbound.perClient.messagesPerMinute', 'must be from 0');
+    expectError(minimal('', '[submission.authLimits]\nconcurrentChecks = 0\n').replace('[submission]\nrequireTls', '[submission]\nrequireTls'), 'submission.authLimits.concurrentChecks', 'must be from 1 to 64');
   });
 
   it('enum values show the allowed ones and the typo', () => {

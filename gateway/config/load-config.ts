@@ -27,6 +27,7 @@ import {
   substituteAddress,
   type AddressConfig,
   type ApiConfig,
+  type AuthLimitsConfig,
   type BundleConfig,
   type CredentialConfig,
   type DeliveryConfig,
@@ -34,6 +35,7 @@ import {
   type DomainPolicyConfig,
   type HispConfig,
   type MdnConfig,
+  type PerClientLimitsConfig,
   type RemoteDomainConfig,
   type SmtpListenerConfig,
   type SubmissionUser,
@@ -155,6 +157,7 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
   const submissionSection = root.section('submission');
   const submissionListener = readListener(submissionSection, DEFAULTS.submission, ctx);
   const userSections = submissionSection.sections('users');
+  const authLimits = readAuthLimits(submissionSection.section('authLimits'));
   submissionSection.done();
   const inboundSection = root.section('inbound');
   const inbound = readListener(inboundSection, DEFAULTS.inbound, ctx);
@@ -218,7 +221,7 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
   dedupeSection.done();
   root.done();
 
-  const submission = { ...submissionListener, users };
+  const submission = { ...submissionListener, users, authLimits };
   checkListenerConflicts(issues, [
     { name: 'submission', enabled: submission.enabled, host: submission.host, port: submission.port },
     { name: 'inbound', enabled: inbound.enabled, host: inbound.host, port: inbound.port },
@@ -329,12 +332,41 @@ function readListener(s: Section, d: typeof DEFAULTS.submission | typeof DEFAULT
     commandTimeoutMs: s.int('commandTimeoutMs', d.commandTimeoutMs, 1000, 3_600_000),
     dataTimeoutMs: s.int('dataTimeoutMs', d.dataTimeoutMs, 1000, 3_600_000),
     maxClients: s.int('maxClients', d.maxClients, 1, 100_000),
+    perClient: readPerClient(s.section('perClient'), d.perClient),
   };
+  if (listener.perClient.maxConnections > listener.maxClients) {
+    s.issues.error(childPath(s.at('perClient'), 'maxConnections'), `must not exceed maxClients (${listener.maxClients}): one client could otherwise take every connection`);
+  }
   if (tlsCert !== undefined && tlsKey !== undefined) {
     const loaded = tryLoadCredentials(ctx.issues, s.path, { key: tlsKey, cert: tlsCert, keyKey: 'tlsKey', certKey: 'tlsCert' });
     for (const c of loaded) warnValidity(ctx, s.at('tlsCert'), c.certificate);
   }
   return listener;
+}
+
+function readPerClient(s: Section, d: PerClientLimitsConfig): PerClientLimitsConfig {
+  const limits: PerClientLimitsConfig = {
+    maxConnections: s.int('maxConnections', d.maxConnections, 1, 100_000),
+    messagesPerMinute: s.int('messagesPerMinute', d.messagesPerMinute, 0, 1_000_000),
+    bytesPerMinute: s.int('bytesPerMinute', d.bytesPerMinute, 0, 2 ** 50),
+  };
+  s.done();
+  return limits;
+}
+
+function readAuthLimits(s: Section): AuthLimitsConfig {
+  const d = DEFAULTS.submission.authLimits;
+  const limits: AuthLimitsConfig = {
+    maxFailuresPerConnection: s.int('maxFailuresPerConnection', d.maxFailuresPerConnection, 1, 100),
+    maxFailuresPerClient: s.int('maxFailuresPerClient', d.maxFailuresPerClient, 0, 100_000),
+    maxFailuresPerUser: s.int('maxFailuresPerUser', d.maxFailuresPerUser, 0, 100_000),
+    windowMinutes: s.number('windowMinutes', d.windowMinutes, 0.1, 10_080),
+    lockoutMinutes: s.number('lockoutMinutes', d.lockoutMinutes, 0.1, 10_080),
+    concurrentChecks: s.int('concurrentChecks', d.concurrentChecks, 1, 64),
+    rememberSuccessMinutes: s.number('rememberSuccessMinutes', d.rememberSuccessMinutes, 0, 1440),
+  };
+  s.done();
+  return limits;
 }
 
 function readUser(s: Section, domains: readonly DomainConfig[]): SubmissionUser {

@@ -84,8 +84,36 @@ export interface SmtpListenerConfig {
   readonly commandTimeoutMs: number;
   /** Idle time-out while receiving DATA. */
   readonly dataTimeoutMs: number;
-  /** Simultaneous connections; more are answered 421. */
+  /** Simultaneous connections; more are answered 421 4.3.2. */
   readonly maxClients: number;
+  /** Limits per client (an IPv4 address, or an IPv6 /64: gateway/smtp/client-key.ts). */
+  readonly perClient: PerClientLimitsConfig;
+}
+
+/** What one client may hold and send (issue 14, items 5 and 9). */
+export interface PerClientLimitsConfig {
+  /** Simultaneous connections of one client, at most maxClients; more are answered 421 4.7.0. */
+  readonly maxConnections: number;
+  /** Messages a minute (DATA that reached its end, taken or not); 0: no limit. Beyond: 451 4.7.0 at MAIL. */
+  readonly messagesPerMinute: number;
+  /** Octets of DATA a minute; 0: no limit. Beyond: 451 4.7.0 at MAIL. */
+  readonly bytesPerMinute: number;
+}
+
+/** Failed SMTP AUTH: the caps and lock-outs of the submission port (issue 14, item 3). */
+export interface AuthLimitsConfig {
+  /** Failures on one connection before it is answered 421 4.7.0 and closed. */
+  readonly maxFailuresPerConnection: number;
+  /** Failures of one client within windowMinutes that lock it out for lockoutMinutes; 0: never. */
+  readonly maxFailuresPerClient: number;
+  /** Failures for one user name (from any client) within windowMinutes that lock it out; 0: never. */
+  readonly maxFailuresPerUser: number;
+  readonly windowMinutes: number;
+  readonly lockoutMinutes: number;
+  /** Password checks (scrypt) at once; the others wait (at most 32), beyond: 454 4.7.0. */
+  readonly concurrentChecks: number;
+  /** How long a successful check is remembered (no scrypt for the next AUTH with the same password); 0: never. */
+  readonly rememberSuccessMinutes: number;
 }
 
 /** An edge system (EHR) account of the submission listener (SMTP AUTH PLAIN/LOGIN). */
@@ -99,6 +127,7 @@ export interface SubmissionUser {
 
 export interface SubmissionConfig extends SmtpListenerConfig {
   readonly users: readonly SubmissionUser[];
+  readonly authLimits: AuthLimitsConfig;
 }
 
 export type InboundConfig = SmtpListenerConfig;
@@ -316,6 +345,18 @@ export const DEFAULTS = {
     commandTimeoutMs: 300_000,
     dataTimeoutMs: 600_000,
     maxClients: 100,
+    // EHRs' integration engines open several connections from one host; limits on what they send
+    // are the accounts' business, not the port's.
+    perClient: { maxConnections: 50, messagesPerMinute: 0, bytesPerMinute: 0 },
+    authLimits: {
+      maxFailuresPerConnection: 3,
+      maxFailuresPerClient: 10,
+      maxFailuresPerUser: 30,
+      windowMinutes: 15,
+      lockoutMinutes: 15,
+      concurrentChecks: 1,
+      rememberSuccessMinutes: 10,
+    },
   },
   inbound: {
     enabled: true,
@@ -327,6 +368,10 @@ export const DEFAULTS = {
     commandTimeoutMs: 300_000,
     dataTimeoutMs: 600_000,
     maxClients: 100,
+    // Anyone may connect here: one client may not take more than a fifth of the connections, nor
+    // fill the quarantine faster than 10 messages or 1 GiB a minute (a large HISP relays more from
+    // several addresses; raise it for a known peer's busy gateway).
+    perClient: { maxConnections: 20, messagesPerMinute: 600, bytesPerMinute: 1024 * MiB },
   },
   api: { enabled: false, host: '127.0.0.1', port: 5580 },
   credential: { use: 'both' as CredentialUse, retired: false },

@@ -68,7 +68,14 @@ export const ERROR_CODES = {
   HISP_SMTP_UNKNOWN_RECIPIENT: 'The address is in a local domain but is not known here.',
   HISP_SMTP_MESSAGE_TOO_BIG: 'The message exceeds the listener\'s size limit (RFC 1870 SIZE).',
   HISP_SMTP_BARE_LINE_END: 'The message contains a bare CR or LF (RFC 5321 §2.3.8); refused before the 250 so that nothing can be smuggled past a lax peer.',
-  HISP_SMTP_TIMEOUT: 'The client took too long (the DATA transfer time-out); a transfer still going on when it passes is cut with 421 and the connection closed.',
+  HISP_SMTP_TIMEOUT: 'The client took too long (the DATA transfer time-out, or one command line); a transfer still going on when it passes is cut with 421 and the connection closed.',
+  HISP_SMTP_NUL_OCTET: 'The message contains a NUL octet, which no Internet message may hold (RFC 5322 §2.3, RFC 6152); refused before the 250.',
+  HISP_SMTP_AUTH_TEMPORARY: 'Authentication is refused for now: too many failed attempts from this client or for this user name (locked out for a while), or too many checks in progress (RFC 4954 §6, 454 4.7.0).',
+  HISP_SMTP_AUTH_TOO_MANY_FAILURES: 'Too many failed authentications on one connection: the connection is closed (421 4.7.0).',
+  HISP_SMTP_TLS_UNAVAILABLE: 'STARTTLS was asked for on a listener without a certificate (RFC 3207 §4, 454 4.7.0).',
+  HISP_SMTP_BUSY: 'The listener has as many connections as it takes (maxClients): try again later (421 4.3.2).',
+  HISP_SMTP_TOO_MANY_CONNECTIONS: 'This client has as many connections open as one client may (perClient.maxConnections): 421 4.7.0.',
+  HISP_SMTP_RATE_LIMITED: 'This client sent more messages or octets within the last minute than the listener takes from one client (perClient): try again later (451 4.7.0).',
 } as const;
 
 export type HispErrorCode = keyof typeof ERROR_CODES;

@@ -1,4 +1,6 @@
+import { mkdir, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { DomainRegistry } from '../admin/domain-registry.js';
@@ -178,9 +180,19 @@ export class HispGateway {
     this.loops.push(this.loop('notifier', () => notifier.runOnce()));
     this.housekeeping = setInterval(() => void this.tidy(), 3_600_000);
     this.housekeeping.unref();
-    const common = { hostname: config.hostname, logger, ...(this.options.closeTimeoutMs !== undefined ? { closeTimeoutMs: this.options.closeTimeoutMs } : {}) };
+    // Large messages are written here as they arrive (mail-data.ts), on the store's file system so
+    // that it can take them by linking. Nothing here is referenced: what a crash left is removed.
+    const incomingDir = join(config.dataDir, 'incoming');
+    await rm(incomingDir, { recursive: true, force: true });
+    await mkdir(incomingDir, { recursive: true, mode: 0o700 });
+    const common = {
+      hostname: config.hostname,
+      logger,
+      incomingDir,
+      ...(this.options.closeTimeoutMs !== undefined ? { closeTimeoutMs: this.options.closeTimeoutMs } : {}),
+    };
     if (config.submission.enabled) {
-      this.listeners.submission = new SmtpListener(config.submission, submissionHandlers(this.ctx), { ...common, name: 'submission', auth: true });
+      this.listeners.submission = new SmtpListener(config.submission, submissionHandlers(this.ctx), { ...common, name: 'submission', auth: true, authLimits: config.submission.authLimits });
       this.addresses.submission = await this.listeners.submission.listen();
     }
     if (config.inbound.enabled) {

@@ -26,6 +26,9 @@ function entry(extra: Partial<TrackingEntry>): TrackingEntry {
     timedOut: null,
     timedOutAt: null,
     nextDeadline: new Date('2026-11-25T11:00:00Z'),
+    noticeAttempts: 0,
+    noticeRetryAt: null,
+    noticeError: null,
     ...extra,
   };
 }

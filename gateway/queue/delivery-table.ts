@@ -21,6 +21,9 @@ interface DeliveryRow {
   reply_enhanced: string | null;
   reply_text: string | null;
   dsn_queued_at: number | null;
+  dsn_attempts: number;
+  dsn_retry_at: number | null;
+  dsn_error: string | null;
 }
 
 interface LeasedRow {
@@ -93,6 +96,8 @@ export class DeliveryTable {
   private readonly byQueueIdStmt;
   private readonly pendingDsnStmt;
   private readonly markDsnStmt;
+  private readonly deferDsnStmt;
+  private readonly failDsnStmt;
   private readonly listStmts = new Map<string, ReturnType<SqliteConnection['prepare']>>();
 
   constructor(private readonly sqlite: SqliteConnection) {
@@ -156,12 +161,20 @@ export class DeliveryTable {
        WHERE queue_id = @id AND state = 'queued' AND (lease_owner IS NULL OR next_attempt_at <= @now)`,
     );
     this.byQueueIdStmt = sqlite.prepare<[string], DeliveryRow>('SELECT * FROM deliveries WHERE queue_id = ? ORDER BY seq');
-    this.pendingDsnStmt = new LimitedStatement<[], DeliveryRow>(
+    this.pendingDsnStmt = new LimitedStatement<[number], DeliveryRow>(
       sqlite,
-      (n) => `SELECT * FROM deliveries WHERE state = 'failed' AND dsn_queued_at IS NULL ORDER BY finished_at, id LIMIT ${n}`,
+      (n) =>
+        `SELECT * FROM deliveries WHERE state = 'failed' AND dsn_queued_at IS NULL AND (dsn_retry_at IS NULL OR dsn_retry_at <= ?)
+         ORDER BY finished_at, id LIMIT ${n}`,
     );
     this.markDsnStmt = sqlite.prepare<[number, number]>(
       "UPDATE deliveries SET dsn_queued_at = ? WHERE id = ? AND state = 'failed' AND dsn_queued_at IS NULL",
+    );
+    this.deferDsnStmt = sqlite.prepare<[number, string, number]>(
+      "UPDATE deliveries SET dsn_attempts = dsn_attempts + 1, dsn_retry_at = ?, dsn_error = ? WHERE id = ? AND state = 'failed' AND dsn_queued_at IS NULL",
+    );
+    this.failDsnStmt = sqlite.prepare<[number, string, number]>(
+      "UPDATE deliveries SET dsn_attempts = dsn_attempts + 1, dsn_queued_at = ?, dsn_retry_at = NULL, dsn_error = ? WHERE id = ? AND state = 'failed' AND dsn_queued_at IS NULL",
     );
   }
 
@@ -317,9 +330,23 @@ export class DeliveryTable {
     return (stmt.all(params) as { queue_id: string }[]).map((r) => r.queue_id);
   }
 
-  /** Failed deliveries whose DSN is still to be queued, oldest first, with their queue ids. */
+  /** Failed deliveries whose DSN is still to be queued and due (not backing off), oldest first, with their queue ids. */
   pendingDsn(limit: number, now: number): (DeliveryStatus & { queueId: QueueId })[] {
-    return this.pendingDsnStmt.limit(limit).all().map((row) => ({ ...toStatus(row, now), queueId: row.queue_id }));
+    return this.pendingDsnStmt.limit(limit).all(now).map((row) => ({ ...toStatus(row, now), queueId: row.queue_id }));
+  }
+
+  /** The DSN of these deliveries could not be queued for now: tried again at `retryAt`, `error` kept. */
+  deferDsn(ids: readonly number[], retryAt: number, error: string): number {
+    let n = 0;
+    for (const id of ids) n += this.deferDsnStmt.run(retryAt, error, id).changes;
+    return n;
+  }
+
+  /** The DSN of these deliveries can never be queued: settled at `now` with `error`, for the operator. */
+  failDsn(ids: readonly number[], now: number, error: string): number {
+    let n = 0;
+    for (const id of ids) n += this.failDsnStmt.run(now, error, id).changes;
+    return n;
   }
 
   /** Marks the DSN of failed deliveries as queued; run it in the commit that enqueues the DSN. */
@@ -386,6 +413,9 @@ function toStatus(row: DeliveryRow, now: number): DeliveryStatus {
     lastAttemptAt: date(row.last_attempt_at),
     finishedAt: date(row.finished_at),
     lastReply: toReply(row),
-    dsnQueuedAt: date(row.dsn_queued_at),
+    dsnQueuedAt: row.dsn_error !== null && row.dsn_queued_at !== null ? null : date(row.dsn_queued_at),
+    dsnAttempts: row.dsn_attempts,
+    dsnRetryAt: date(row.dsn_retry_at),
+    dsnError: row.dsn_error,
   };
 }

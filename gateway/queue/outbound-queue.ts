@@ -1,4 +1,4 @@
-import type { MessageDirection, MessageEnvelope, StoredMessage } from '../store/message-store.js';
+import type { BodySource, MessageDirection, MessageEnvelope, StoredMessage } from '../store/message-store.js';
 
 /** The id of a queued message (its body and envelope); the CLI's `hisp queue retry ID`. */
 export type QueueId = string;
@@ -57,8 +57,14 @@ export interface DeliveryStatus {
   lastAttemptAt: Date | null;
   finishedAt: Date | null;
   lastReply: RemoteReply | null;
-  /** Failed: when the DSN to the sender was queued (null: still to do). */
+  /** Failed: when the DSN to the sender was queued (null: still to do, or it could not be). */
   dsnQueuedAt: Date | null;
+  /** Failed attempts to queue the DSN (issue 14, item 1). */
+  dsnAttempts: number;
+  /** When the DSN is tried again after a failed attempt (null: not backing off). */
+  dsnRetryAt: Date | null;
+  /** Why the DSN could not be queued: with dsnRetryAt, for now; without, for good (the operator must tell the sender). */
+  dsnError: string | null;
 }
 
 export interface MessageStatus extends StoredMessage {
@@ -102,7 +108,7 @@ export interface EnqueueItem {
  */
 export interface OutboundQueue {
   /** Stores the body and one delivery per recipient in one commit; resolves once durable. */
-  enqueue(envelope: MessageEnvelope, body: Uint8Array): Promise<QueueId>;
+  enqueue(envelope: MessageEnvelope, body: BodySource): Promise<QueueId>;
   /** Several messages in one commit. */
   enqueueMany(items: readonly EnqueueItem[]): Promise<QueueId[]>;
   /**

@@ -1,5 +1,5 @@
 import type { HispDatabase } from '../store/database.js';
-import { MessageStore, type MessageDirection, type MessageEnvelope, type PreparedBody, type StoredMessage } from '../store/message-store.js';
+import { MessageStore, type BodySource, type MessageDirection, type MessageEnvelope, type PreparedBody, type StoredMessage } from '../store/message-store.js';
 import { DeliveryTable, matchesListState } from './delivery-table.js';
 import type {
   Delivery,
@@ -69,7 +69,7 @@ export class SqliteQueue implements OutboundQueue {
     return stored;
   }
 
-  async enqueue(envelope: MessageEnvelope, body: Uint8Array, options: EnqueueOptions = {}): Promise<QueueId> {
+  async enqueue(envelope: MessageEnvelope, body: BodySource, options: EnqueueOptions = {}): Promise<QueueId> {
     const prepared = await this.messages.writeBody(body);
     return this.messages.commitOrDiscard([prepared], () =>
       this.db.batch(() => {
@@ -85,7 +85,7 @@ export class SqliteQueue implements OutboundQueue {
    * .insertLeased): the worker it is handed to starts on it without the lease query. Resolves once
    * durable, with what that worker needs.
    */
-  async enqueueLeased(envelope: MessageEnvelope, body: Uint8Array, owner: string, leaseMs: number): Promise<{ message: StoredMessage; deliveries: Delivery[] }> {
+  async enqueueLeased(envelope: MessageEnvelope, body: BodySource, owner: string, leaseMs: number): Promise<{ message: StoredMessage; deliveries: Delivery[] }> {
     const prepared = await this.messages.writeBody(body);
     return this.messages.commitOrDiscard([prepared], () =>
       this.db.batch(() => {
@@ -102,7 +102,7 @@ export class SqliteQueue implements OutboundQueue {
    * then removed. For writes that must be decided with the message: the inbound de-duplication,
    * the "sent once" records of MDNs and DSNs. Resolves with the queue id, or undefined.
    */
-  async enqueueWhen(envelope: MessageEnvelope, body: Uint8Array, decide: () => readonly string[] | false): Promise<QueueId | undefined> {
+  async enqueueWhen(envelope: MessageEnvelope, body: BodySource, decide: () => readonly string[] | false): Promise<QueueId | undefined> {
     const prepared = await this.messages.writeBody(body);
     const queueId = await this.messages.commitOrDiscard([prepared], () =>
       this.db.batch(() => {
@@ -198,6 +198,16 @@ export class SqliteQueue implements OutboundQueue {
   /** Synchronous, for `withinCommit` of the DSN's own enqueue. */
   markDsnQueued(deliveryIds: readonly number[]): number {
     return this.deliveries.markDsnQueued(deliveryIds, this.now());
+  }
+
+  /** The DSN could not be queued: tried again at `retryAt` (the notifier's back-off), with why. */
+  deferDsn(deliveryIds: readonly number[], retryAt: Date, error: string): Promise<number> {
+    return this.db.batch(() => this.deliveries.deferDsn(deliveryIds, retryAt.getTime(), error));
+  }
+
+  /** The DSN can never be queued: settled now with why, for the operator (hisp status, hisp queue list). */
+  failDsn(deliveryIds: readonly number[], error: string): Promise<number> {
+    return this.db.batch(() => this.deliveries.failDsn(deliveryIds, this.now(), error));
   }
 
   /**

@@ -1,6 +1,8 @@
 import { MimeEntity } from '../agent/mime-entity.js';
 import { HispError } from '../core/errors.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
+import type { BodySource } from '../store/message-store.js';
+import { headerOf } from './mail-data.js';
 import type { SmtpEdgeHandlers, SmtpTransaction } from './smtp-listener.js';
 
 export interface InboundEnvelope {
@@ -22,10 +24,10 @@ export interface StoredInbound {
  * Message-ID) within the de-duplication window. The sighting and the message commit together: a
  * sender that retries after a lost 250 gets a 250 again and no second delivery (issue 5).
  */
-export async function storeInbound(ctx: GatewayContext, envelope: InboundEnvelope, body: Buffer): Promise<StoredInbound> {
+export async function storeInbound(ctx: GatewayContext, envelope: InboundEnvelope, body: BodySource, parsed?: MimeEntity): Promise<StoredInbound> {
   let messageId: string | null = null;
   try {
-    messageId = MimeEntity.parse(body).header('message-id')?.trim() ?? null;
+    messageId = (parsed ?? (body instanceof Uint8Array ? MimeEntity.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength)) : undefined))?.header('message-id')?.trim() ?? null;
   } catch {
     messageId = null;
   }
@@ -70,7 +72,8 @@ export function inboundHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
       }
     },
     async message(tx: SmtpTransaction): Promise<string> {
-      const entity = MimeEntity.parse(tx.body);
+      const { data } = tx;
+      const entity = headerOf(data);
       if (entity.headers.length === 0) throw new HispError('HISP_MIME_MALFORMED', 'the message has no header section');
       const stored = await storeInbound(
         ctx,
@@ -79,9 +82,11 @@ export function inboundHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
           recipients: tx.recipients,
           meta: { client: tx.session.remoteAddress, helo: tx.session.hostNameAppearsAs, tls: tx.session.secure },
         },
-        tx.body,
+        // A large message stays in its file, which the store takes as it is.
+        data.whole ? data.head : { file: data.file!, size: data.size },
+        entity,
       );
-      tx.log.info({ queueId: stored.queueId, duplicates: stored.duplicates.length, recipients: tx.recipients.length, size: tx.body.length }, 'received');
+      tx.log.info({ queueId: stored.queueId, duplicates: stored.duplicates.length, recipients: tx.recipients.length, size: data.size }, 'received');
       if (stored.queueId === undefined) return '2.0.0 Ok: already received, not delivered again';
       return `2.0.0 Ok: queued as ${stored.queueId}`;
     },

@@ -59,15 +59,69 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_SMTP_MESSAGE_TOO_BIG: { code: 552, enhanced: '5.3.4' }, // message too big for system
   HISP_SMTP_BARE_LINE_END: { code: 550, enhanced: '5.6.0' }, // other or undefined media error
   HISP_SMTP_TIMEOUT: { code: 451, enhanced: '4.4.2' }, // bad connection
+  HISP_SMTP_NUL_OCTET: { code: 554, enhanced: '5.6.0' }, // other or undefined media error
+  HISP_SMTP_AUTH_TEMPORARY: { code: 454, enhanced: '4.7.0' }, // temporary authentication failure (RFC 4954 §6)
+  HISP_SMTP_AUTH_TOO_MANY_FAILURES: { code: 421, enhanced: '4.7.0' }, // the server closes the channel (RFC 5321 §3.8)
+  HISP_SMTP_TLS_UNAVAILABLE: { code: 454, enhanced: '4.7.0' }, // TLS not available due to temporary reason (RFC 3207 §4)
+  HISP_SMTP_BUSY: { code: 421, enhanced: '4.3.2' }, // system not accepting network messages
+  HISP_SMTP_TOO_MANY_CONNECTIONS: { code: 421, enhanced: '4.7.0' }, // other security or policy status
+  HISP_SMTP_RATE_LIMITED: { code: 451, enhanced: '4.7.0' },
 };
 
 /** Any error to an SMTP reply; errors that are not HispErrors are local failures (451 4.3.0). */
 export function replyForError(err: unknown): SmtpReply {
   if (!isHispError(err)) return { code: 451, enhanced: '4.3.0', text: 'local error in processing' };
   const base = SMTP_REPLY_BY_CODE[err.code];
-  const text = `${err.message} [${err.code}]`;
+  const text = asciiReplyText(`${err.message} [${err.code}]`);
   if (err.transient && base.code >= 500) {
     return { code: 451, enhanced: `4${base.enhanced.slice(1)}`, text };
   }
   return { code: base.code, enhanced: base.enhanced, text };
+}
+
+/**
+ * Codes whose message is about hisp itself, not about what the client sent: a file, a key, the
+ * configuration (`cannot create /var/lib/hisp/messages/…: ENOSPC`). A reply to a client names none
+ * of that (issue 14, item 10); the log does, under the trace id the reply carries.
+ */
+const INTERNAL: ReadonlySet<HispErrorCode> = new Set<HispErrorCode>([
+  'HISP_USAGE',
+  'HISP_IO',
+  'HISP_CONFIG_INVALID',
+  'HISP_NOT_FOUND',
+  'HISP_KEY_UNREADABLE',
+  'HISP_KEY_MISMATCH',
+  'HISP_BUNDLE_INVALID',
+  'HISP_BUNDLE_SIGNATURE',
+  'HISP_BUNDLE_FETCH_FAILED',
+]);
+
+/** True when the error's message may name internal detail (see {@link publicReplyForError}). */
+export function isInternalError(err: unknown): boolean {
+  return !isHispError(err) || INTERNAL.has(err.code);
+}
+
+/**
+ * The reply an SMTP client hears for `err`: the table's code, and a text that names nothing
+ * internal: for an internal error (a failed write, a bad key, anything not a HispError) a generic
+ * text with `trace`, the id under which the log has the details.
+ */
+export function publicReplyForError(err: unknown, trace: string): SmtpReply {
+  const reply = replyForError(err);
+  if (!isInternalError(err)) return reply;
+  const code = isHispError(err) ? ` [${err.code}]` : '';
+  return { ...reply, text: `local error in processing (trace ${asciiReplyText(trace)})${code}` };
+}
+
+/**
+ * A reply text as RFC 5321 §2.4 wants it: US-ASCII without controls (§4.2: textstring is
+ * HT, SP and printable US-ASCII). Other characters become '?', line breaks a space; long texts are
+ * cut (§4.5.3.1.5: a reply line is at most 512 octets).
+ */
+export function asciiReplyText(text: string): string {
+  const ascii = text
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/§/g, 'section ')
+    .replace(/[^\t\x20-\x7e]/g, '?');
+  return ascii.length > 400 ? `${ascii.slice(0, 397)}...` : ascii;
 }

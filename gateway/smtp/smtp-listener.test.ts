@@ -23,6 +23,7 @@ function listenerConfig(overrides: Partial<SmtpListenerConfig> = {}): SmtpListen
     commandTimeoutMs: 10_000,
     dataTimeoutMs: 10_000,
     maxClients: 10,
+    perClient: { maxConnections: 10, messagesPerMinute: 0, bytesPerMinute: 0 },
     ...overrides,
   };
 }
@@ -135,7 +136,7 @@ describe('SmtpListener: SIZE (RFC 1870)', () => {
     const info = await transport.sendMail({ envelope: { from: 'sender@a.test', to: ['patient@b.test'] }, raw: body });
     expect(info.response).toMatch(/^250 /);
     expect(r.messages).toHaveLength(1);
-    expect(r.messages[0]!.body.toString('latin1')).toBe(body);
+    expect(r.messages[0]!.data.head.toString('latin1')).toBe(body);
   });
 
   it('refuses an oversized message sent by nodemailer with 552', async () => {
@@ -224,19 +225,21 @@ describe('SmtpListener: TLS and AUTH', () => {
     expect(seen).toBe('ehr');
   });
 
-  it('an authenticate that throws a HispError answers from the reply table', async () => {
-    const r = recorder({ authenticate: () => Promise.reject(new HispError('HISP_IO', 'account store unavailable', { transient: true })) });
+  it('an authenticate that throws a HispError answers from the reply table, an internal one with a trace id only', async () => {
+    const r = recorder({ authenticate: () => Promise.reject(new HispError('HISP_IO', 'account store /var/lib/hisp/users unavailable', { transient: true })) });
     const l = await start(listenerConfig(), r.handlers, true);
     const c = await session(l.port);
-    expect(await c.send(`AUTH PLAIN ${authPlain('ehr', 'secret')}\r\n`)).toMatch(/^451 4\.3\.0 account store unavailable \[HISP_IO\]/);
+    const reply = await c.send(`AUTH PLAIN ${authPlain('ehr', 'secret')}\r\n`);
+    expect(reply).toMatch(/^451 4\.3\.0 local error in processing \(trace [0-9a-f]{12}\) \[HISP_IO\]$/);
+    expect(reply).not.toContain('/var/lib');
   });
 
   it('refuses AUTH before STARTTLS when a certificate is configured, and takes it after', async () => {
     const r = recorder();
     const l = await start(listenerConfig({ ...TLS }), r.handlers, true);
     const c = await session(l.port);
-    // RFC 4954 §4: 538, encryption required for the mechanism.
-    expect(await c.send(`AUTH PLAIN ${authPlain('ehr', 'secret')}\r\n`)).toMatch(/^538 /);
+    // RFC 3207 §4: 530 5.7.0, must issue a STARTTLS command first (AUTH is not even announced).
+    expect(await c.send(`AUTH PLAIN ${authPlain('ehr', 'secret')}\r\n`)).toBe('530 5.7.0 Must issue a STARTTLS command first');
     expect(r.authCalls).toEqual([]);
     await c.startTls();
     expect(await c.send(`AUTH PLAIN ${authPlain('ehr', 'secret')}\r\n`)).toMatch(/^235/);
@@ -388,7 +391,7 @@ describe('SmtpListener: the 250 reply', () => {
     expect(await c.send('From: sender@a.test\r\n\r\n..leading dot\r\n.\r\n')).toBe('250 2.0.0 Ok: queued as Q2');
     expect(tx?.mailFrom).toBe('sender@a.test');
     expect(tx?.recipients).toEqual(['patient@b.test', 'other@b.test']);
-    expect(tx?.body.toString('latin1')).toBe('From: sender@a.test\r\n\r\n.leading dot\r\n');
+    expect(tx?.data.head.toString('latin1')).toBe('From: sender@a.test\r\n\r\n.leading dot\r\n');
   });
 
   it('gives the null reverse-path as ""', async () => {

@@ -2,7 +2,7 @@ import type { SMTPServerSession } from 'smtp-server';
 import { describe, expect, it } from 'vitest';
 import { HispError } from '../core/errors.js';
 import { hispError, hispRejection } from '../../test/helpers/hisp-error.js';
-import type { SubmissionUser } from '../config/schema.js';
+import { DEFAULTS, type SubmissionUser } from '../config/schema.js';
 import { createLogger } from '../core/logger.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
 import type { MessageEnvelope } from '../store/message-store.js';
@@ -76,6 +76,7 @@ function fakeContext(queued: Queued[]): GatewayContext {
       hostname: 'hisp.example.org',
       submission: {
         users: [{ username: 'ehr', passwordHash: 'unused', mayUseAddresses: ['@direct.example.org'] }],
+        authLimits: DEFAULTS.submission.authLimits,
       },
     },
     registry: {
@@ -99,7 +100,8 @@ function session(user: string | undefined, secure = true): SMTPServerSession {
 }
 
 function tx(recipients: string[], body: string, user: string | undefined = 'ehr'): SmtpTransaction {
-  return { session: session(user), mailFrom: 'provider@direct.example.org', recipients, body: Buffer.from(body, 'latin1'), log: createLogger({ level: 'silent' }) };
+  const bytes = Buffer.from(body, 'latin1');
+  return { session: session(user), mailFrom: 'provider@direct.example.org', recipients, data: { size: bytes.length, head: bytes, whole: true }, log: createLogger({ level: 'silent' }) };
 }
 
 const MESSAGE = 'From: Dr. P <provider@direct.example.org>\r\nTo: patient@other.test\r\nSubject: x\r\nMessage-ID: <m1@ehr.test>\r\nDate: Wed, 25 Nov 2026 09:00:00 +0000\r\n\r\nbody\r\n';

@@ -1,15 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import type { SMTPServerSession } from 'smtp-server';
 import { MimeEntity } from '../agent/mime-entity.js';
-import { verifyPassword } from '../config/password-hash.js';
+import addressparser from 'nodemailer/lib/addressparser';
 import type { SubmissionUser } from '../config/schema.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { rfc5322Date } from '../core/rfc5322-date.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
-import type { MessageEnvelope } from '../store/message-store.js';
+import type { BodySource, MessageEnvelope } from '../store/message-store.js';
 import { notificationOptionsOf, requestHeaderPieces } from '../mdn/notification-options.js';
 import { receivedField, withProtocol } from './received-field.js';
+import { headerOf } from './mail-data.js';
+import { PasswordVerifier } from './password-verifier.js';
 import type { SmtpEdgeHandlers, SmtpTransaction } from './smtp-listener.js';
 
 /** True when `user` may send as `address`: listed as such, or `@domain` of its domain (case-insensitive). */
@@ -40,6 +42,9 @@ const UNKNOWN_USER_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAA
  */
 export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
   const users = new Map(ctx.config.submission.users.map((u) => [u.username.toLowerCase(), u]));
+  const limits = ctx.config.submission.authLimits;
+  // scrypt never holds more than concurrentChecks of libuv's threads, which the store's fdatasyncs need.
+  const passwords = new PasswordVerifier({ concurrency: limits.concurrentChecks, rememberMs: Math.round(limits.rememberSuccessMinutes * 60_000) });
   const userOf = (session: SMTPServerSession): SubmissionUser => {
     const name = typeof session.user === 'string' ? session.user : '';
     const user = users.get(name.toLowerCase());
@@ -49,7 +54,7 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
   return {
     async authenticate(username, password) {
       const user = users.get(username.toLowerCase());
-      const ok = await verifyPassword(password, user?.passwordHash ?? UNKNOWN_USER_HASH).catch(() => false);
+      const ok = await passwords.verify(username, password, user?.passwordHash ?? UNKNOWN_USER_HASH);
       return ok && user !== undefined;
     },
     mailFrom(address, session) {
@@ -66,26 +71,9 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
     },
     async message(tx: SmtpTransaction): Promise<string> {
       const user = userOf(tx.session);
-      let entity: MimeEntity;
-      try {
-        entity = MimeEntity.parse(tx.body);
-      } catch (err) {
-        throw err instanceof HispError ? err : new HispError('HISP_MIME_MALFORMED', 'the header section cannot be read');
-      }
-      const fromField = entity.header('from');
-      if (!fromField) throw new HispError('HISP_MIME_MALFORMED', 'the message has no From field (RFC 5322 §3.6)');
-      let from: DirectAddress;
-      try {
-        from = DirectAddress.fromHeader(fromField);
-      } catch {
-        throw new HispError('HISP_MIME_MALFORMED', 'the From field holds no address');
-      }
-      if (!mayUse(user, from.toString())) {
-        throw new HispError('HISP_SMTP_SENDER_NOT_ALLOWED', `From address ${from.toString()} is not allowed for user ${user.username}`);
-      }
-      if (!ctx.registry.isLocalDomain(from.domain)) {
-        throw new HispError('HISP_SMTP_SENDER_NOT_ALLOWED', `From address ${from.toString()} is not in a local domain`);
-      }
+      const { data } = tx;
+      const entity = headerOf(data);
+      const from = checkOriginators(entity, user, (domain) => ctx.registry.isLocalDomain(domain));
       if (!entity.header('to') && !entity.header('cc') && !entity.header('bcc')) {
         throw new HispError('HISP_MIME_MALFORMED', 'the message has no To, Cc or Bcc field');
       }
@@ -99,7 +87,7 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
       if (!entity.header('date')) added += `Date: ${rfc5322Date(now)}\r\n`;
       const domain = ctx.registry.domainConfig(from.domain);
       // The notification request (R-MDN-4) goes to the envelope sender: the edge system hears back there.
-      const requested = requestHeaderPieces(tx.body, tx.mailFrom, { finalDelivery: domain.mdn.requestFinalDelivery }, entity);
+      const requested = requestHeaderPieces(data.head, tx.mailFrom, { finalDelivery: domain.mdn.requestFinalDelivery }, entity);
       // What the relay will need of the header section (relay-worker.ts headerFacts): the stored
       // message asks for final delivery when we added the request or it had a valid one already.
       const finalDelivery = domain.mdn.requestFinalDelivery || notificationOptionsOf(entity).finalDeliveryRequested;
@@ -111,10 +99,15 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
         ...(tx.recipients.length === 1 && tx.recipients[0] ? { recipient: tx.recipients[0] } : {}),
         date: now,
       });
-      // One copy of the body: the trace field, what was added and the message with its request fields.
-      const body = Buffer.concat([trace, Buffer.from(added, 'latin1'), ...requested]);
+      // One copy of the body: the trace field, what was added and the message with its request
+      // fields; a message received into a file keeps the rest of it there.
+      const head = Buffer.concat([trace, Buffer.from(added, 'latin1'), ...requested]);
+      // What the relay (and a failure notice) will parse is the stored form, not what was sent: it
+      // is judged here, so that what is acknowledged can be sent (issue 14, item 1).
+      judgeStoredHeader(head);
+      const body: BodySource = data.whole ? head : { file: data.file!, size: data.size, prefix: [head], from: data.head.length };
       // The queue keeps `body` for the relay, which may hand its memory to a wrap thread: not read after.
-      const size = body.length;
+      const size = data.whole ? head.length : head.length + data.size - data.head.length;
       const envelope: MessageEnvelope = {
         direction: 'outbound',
         mailFrom: tx.mailFrom,
@@ -147,4 +140,62 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
       return `2.0.0 Ok: queued as ${queueId}`;
     },
   };
+}
+
+/** Anything that looks like an addr-spec, outside quoted strings and comments. */
+const ADDRESS_LIKE = /[^\s<>(),;:"\\]+@[^\s<>(),;:"\\]+/g;
+
+/**
+ * The originator fields of a submitted message (RFC 5322 §3.6.2, issue 14, item 2): exactly one
+ * From field (§3.6: it occurs once) and at most one Sender field; every mailbox of both is one the
+ * user may use, in a local domain. Every address-like token of those fields, outside quoted
+ * strings and comments, counts as a mailbox: `From: <alice@x> <bob@x>` or an unquoted display name
+ * `bob@x <alice@x>` would let a reader's software show bob. Returns the first From mailbox (the
+ * one the relay signs as). Refusals are 553 5.7.1 (HISP_SMTP_SENDER_NOT_ALLOWED).
+ */
+export function checkOriginators(entity: MimeEntity, user: SubmissionUser, isLocalDomain: (domain: string) => boolean): DirectAddress {
+  const refuse = (why: string): never => {
+    throw new HispError('HISP_SMTP_SENDER_NOT_ALLOWED', why);
+  };
+  const fields = (name: string) => entity.headers.filter((h) => h.name.toLowerCase() === name);
+  const froms = fields('from');
+  const senders = fields('sender');
+  if (froms.length === 0) throw new HispError('HISP_MIME_MALFORMED', 'the message has no From field (RFC 5322 section 3.6)');
+  if (froms.length > 1) refuse('the message has more than one From field (RFC 5322 section 3.6 allows one)');
+  if (senders.length > 1) refuse('the message has more than one Sender field (RFC 5322 section 3.6 allows one)');
+  let first: DirectAddress | undefined;
+  for (const field of [...froms, ...senders]) {
+    const name = field.name.toLowerCase() === 'from' ? 'From' : 'Sender';
+    const mailboxes = addressparser(field.value, { flatten: true });
+    if (mailboxes.length === 0) refuse(`the ${name} field holds no address`);
+    const bare = field.value.replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
+    const tokens = [...mailboxes.map((m) => m.address), ...(bare.match(ADDRESS_LIKE) ?? [])];
+    for (const token of tokens) {
+      let address: DirectAddress;
+      try {
+        address = DirectAddress.parse(token);
+      } catch {
+        return refuse(`the ${name} field holds something that is not an address: ${JSON.stringify(token.slice(0, 80))}`);
+      }
+      if (!mayUse(user, address.toString())) refuse(`${name} address ${address.toString()} is not allowed for user ${user.username}`);
+      if (!isLocalDomain(address.domain)) refuse(`${name} address ${address.toString()} is not in a local domain`);
+      if (name === 'From') first ??= address;
+    }
+  }
+  return first ?? refuse('the From field holds no address');
+}
+
+/**
+ * Throws HISP_MIME_MALFORMED (554 5.6.0) unless `head`, the start of the message as it will be
+ * stored, has a header section the relay and the failure notices can read: the same parser with
+ * the same limits (a first line `From x` of an mbox file is a header here no longer, and fields
+ * added by the edge count towards the 1,000).
+ */
+function judgeStoredHeader(head: Buffer): void {
+  try {
+    MimeEntity.parse(head);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new HispError('HISP_MIME_MALFORMED', `the message cannot be relayed as it would be stored: ${why}`);
+  }
 }

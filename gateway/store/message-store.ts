@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { close, constants, mkdirSync, open, readFile, write } from 'node:fs';
+import { close, constants, fdatasync, link, mkdirSync, open, read, readFile, write } from 'node:fs';
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -57,6 +57,23 @@ export interface PreparedBody {
   readonly bytes?: Uint8Array;
 }
 
+/**
+ * A body received into a file (gateway/smtp/mail-data.ts), stored as `prefix` followed by the
+ * file's octets from `from` on: the trace field and the edge's edits of the header section, then
+ * the rest of the message as it came. The file stays the caller's (it may remove it afterwards).
+ */
+export interface BodyFile {
+  readonly file: string;
+  /** Octets in the file. */
+  readonly size: number;
+  readonly prefix?: readonly Uint8Array[];
+  /** Where in the file the octets that follow the prefix start; default 0. */
+  readonly from?: number;
+}
+
+/** What a message body can be stored from: bytes in memory, or a received file. */
+export type BodySource = Uint8Array | BodyFile;
+
 export interface MessageStoreOptions {
   /** Default Date.now. */
   now?: () => number;
@@ -106,6 +123,10 @@ const ENVELOPE = 'queue_id, direction, mail_from, rcpt_to, submitted_by, message
 const openAsync = promisify(open);
 const closeAsync = promisify(close);
 const readFileAsync = promisify(readFile);
+const fdatasyncAsync = promisify(fdatasync);
+const linkAsync = promisify(link);
+const readAsync = (fd: number, buffer: Uint8Array, length: number, position: number): Promise<number> =>
+  new Promise((resolve, reject) => read(fd, buffer, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))));
 const writeAsync = (fd: number, data: Uint8Array, offset: number, length: number): Promise<number> =>
   new Promise((resolve, reject) => write(fd, data, offset, length, null, (err, n) => (err ? reject(err) : resolve(n))));
 /**
@@ -228,7 +249,9 @@ export class MessageStore {
    * take its memory (the relay hands it to a wrap thread). `file`: a file whatever its size (a
    * message kept for the operator, which must not hold a spool segment).
    */
-  async writeBody(body: Uint8Array, options: { file?: boolean } = {}): Promise<PreparedBody> {
+  async writeBody(source: BodySource, options: { file?: boolean } = {}): Promise<PreparedBody> {
+    if (!(source instanceof Uint8Array)) return this.writeBodyFile(source);
+    const body = source;
     if (!options.file && body.byteLength <= this.inlineMaxBytes) return { queueId: this.newId(), size: body.byteLength, inline: body };
     if (!options.file && body.byteLength <= this.spoolMaxBytes) {
       const queueId = this.newId();
@@ -243,6 +266,86 @@ export class MessageStore {
         throw err;
       }
       return { queueId, size: body.byteLength };
+    }
+  }
+
+  /**
+   * A received file as the body of a new queue id (issue 14, item 6: a large message is never
+   * held whole in memory): the file itself when nothing goes before it (synced, then linked under
+   * `messages/<queueId>.eml`), else a new file of the prefix and the file's octets from `from`,
+   * copied a MiB at a time. Durable on return, like {@link writeFile}.
+   */
+  private async writeBodyFile(source: BodyFile): Promise<PreparedBody> {
+    const from = source.from ?? 0;
+    const prefix = source.prefix ?? [];
+    const size = prefix.reduce((n, p) => n + p.byteLength, 0) + source.size - from;
+    if (prefix.length === 0 && from === 0) {
+      try {
+        const fd = await openAsync(source.file, constants.O_RDONLY);
+        try {
+          await fdatasyncAsync(fd);
+        } finally {
+          await closeAsync(fd);
+        }
+      } catch (err) {
+        throw ioError('cannot sync the received message', err);
+      }
+      for (let tries = 0; ; tries++) {
+        const queueId = this.newId();
+        try {
+          await linkAsync(source.file, this.bodyPath(queueId));
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'EEXIST' && tries < 5) continue;
+          // Another file system (a test's temporary folder): copied instead.
+          if (code === 'EXDEV') break;
+          throw ioError('cannot store the received message', err);
+        }
+        await this.dirSync.sync();
+        return { queueId, size };
+      }
+    }
+    for (let tries = 0; ; tries++) {
+      const queueId = this.newId();
+      try {
+        await this.copyIntoFile(queueId, prefix, source.file, from, source.size);
+      } catch (err) {
+        if (isHispError(err) && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'EEXIST' && tries < 5) continue;
+        throw err;
+      }
+      return { queueId, size };
+    }
+  }
+
+  /** `<queueId>.eml` of `prefix` and `file`[from, end): created exclusively, synced once written, its directory fsynced. */
+  private async copyIntoFile(queueId: string, prefix: readonly Uint8Array[], file: string, from: number, end: number): Promise<void> {
+    const path = this.bodyPath(queueId);
+    let fd: number;
+    try {
+      fd = await openAsync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    } catch (err) {
+      throw ioError(`cannot create ${path}`, err);
+    }
+    let input: number | undefined;
+    try {
+      for (const p of prefix) for (let off = 0; off < p.byteLength; ) off += await writeAsync(fd, p, off, p.byteLength - off);
+      input = await openAsync(file, constants.O_RDONLY);
+      const chunk = Buffer.allocUnsafe(Math.min(1024 * 1024, Math.max(1, end - from)));
+      for (let at = from; at < end; ) {
+        const n = await readAsync(input, chunk, Math.min(chunk.length, end - at), at);
+        if (n === 0) throw new Error(`the received message ended at octet ${at} of ${end}`);
+        for (let off = 0; off < n; ) off += await writeAsync(fd, chunk, off, n - off);
+        at += n;
+      }
+      await fdatasyncAsync(fd);
+      await closeAsync(fd);
+      await this.dirSync.sync();
+    } catch (err) {
+      await closeAsync(fd).catch(() => undefined);
+      await unlink(path).catch(() => undefined);
+      throw ioError(`cannot write ${path}`, err);
+    } finally {
+      if (input !== undefined) await closeAsync(input).catch(() => undefined);
     }
   }
 
@@ -354,7 +457,7 @@ export class MessageStore {
   }
 
   /** Writes the body and commits its envelope (group commit); resolves once both are durable. */
-  async put(envelope: MessageEnvelope, body: Uint8Array): Promise<StoredMessage> {
+  async put(envelope: MessageEnvelope, body: BodySource): Promise<StoredMessage> {
     const prepared = await this.writeBody(body);
     return this.commitOrDiscard([prepared], () => this.db.batch(() => this.insert(envelope, prepared)));
   }

@@ -136,4 +136,20 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX messages_by_spool_segment ON messages (spool_segment) WHERE spool_segment IS NOT NULL;
     `,
   },
+  {
+    version: 5,
+    description: 'failure notices that could not be queued: back-off and the reason',
+    up: `
+      -- A failure notice (DSN) that could not be built or queued is tried again on the retry
+      -- schedule, not at every round of the notifier (issue 14, item 1); one that never can be is
+      -- settled with its reason (dsn_queued_at set, dsn_error the why), for the operator to see.
+      ALTER TABLE deliveries ADD COLUMN dsn_attempts INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE deliveries ADD COLUMN dsn_retry_at INTEGER;
+      ALTER TABLE deliveries ADD COLUMN dsn_error TEXT;
+      -- The same for the notice of an MDN time-out.
+      ALTER TABLE mdn_tracking ADD COLUMN notice_attempts INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE mdn_tracking ADD COLUMN notice_retry_at INTEGER;
+      ALTER TABLE mdn_tracking ADD COLUMN notice_error TEXT;
+    `,
+  },
 ];

@@ -57,6 +57,10 @@ export interface TrackingEntry {
   timedOutAt: Date | null;
   /** The deadline still pending; null once final. */
   nextDeadline: Date | null;
+  /** The time-out's failure notice: failed attempts to queue it, when it is tried again, why it failed (issue 14, item 1). */
+  noticeAttempts: number;
+  noticeRetryAt: Date | null;
+  noticeError: string | null;
 }
 
 /**
@@ -101,6 +105,9 @@ interface Row {
   timed_out: 'processed' | 'dispatched' | null;
   timed_out_at: number | null;
   next_deadline: number | null;
+  notice_attempts: number;
+  notice_retry_at: number | null;
+  notice_error: string | null;
 }
 
 /**
@@ -119,6 +126,8 @@ export class TrackingStore {
   private readonly byQueueIdStmt;
   private readonly updateStmt;
   private readonly dueStmt;
+  private readonly deferNoticeStmt;
+  private readonly noticeFailedStmt;
   private readonly timeOutStmt;
   private readonly purgeStmt;
 
@@ -150,8 +159,14 @@ export class TrackingStore {
     );
     this.dueStmt = new LimitedStatement<[number], Row>(
       sql,
-      (n) => `SELECT * FROM mdn_tracking WHERE next_deadline IS NOT NULL AND next_deadline <= ? ORDER BY next_deadline, id LIMIT ${n}`,
+      (n) =>
+        `SELECT * FROM mdn_tracking WHERE next_deadline IS NOT NULL AND next_deadline <= ?1 AND (notice_retry_at IS NULL OR notice_retry_at <= ?1)
+         ORDER BY next_deadline, id LIMIT ${n}`,
     );
+    this.deferNoticeStmt = sql.prepare<[number, string, number]>(
+      'UPDATE mdn_tracking SET notice_attempts = notice_attempts + 1, notice_retry_at = ?, notice_error = ? WHERE id = ? AND next_deadline IS NOT NULL',
+    );
+    this.noticeFailedStmt = sql.prepare<[string, number]>('UPDATE mdn_tracking SET notice_attempts = notice_attempts + 1, notice_retry_at = NULL, notice_error = ? WHERE id = ?');
     this.timeOutStmt = sql.prepare<{ id: number; kind: string; at: number }>(
       `UPDATE mdn_tracking SET timed_out = @kind, timed_out_at = @at, next_deadline = NULL
        WHERE id = @id AND next_deadline IS NOT NULL AND next_deadline <= @at`,
@@ -209,6 +224,21 @@ export class TrackingStore {
     const row = this.byIdStmt.get(id);
     if (row === undefined) return false;
     return this.timeOutStmt.run({ id, kind: pendingKind(row), at: at.getTime() }).changes > 0;
+  }
+
+  /** The time-out's notice could not be queued for now: tried again at `retryAt` (the notifier's back-off). */
+  deferNotice(id: number, retryAt: Date, error: string): boolean {
+    return this.deferNoticeStmt.run(retryAt.getTime(), error, id).changes > 0;
+  }
+
+  /**
+   * The time-out's notice can never be queued: the time-out is claimed (as markTimedOut) and the
+   * reason kept for the operator (hisp status). False when it was no longer due.
+   */
+  noticeFailed(id: number, at: Date, error: string): boolean {
+    if (!this.markTimedOut(id, at)) return false;
+    this.noticeFailedStmt.run(error, id);
+    return true;
   }
 
   get(messageId: string, recipient: string): TrackingEntry | undefined {
@@ -319,6 +349,9 @@ function toEntry(row: Row): TrackingEntry {
     timedOut: row.timed_out,
     timedOutAt: date(row.timed_out_at),
     nextDeadline: date(row.next_deadline),
+    noticeAttempts: row.notice_attempts,
+    noticeRetryAt: date(row.notice_retry_at),
+    noticeError: row.notice_error,
   };
 }
 

@@ -10,6 +10,8 @@ export interface RawSmtp {
   send(bytes: string | Buffer): Promise<string>;
   /** Reads the next reply without sending (the greeting). */
   read(): Promise<string>;
+  /** Writes bytes and reads nothing (a client that dribbles a command). */
+  write(bytes: string | Buffer): void;
   /** STARTTLS, then EHLO again over TLS. */
   startTls(ehloName?: string): Promise<void>;
   close(): void;
@@ -50,6 +52,9 @@ export async function rawSmtp(port: number, host = '127.0.0.1'): Promise<RawSmtp
   };
   const client: RawSmtp = {
     read,
+    write(bytes) {
+      socket.write(bytes);
+    },
     async send(bytes) {
       socket.write(bytes);
       return read();
