@@ -121,7 +121,13 @@ export class DiskReserve {
       return true;
     }
     const temp = join(this.dir, `.disk-reserve-${process.pid}-${tempCounter++}.tmp`);
-    const fd = await open(temp, 'wx', 0o600);
+    let fd;
+    try {
+      fd = await open(temp, 'wx', 0o600);
+    } catch (err) {
+      if (isOutOfSpace(err)) return false; // not even an inode to spare
+      throw err;
+    }
     try {
       const chunk = randomFillSync(Buffer.allocUnsafe(Math.min(CHUNK, want)));
       for (let written = 0; written < want; ) {
