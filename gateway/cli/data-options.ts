@@ -6,6 +6,7 @@ import { loadConfig } from '../config/load-config.js';
 import { HispError, isHispError } from '../core/errors.js';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
 import { openDatabase, type HispDatabase } from '../store/database.js';
+import { DiskReserve } from '../store/disk-reserve.js';
 import { QuarantineStore } from '../store/quarantine-store.js';
 import { HISP_MIGRATIONS } from '../store/schema.js';
 import { TrackingStore } from '../store/tracking-store.js';
@@ -24,6 +25,8 @@ export interface OperatorStores {
   queue: SqliteQueue;
   quarantine: QuarantineStore;
   tracking: TrackingStore;
+  /** The data folder's disk reserve (released when the disk is full, see openOperatorStores). */
+  reserve: DiskReserve;
   /** Commits what is pending and closes the database. */
   close(): Promise<void>;
 }
@@ -37,6 +40,13 @@ const DATABASE_FILE = 'hisp.sqlite';
  * milliseconds; this only has to outlast a checkpoint or a burst.
  */
 const BUSY_TIMEOUT_MS = 10_000;
+
+/**
+ * Below this much free room, an operator command releases the data folder's disk reserve before it
+ * opens the database: a connection that finds no `-shm` file (the gateway stopped) must create one
+ * (32 KiB), and a deletion must append to the WAL; on a full disk both fail (DiskReserve).
+ */
+const LOW_ROOM_BYTES = 1024 * 1024;
 
 /** Adds `--config FILE`, `--data-dir DIR` (mutually exclusive) and `--json` to an operator verb. */
 export function addDataOptions(command: Command): Command {
@@ -90,17 +100,23 @@ export function openOperatorStores(flags: DataFlags, env: NodeJS.ProcessEnv = pr
       details: { dataDir },
     });
   }
+  // The size is the gateway's to choose: this process only releases the file and writes back what it released.
+  const reserve = new DiskReserve(dataDir);
+  if ((reserve.available() ?? Number.POSITIVE_INFINITY) < LOW_ROOM_BYTES) reserve.release();
   const db = openDatabase({ dataDir, migrations: HISP_MIGRATIONS, busyTimeoutMs: BUSY_TIMEOUT_MS });
   try {
     const queue = new SqliteQueue(db);
     return {
       db,
       queue,
-      quarantine: new QuarantineStore(db, queue.messages),
+      quarantine: new QuarantineStore(db, queue.messages, { reserve }),
       tracking: new TrackingStore(db),
+      reserve,
       close: async () => {
         await db.close();
         await queue.messages.close();
+        // Written back (if released) once the connection's files are gone, when it fits.
+        await reserve.ensure().catch(() => undefined);
       },
     };
   } catch (err) {

@@ -117,6 +117,7 @@ describe('config/hisp.example.toml', () => {
     expect(example.api).toEqual(defaults.api);
     expect(example.queue).toEqual(defaults.queue);
     expect(example.dedupe).toEqual(defaults.dedupe);
+    expect(example.quarantine).toEqual(defaults.quarantine);
     expect(example.remoteDomains['*']).toEqual(defaults.remoteDomains['*']);
     const strip = ({ tlsCert: _c, tlsKey: _k, users: _u, requireTls: _r, ...rest }: HispConfig['submission']) => rest;
     expect(strip(example.submission)).toEqual(strip(defaults.submission));

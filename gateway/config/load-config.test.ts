@@ -103,6 +103,7 @@ describe('loadConfig: a valid configuration', () => {
     expect(c.api).toEqual({ enabled: false, host: '127.0.0.1', port: 5580 });
     expect(c.queue).toEqual({ retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 20, wrapThreads: availableParallelism() > 1 ? 1 : 0 });
     expect(c.dedupe).toEqual({ windowHours: 72 });
+    expect(c.quarantine).toEqual({ retentionDays: 30, maxBytes: 2 * 1024 ** 3, reserveBytes: 32 * 1024 * 1024 });
     expect(c.remoteDomains).toEqual({ '*': { cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1', tlsRequired: false, port: 25 } });
 
     expect(c.domains).toHaveLength(1);
@@ -363,6 +364,20 @@ describe('loadConfig: every class of error names its key path', () => {
     expectError(minimal('', '[inbound]\nmaxClients = 10\n[inbound.perClient]\nmaxConnections = 11\n'), 'inbound.perClient.maxConnections', 'must not exceed maxClients (10)');
     expectError(minimal('', '[inbound.perClient]\nmessagesPerMinute = -1\n'), 'inbound.perClient.messagesPerMinute', 'must be from 0');
     expectError(minimal('', '[submission.authLimits]\nconcurrentChecks = 0\n').replace('[submission]\nrequireTls', '[submission]\nrequireTls'), 'submission.authLimits.concurrentChecks', 'must be from 1 to 64');
+  });
+
+  it('quarantine bounds: ranges, and a cap that holds the largest inbound message', () => {
+    const q = (keys: string, inbound = '') => minimal('', `${inbound}[quarantine]\n${keys}\n`);
+    expect(loadConfig(writeConfig(q('retentionDays = 7\nmaxBytes = 104857600\nreserveBytes = 0', '[inbound]\nmaxMessageBytes = 10485760\n')), NO_ENV).quarantine).toEqual({
+      retentionDays: 7,
+      maxBytes: 100 * 1024 * 1024,
+      reserveBytes: 0,
+    });
+    expectError(q('retentionDays = 0'), 'quarantine.retentionDays', 'must be from 0.01 to 36500');
+    expectError(q('maxBytes = 1000'), 'quarantine.maxBytes', 'must be from 1048576');
+    expectError(q('maxBytes = 1.5e7'), 'quarantine.maxBytes', 'must be at least inbound.maxMessageBytes (52428800)');
+    expectError(q('reserveBytes = -1'), 'quarantine.reserveBytes', 'must be from 0 to 1073741824');
+    expectError(q('retention = 30'), 'quarantine.retention', 'unknown key');
   });
 
   it('enum values show the allowed ones and the typo', () => {

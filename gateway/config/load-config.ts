@@ -219,6 +219,18 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
   const dedupeSection = root.section('dedupe');
   const dedupe = { windowHours: dedupeSection.number('windowHours', DEFAULTS.dedupe.windowHours, 0.01, 8760) };
   dedupeSection.done();
+  const quarantineSection = root.section('quarantine');
+  const quarantine = {
+    retentionDays: quarantineSection.number('retentionDays', DEFAULTS.quarantine.retentionDays, 0.01, 36_500),
+    maxBytes: quarantineSection.int('maxBytes', DEFAULTS.quarantine.maxBytes, 1024 * 1024, Number.MAX_SAFE_INTEGER),
+    reserveBytes: quarantineSection.int('reserveBytes', DEFAULTS.quarantine.reserveBytes, 0, 1024 ** 3),
+  };
+  // A message larger than the cap is never kept (quarantine-store.ts): the cap must hold the
+  // largest one the inbound port accepts.
+  if (inbound.enabled && quarantine.maxBytes < inbound.maxMessageBytes) {
+    issues.error(quarantineSection.at('maxBytes'), `must be at least inbound.maxMessageBytes (${inbound.maxMessageBytes}), or the largest messages could never be kept`);
+  }
+  quarantineSection.done();
   root.done();
 
   const submission = { ...submissionListener, users, authLimits };
@@ -241,6 +253,7 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
     remoteDomains,
     queue,
     dedupe,
+    quarantine,
   };
   return { config: deepFreeze(config), warnings: issues.warnings, file: options.file };
 }

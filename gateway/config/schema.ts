@@ -288,6 +288,19 @@ export interface DedupeConfig {
   readonly windowHours: number;
 }
 
+/**
+ * The bounds of the quarantine (issue 14, item 5): anyone may send to the inbound port, and what
+ * cannot be decrypted, verified or trusted is kept there, so it must not grow without end.
+ */
+export interface QuarantineConfig {
+  /** Entries older than this are deleted by the hourly housekeeping, each logged. */
+  readonly retentionDays: number;
+  /** The most the entries may count together (each its size plus 4 KiB); the oldest go first. */
+  readonly maxBytes: number;
+  /** Room kept in the data folder (`disk-reserve`) so that deleting works on a full disk; 0: none. */
+  readonly reserveBytes: number;
+}
+
 export interface HispConfig {
   /** Absolute. Env HISP_DATA_DIR overrides. */
   readonly dataDir: string;
@@ -306,6 +319,7 @@ export interface HispConfig {
   readonly remoteDomains: Readonly<Record<string, RemoteDomainConfig>>;
   readonly queue: QueueConfig;
   readonly dedupe: DedupeConfig;
+  readonly quarantine: QuarantineConfig;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -395,6 +409,15 @@ export const DEFAULTS = {
   remoteDomain: { cipher: DEFAULT_CIPHER, keyTransport: DEFAULT_KEY_TRANSPORT, tlsRequired: false, port: 25 } as RemoteDomainConfig,
   queue: { retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 20, wrapThreads: availableParallelism() > 1 ? 1 : 0 },
   dedupe: { windowHours: 72 },
+  /**
+   * 30 days: a month's review cycle by the operator, and the longest default of the common mail
+   * filters' quarantines (Microsoft 365: 15, at most 30), which is also time to ask a partner HISP
+   * about its anchors before the evidence goes. 2 GiB: at least 40 messages of the inbound port's
+   * largest (50 MiB), about 20,000 of a typical Direct message (a C-CDA of ~100 KB), and a small
+   * part of a data disk, so that a flood of untrusted mail cannot take the room the queue needs.
+   * 32 MiB of reserve: the WAL growth of several commits of 500 deletions, and the `-shm` file.
+   */
+  quarantine: { retentionDays: 30, maxBytes: 2 * 1024 * MiB, reserveBytes: 32 * MiB },
 } as const;
 deepFreeze(DEFAULTS);
 

@@ -17,6 +17,7 @@ import { SmtpListener } from '../smtp/smtp-listener.js';
 import { submissionHandlers } from '../smtp/submission-edge.js';
 import { DataFolderLock } from '../store/data-folder-lock.js';
 import { openDatabase } from '../store/database.js';
+import { DiskReserve } from '../store/disk-reserve.js';
 import { InboundDedupe } from '../store/inbound-dedupe.js';
 import { QuarantineStore } from '../store/quarantine-store.js';
 import { HISP_MIGRATIONS } from '../store/schema.js';
@@ -128,7 +129,11 @@ export class HispGateway {
       db,
       queue,
       tracking: new TrackingStore(db),
-      quarantine: new QuarantineStore(db, queue.messages),
+      quarantine: new QuarantineStore(db, queue.messages, {
+        limits: config.quarantine,
+        reserve: new DiskReserve(db.dataDir, config.quarantine.reserveBytes),
+        logger: logger.child({ component: 'quarantine' }),
+      }),
       dedupe: new InboundDedupe(db),
       dns,
       discovery: new CertificateDiscovery({
@@ -170,6 +175,7 @@ export class HispGateway {
     if (orphans > 0) logger.info({ orphans }, 'removed message files of transactions that never committed');
     const segments = await this.ctx.queue.messages.reclaimSpool();
     if (segments > 0) logger.info({ segments }, 'removed spool segments no message refers to');
+    await this.ctx.quarantine.housekeeping(); // retention, size cap, disk reserve (logs; never throws)
     for (let i = 0; i < config.queue.workers; i++) {
       const relay = new RelayWorker(this.ctx, `relay-${process.pid}-${i}`);
       const receive = new ReceiveWorker(this.ctx, `receive-${process.pid}-${i}`);
@@ -353,6 +359,7 @@ export class HispGateway {
     } catch (err) {
       this.ctx.logger.warn({ err: describeError(err) }, 'housekeeping failed');
     }
+    await this.ctx.quarantine.housekeeping(); // logs; never throws
   }
 
   /**

@@ -77,7 +77,7 @@ describe('SqliteQueue.enqueue', () => {
 
   it('withinCommit writes commit with the message', async () => {
     const id = await queue.enqueue(envelope(['a@phr.example']), body, {
-      withinCommit: (m) => db.sqlite.prepare("INSERT INTO quarantine VALUES (?, 'X', 'y', 0)").run(m.queueId),
+      withinCommit: (m) => db.sqlite.prepare("INSERT INTO quarantine (queue_id, reason_code, detail, quarantined_at) VALUES (?, 'X', 'y', 0)").run(m.queueId),
     });
     expect(db.sqlite.prepare('SELECT queue_id FROM quarantine').pluck().get()).toBe(id);
   });

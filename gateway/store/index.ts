@@ -22,4 +22,18 @@ export {
   type TrackOptions,
 } from './tracking-store.js';
 export { InboundDedupe, type InboundDedupeOptions } from './inbound-dedupe.js';
-export { QuarantineStore, type QuarantineEntry, type QuarantineListOptions, type QuarantineStoreOptions } from './quarantine-store.js';
+export {
+  ENTRY_OVERHEAD_BYTES,
+  QuarantineStore,
+  type QuarantineDropCause,
+  type QuarantineDropTally,
+  type QuarantineEntry,
+  type QuarantineLimits,
+  type QuarantineListOptions,
+  type QuarantineLogger,
+  type QuarantinePurgeOptions,
+  type QuarantineRemoved,
+  type QuarantineStoreOptions,
+  type QuarantineUsage,
+} from './quarantine-store.js';
+export { DISK_RESERVE_FILE, DiskReserve, isDiskFull } from './disk-reserve.js';

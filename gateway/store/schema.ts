@@ -137,6 +137,45 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 4,
+    description: 'quarantine bounds: entry sizes, their total, automatic drops per day',
+    up: `
+      -- The size of the entry's message, kept with the entry (quarantine-store.ts): the triggers
+      -- below keep the total in quarantine_usage, so that the size cap is checked in constant time
+      -- however many entries there are; an entry too large for the cap is found by index.
+      ALTER TABLE quarantine ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+      UPDATE quarantine SET size = COALESCE((SELECT m.size FROM messages AS m WHERE m.queue_id = quarantine.queue_id), 0);
+      CREATE INDEX quarantine_by_size ON quarantine (size);
+      CREATE TABLE quarantine_usage (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        entries INTEGER NOT NULL,
+        bytes   INTEGER NOT NULL
+      );
+      INSERT INTO quarantine_usage (id, entries, bytes) SELECT 1, COUNT(*), COALESCE(SUM(size), 0) FROM quarantine;
+      -- Also fired by the ON DELETE CASCADE of a deleted message.
+      CREATE TRIGGER quarantine_usage_insert AFTER INSERT ON quarantine BEGIN
+        UPDATE quarantine_usage SET entries = entries + 1, bytes = bytes + NEW.size WHERE id = 1;
+      END;
+      CREATE TRIGGER quarantine_usage_delete AFTER DELETE ON quarantine BEGIN
+        UPDATE quarantine_usage SET entries = entries - 1, bytes = bytes - OLD.size WHERE id = 1;
+      END;
+      CREATE TRIGGER quarantine_usage_update AFTER UPDATE OF size ON quarantine BEGIN
+        UPDATE quarantine_usage SET bytes = bytes - OLD.size + NEW.size WHERE id = 1;
+      END;
+
+      -- Entries the gateway dropped by itself, per UTC day (ms of its midnight) and cause: past
+      -- quarantine.retentionDays, or over quarantine.maxBytes. Each drop is also logged with its
+      -- detail; this is what \`hisp quarantine list\` reports afterwards. Kept 90 days.
+      CREATE TABLE quarantine_drops (
+        day     INTEGER NOT NULL,
+        cause   TEXT NOT NULL CHECK (cause IN ('retention', 'cap')),
+        entries INTEGER NOT NULL,
+        bytes   INTEGER NOT NULL,
+        PRIMARY KEY (day, cause)
+      ) WITHOUT ROWID;
+    `,
+  },
+  {
     version: 5,
     description: 'failure notices that could not be queued: back-off and the reason',
     up: `

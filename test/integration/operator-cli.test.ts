@@ -1,4 +1,4 @@
-// `hisp status`, `hisp queue list|retry|bounce`, `hisp quarantine list|show|delete` through the real
+// `hisp status`, `hisp queue list|retry|bounce`, `hisp quarantine list|show|delete|purge` through the real
 // binary (bin/hisp.js, built) on a data folder filled by the real stores.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,10 +8,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MessageReport } from '../../gateway/cli/status-command.js';
 import type { QueueListReport } from '../../gateway/cli/queue-command.js';
-import type { QuarantineEntryReport, QuarantineShowReport } from '../../gateway/cli/quarantine-command.js';
+import type { QuarantineListReport, QuarantinePurgeReport, QuarantineShowReport } from '../../gateway/cli/quarantine-command.js';
 import { SqliteQueue, type Delivery } from '../../gateway/queue/index.js';
-import { HISP_MIGRATIONS, QuarantineStore, TrackingStore, openDatabase } from '../../gateway/store/index.js';
+import { DiskReserve } from '../../gateway/store/disk-reserve.js';
+import { HISP_MIGRATIONS, MessageStore, QuarantineStore, TrackingStore, openDatabase } from '../../gateway/store/index.js';
 import { credentialPaths } from '../helpers/pki.js';
+import { IN_CI, mountTmpfs, type TmpfsResult } from '../helpers/tmpfs.js';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '..', '..');
@@ -381,7 +383,9 @@ describe('hisp quarantine', () => {
   it('list --json shows the entry with its reason and envelope', async () => {
     const r = await hisp(['quarantine', 'list', '--json']);
     expect(r.status, r.stderr).toBe(0);
-    expect(json<{ entries: QuarantineEntryReport[] }>(r)).toEqual({
+    expect(json<QuarantineListReport>(r)).toEqual({
+      total: { entries: 1, bytes: RAW.length },
+      dropped: { since: expect.stringMatching(/T00:00:00\.000Z$/) as unknown, retention: { entries: 0, bytes: 0 }, cap: { entries: 0, bytes: 0 } },
       entries: [
         {
           id: ids.quarantined,
@@ -408,7 +412,9 @@ describe('hisp quarantine', () => {
     expect(r.stdout).toMatch(/from\s+mallory@evil\.test/);
     expect(r.stdout).toMatch(/recipients\s+doc@sender\.test/);
     expect(r.stdout).toMatch(new RegExp(`size\\s+${RAW.length} bytes`));
-    expect(r.stdout).toContain('1 quarantined message(s)');
+    expect(r.stdout).toContain(`1 quarantined message(s), the oldest 1`);
+    expect(r.stdout).toContain(`; ${RAW.length} bytes in all\n`);
+    expect(r.stdout).not.toContain('dropped');
   });
 
   it('show prints the headers, escaping control characters; --json gives them unfolded', async () => {
@@ -444,12 +450,159 @@ describe('hisp quarantine', () => {
     const r = await hisp(['quarantine', 'delete', ids.quarantined, '--json']);
     expect(r.status, r.stderr).toBe(0);
     expect(json(r)).toEqual({ id: ids.quarantined, deleted: true });
-    expect(json(await hisp(['quarantine', 'list', '--json']))).toEqual({ entries: [] });
+    expect(json<QuarantineListReport>(await hisp(['quarantine', 'list', '--json']))).toMatchObject({ entries: [], total: { entries: 0, bytes: 0 } });
     expect((await hisp(['quarantine', 'list'])).stdout).toBe('hisp: the quarantine is empty\n');
     expect(await reopen((q) => Promise.resolve(q.messages.has(ids.quarantined)))).toBe(false);
     const again = await hisp(['quarantine', 'delete', ids.quarantined]);
     expect(again.status).toBe(1);
     expect(again.stderr).toContain('HISP_NOT_FOUND');
+  });
+});
+
+describe('hisp quarantine purge, and what the gateway dropped by itself', () => {
+  const purgeDir = join(work, 'purge-data');
+  const D = 86_400_000;
+  const p = { old: '', trust: '', young: '', dropped: '' };
+  const purge = (...args: string[]) => hisp(['quarantine', 'purge', '--data-dir', purgeDir, ...args]);
+
+  beforeAll(async () => {
+    let clock = T0 - 100 * D;
+    const db = openDatabase({ dataDir: purgeDir, migrations: HISP_MIGRATIONS });
+    const messages = new MessageStore(db, { now: () => clock });
+    const q = new QuarantineStore(db, messages, { now: () => clock });
+    const env = (n: string) => ({ direction: 'inbound' as const, mailFrom: `${n}@evil.test`, recipients: ['doc@sender.test'], messageId: `<${n}@evil.test>` });
+    p.dropped = await q.store(env('dropped'), RAW, 'HISP_SIG_INVALID', 'dropped by retention');
+    clock = T0 - 40 * D;
+    p.old = await q.store(env('old'), RAW, 'HISP_SIG_INVALID', 'forty days');
+    clock = T0 - 20 * D;
+    p.trust = await q.store(env('trust'), RAW, 'HISP_TRUST_NO_ANCHOR', 'twenty days');
+    clock = T0 - H;
+    p.young = await q.store(env('young'), RAW, 'HISP_SIG_INVALID', 'an hour');
+    // The gateway's housekeeping (retention 60 days) drops the first one.
+    clock = T0;
+    expect(await new QuarantineStore(db, messages, { now: () => clock, limits: { retentionDays: 60, maxBytes: 100 * 1024 * 1024 } }).enforce()).toEqual({ retention: 1, cap: 0 });
+    await db.close();
+    await messages.close();
+  });
+
+  it('list counts what the gateway dropped by itself in the last 30 days', async () => {
+    const j = json<QuarantineListReport>(await hisp(['quarantine', 'list', '--data-dir', purgeDir, '--json', '--limit', '1']));
+    expect(j.entries.map((e) => e.id)).toEqual([p.young]);
+    expect(j.total).toEqual({ entries: 3, bytes: 3 * RAW.length });
+    expect(j.dropped).toMatchObject({ retention: { entries: 1, bytes: RAW.length }, cap: { entries: 0, bytes: 0 } });
+    const r = await hisp(['quarantine', 'list', '--data-dir', purgeDir, '--limit', '1']);
+    expect(r.stdout).toContain('1 of 3 quarantined message(s)');
+    expect(r.stdout).toContain(
+      `dropped by the gateway in the last 30 days: 1 past retention (${RAW.length} bytes), 0 over the size cap (0 bytes); each is logged ("quarantine entry dropped")\n`,
+    );
+  });
+
+  it('needs --older-than DAYS or --all (exit 2), not both, and a number of days', async () => {
+    const cases = [[], ['--older-than', '3', '--all'], ['--older-than', 'ten'], ['--older-than', '-1']];
+    const results = await Promise.all(cases.map((args) => purge(...args)));
+    results.forEach((r, i) => expect(r.status, cases[i]?.join(' ')).toBe(2));
+    expect(results[0]?.stderr).toContain('give --older-than DAYS or --all');
+    expect(results[2]?.stderr).toContain('--older-than must be a number of days from 0 to 36500, not "ten"');
+    expect(json<QuarantineListReport>(await hisp(['quarantine', 'list', '--data-dir', purgeDir, '--json'])).total.entries).toBe(3);
+  });
+
+  it('--dry-run lists what would go, oldest first, and deletes nothing', async () => {
+    const r = await purge('--older-than', '10', '--dry-run');
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^would delete ${p.old}  \\S+ \\(40d ago\\)  HISP_SIG_INVALID  old@evil\\.test  ${RAW.length} bytes$`));
+    expect(lines[1]).toMatch(new RegExp(`^would delete ${p.trust} `));
+    expect(lines[2]).toBe(`hisp: 2 quarantined message(s) (${2 * RAW.length} bytes) would be deleted (dry run: nothing deleted)`);
+    const j = json<QuarantinePurgeReport>(await purge('--older-than', '10', '--dry-run', '--json'));
+    expect(j).toEqual({
+      dryRun: true,
+      olderThanDays: 10,
+      reasonCode: null,
+      before: expect.any(String) as unknown,
+      count: 2,
+      bytes: 2 * RAW.length,
+      entries: [
+        { id: p.old, quarantinedAt: at(T0 - 40 * D), reasonCode: 'HISP_SIG_INVALID', detail: 'forty days', mailFrom: 'old@evil.test', messageId: 'old@evil.test', size: RAW.length },
+        { id: p.trust, quarantinedAt: at(T0 - 20 * D), reasonCode: 'HISP_TRUST_NO_ANCHOR', detail: 'twenty days', mailFrom: 'trust@evil.test', messageId: 'trust@evil.test', size: RAW.length },
+      ],
+    });
+    expect(existsSync(join(purgeDir, 'messages', `${p.old}.eml`))).toBe(true);
+    expect(json<QuarantineListReport>(await hisp(['quarantine', 'list', '--data-dir', purgeDir, '--json'])).total.entries).toBe(3);
+  });
+
+  it('deletes the entries and their messages; --reason keeps to one reason; --all takes the rest', async () => {
+    const old = json<QuarantinePurgeReport>(await purge('--older-than', '30', '--json'));
+    expect(old).toMatchObject({ dryRun: false, olderThanDays: 30, count: 1, entries: [{ id: p.old }] });
+    expect(existsSync(join(purgeDir, 'messages', `${p.old}.eml`))).toBe(false);
+    const byReason = await purge('--all', '--reason', 'HISP_TRUST_NO_ANCHOR');
+    expect(byReason.status, byReason.stderr).toBe(0);
+    expect(byReason.stdout).toBe(`hisp: 1 quarantined message(s) (${RAW.length} bytes) deleted\n`);
+    const rest = json<QuarantinePurgeReport>(await purge('--all', '--json'));
+    expect(rest).toMatchObject({ olderThanDays: null, reasonCode: null, count: 1, entries: [{ id: p.young }] });
+    expect((await purge('--all')).stdout).toBe('hisp: 0 quarantined message(s) (0 bytes) deleted\n');
+    for (const id of [p.old, p.trust, p.young]) expect(existsSync(join(purgeDir, 'messages', `${id}.eml`))).toBe(false);
+    expect(json<QuarantineListReport>(await hisp(['quarantine', 'list', '--data-dir', purgeDir, '--json'])).total).toEqual({ entries: 0, bytes: 0 });
+  });
+});
+
+/**
+ * A data folder on a full disk (a tmpfs filled to the last byte), the gateway stopped: its `-wal`
+ * and `-shm` files are gone, so the command must create them, and append its DELETE to the WAL.
+ * Needs root (CI runs as root); with CI=true it never skips.
+ */
+describe('hisp quarantine delete and purge on a full disk', () => {
+  let mounted: TmpfsResult | undefined;
+  beforeAll(async () => {
+    mounted = await mountTmpfs(8 * 1024 * 1024);
+  });
+  afterAll(async () => {
+    if (mounted?.ok) await mounted.tmpfs.unmount();
+  });
+
+  it('work, by releasing the data folder\'s reserve; without one, the failure is a clean HISP_IO', async (ctx) => {
+    if (!mounted?.ok) {
+      if (IN_CI) throw new Error(`CI=true: ${mounted?.reason ?? 'no tmpfs'}`);
+      ctx.skip();
+      return;
+    }
+    const full = join(mounted.tmpfs.dir, 'data');
+    const db = openDatabase({ dataDir: full, migrations: HISP_MIGRATIONS });
+    const messages = new MessageStore(db);
+    const q = new QuarantineStore(db, messages);
+    const big = Buffer.concat([RAW, Buffer.alloc(300 * 1024, 'x')]);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push(await q.store({ direction: 'inbound', mailFrom: 'mallory@evil.test', recipients: ['doc@sender.test'] }, big, 'HISP_SIG_INVALID', `#${i}`));
+    await db.close();
+    await messages.close();
+    const reserve = new DiskReserve(full, 1024 * 1024); // as the gateway writes it at start
+    expect(await reserve.ensure()).toBe(true);
+    const dataArgs = ['--data-dir', full, '--json'];
+
+    // No reserve: the command cannot even open the database. A clean error, exit 1.
+    rmSync(reserve.path);
+    mounted.tmpfs.fill('filler-0');
+    const without = await hisp(['quarantine', 'delete', ids[0]!, ...dataArgs]);
+    expect(without.status, without.stderr).toBe(1);
+    expect(json<{ error: { code: string; reason: string } }>(without).error.code).toBe('HISP_IO');
+    rmSync(join(mounted.tmpfs.dir, 'filler-0'));
+    expect(await reserve.ensure()).toBe(true);
+
+    mounted.tmpfs.fill('filler-1');
+    const deleted = await hisp(['quarantine', 'delete', ids[0]!, ...dataArgs]);
+    expect(deleted.status, deleted.stderr).toBe(0);
+    expect(json(deleted)).toEqual({ id: ids[0], deleted: true });
+    expect(existsSync(join(full, 'messages', `${ids[0]}.eml`))).toBe(false);
+    // The body freed enough: the command wrote the reserve back before it exited.
+    expect(reserve.size()).toBe(1024 * 1024);
+
+    mounted.tmpfs.fill('filler-2');
+    const purged = await hisp(['quarantine', 'purge', '--all', ...dataArgs]);
+    expect(purged.status, purged.stderr).toBe(0);
+    expect(json<QuarantinePurgeReport>(purged)).toMatchObject({ count: 3, bytes: 3 * big.length });
+    for (const id of ids) expect(existsSync(join(full, 'messages', `${id}.eml`))).toBe(false);
+    expect(reserve.size()).toBe(1024 * 1024);
+    const list = await hisp(['quarantine', 'list', ...dataArgs]);
+    expect(json<QuarantineListReport>(list).total).toEqual({ entries: 0, bytes: 0 });
   });
 });
 
@@ -537,6 +690,7 @@ describe('--help of the operator verbs', () => {
     [['quarantine', 'list'], ['--limit <n>', '--json', '--data-dir <dir>']],
     [['quarantine', 'show'], ['<id>', '--raw', '--json', '--data-dir <dir>']],
     [['quarantine', 'delete'], ['<id>', '--json', '--data-dir <dir>']],
+    [['quarantine', 'purge'], ['--older-than <days>', '--all', '--reason <code>', '--dry-run', '--json', '--data-dir <dir>']],
   ])('hisp %s --help lists its flags', async (verb, flags) => {
     const r = await hisp([...verb, '--help']);
     expect(r.status).toBe(0);
