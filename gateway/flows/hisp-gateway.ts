@@ -83,6 +83,17 @@ export class HispGateway {
   private stopping = false;
   private housekeeping: NodeJS.Timeout | undefined;
   private notifierWake: NodeJS.Timeout | undefined;
+  /**
+   * Rounds run and items handled per loop since start (the notifier's items: failed deliveries and
+   * due time-outs it looked at). Tests count on them that nothing spins; operators may read them.
+   */
+  readonly loopStats: Record<Direction | 'notifier', { rounds: number; items: number }> = {
+    outbound: { rounds: 0, items: 0 },
+    inbound: { rounds: 0, items: 0 },
+    notifier: { rounds: 0, items: 0 },
+  };
+  /** Pauses to end at once when the gateway stops. */
+  private readonly stopWaiters: (() => void)[] = [];
   /** Why the gateway stopped itself (a failed WAL sync), if it did. */
   fatalError: Error | undefined;
   private markStopped: () => void = () => undefined;
@@ -337,15 +348,39 @@ export class HispGateway {
   }
 
   private async loop(key: Direction | 'notifier', round: () => Promise<number>): Promise<void> {
+    const stats = this.loopStats[key];
+    let failures = 0;
     while (!this.stopping) {
       let n = 0;
+      stats.rounds++;
       try {
         n = await round();
+        failures = 0;
       } catch (err) {
-        this.ctx.logger.error({ worker: key, err: describeError(err) }, 'worker round failed');
+        failures++;
+        this.ctx.logger.error({ worker: key, err: describeError(err), failures }, 'worker round failed');
       }
-      if (n === 0 && !this.stopping) await this.idle(key);
+      stats.items += n;
+      if (this.stopping) break;
+      // A round that fails (the store refusing writes, a bug) waits longer each time, up to a
+      // minute: no loop spins on what keeps failing (issue 14, item 1).
+      if (failures > 0) await this.pause(Math.min(60_000, this.pollIntervalMs * 2 ** Math.min(failures, 10)));
+      else if (n === 0) await this.idle(key);
     }
+  }
+
+  /** Waits `ms`, or less when the gateway stops. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        const i = this.stopWaiters.indexOf(done);
+        if (i !== -1) this.stopWaiters.splice(i, 1);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.stopWaiters.push(done);
+    });
   }
 
   private async tidy(): Promise<void> {
@@ -383,6 +418,7 @@ export class HispGateway {
       clearTimeout(this.notifierWake);
       await Promise.all([this.listeners.submission?.close(), this.listeners.inbound?.close()]);
       for (const key of ['outbound', 'inbound', 'notifier'] as const) for (const w of this.waiters[key].splice(0)) w();
+      for (const w of this.stopWaiters.splice(0)) w();
       await Promise.all(this.loops);
       this.ctx.relayConnections.close();
       await this.ctx.wrapPool?.close();

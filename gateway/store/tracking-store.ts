@@ -157,10 +157,10 @@ export class TrackingStore {
          failed_at = @failed_at, failed_late = @failed_late, failure_note = @failure_note, next_deadline = @next_deadline
        WHERE id = @id`,
     );
-    this.dueStmt = new LimitedStatement<[number], Row>(
+    this.dueStmt = new LimitedStatement<[{ now: number }], Row>(
       sql,
       (n) =>
-        `SELECT * FROM mdn_tracking WHERE next_deadline IS NOT NULL AND next_deadline <= ?1 AND (notice_retry_at IS NULL OR notice_retry_at <= ?1)
+        `SELECT * FROM mdn_tracking WHERE next_deadline IS NOT NULL AND next_deadline <= @now AND (notice_retry_at IS NULL OR notice_retry_at <= @now)
          ORDER BY next_deadline, id LIMIT ${n}`,
     );
     this.deferNoticeStmt = sql.prepare<[number, string, number]>(
@@ -207,7 +207,7 @@ export class TrackingStore {
 
   /** Entries whose pending deadline passed, earliest first: each needs a failure notice to its sender. */
   dueTimeouts(now: Date, limit = 100): DueTimeout[] {
-    return this.dueStmt.limit(limit).all(now.getTime()).map((row) => ({
+    return this.dueStmt.limit(limit).all({ now: now.getTime() }).map((row) => ({
       id: row.id,
       kind: pendingKind(row),
       deadline: new Date(row.next_deadline ?? 0),

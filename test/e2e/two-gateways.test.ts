@@ -248,7 +248,9 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
     });
     expect(tracked.failureNote).toBe('unauthenticated DSN from mx.ordinary.test');
     // Not a Direct message: quarantined, never delivered as it is.
-    expect(a.ctx.quarantine.get(queueId)?.reasonCode).toBe('HISP_SMIME_NOT_ENCRYPTED');
+    // (The tracking is updated before the quarantine entry commits: wait for the entry.)
+    const entry = await waitFor('the quarantine entry', () => a.ctx.quarantine.get(queueId));
+    expect(entry.reasonCode).toBe('HISP_SMIME_NOT_ENCRYPTED');
     // The sender hears of it, from hisp, saying it could not be authenticated.
     const notice = await waitFor('the notice at provider@a.test', () =>
       maildirMessages(maildir('a.test', 'provider@a.test'))
