@@ -92,6 +92,8 @@ export class DomainRegistry {
         scopes: [{ scope: d.name, directions }],
         ...(this.options.lookup ? { lookup: this.options.lookup } : {}),
         ...(this.options.logger ? { logger: this.options.logger } : {}),
+        // A bundle URL is the operator's, but its redirects are not: the same address policy (issue 14 item 4).
+        allowAddresses: this.config.fetch.allowAddresses,
       });
       this.anchors.addSource(source);
       this.bundles.push(source);

@@ -1,6 +1,7 @@
 import type { Certificate } from '../core/certificate.js';
 import { HispError } from '../core/errors.js';
 import { isPkcs12, loadCredential, loadCredentials, readCertificates, type PrivateCredential } from '../agent/key-material.js';
+import { parseAddressRange } from '../trust/fetch-address-policy.js';
 import { readFile } from './cli-io.js';
 
 /** Collects a repeatable option into an array (commander's variadic-by-repetition idiom). */
@@ -51,4 +52,18 @@ export function parseAt(value: string | undefined): Date | undefined {
   const d = new Date(value);
   if (Number.isNaN(d.getTime())) throw new HispError('HISP_USAGE', `--at ${value} is not an ISO-8601 time`);
   return d;
+}
+
+/** Help of `--allow-fetch` (discover, unwrap): the CLI's `[fetch] allowAddresses`. */
+export const ALLOW_FETCH_HELP =
+  'let CRL, AIA and IPKIX fetches reach this non-global address or CIDR range (loopback, private…, refused by default: ' +
+  'certificates and DNS records are anyone\'s to write); repeatable, e.g. --allow-fetch 127.0.0.1/32 for a loopback PKI';
+
+/** The `--allow-fetch` values, each checked (HISP_USAGE naming the bad one). */
+export function parseAllowFetch(values: readonly string[] | undefined): string[] {
+  for (const v of values ?? []) {
+    const range = parseAddressRange(v);
+    if (typeof range === 'string') throw new HispError('HISP_USAGE', `--allow-fetch ${range}`);
+  }
+  return [...(values ?? [])];
 }

@@ -10,7 +10,7 @@ import { createHttpFetcher, FETCH_DEFAULTS } from '../trust/http-fetch.js';
 import { readBundleFile } from '../trust/trust-bundle.js';
 import { TrustValidator } from '../trust/trust-validator.js';
 import { readFile } from './cli-io.js';
-import { collect, parseAt, readCertificateFiles } from './credential-options.js';
+import { ALLOW_FETCH_HELP, collect, parseAllowFetch, parseAt, readCertificateFiles } from './credential-options.js';
 import { EXIT, ReportedFailure } from './exit-codes.js';
 
 interface DiscoverFlags {
@@ -24,6 +24,7 @@ interface DiscoverFlags {
   timeout: string;
   blueButtonPlus?: boolean;
   requireDnssec?: boolean;
+  allowFetch?: string[];
   json?: boolean;
 }
 
@@ -59,6 +60,7 @@ export function registerDiscover(program: Command): void {
     .option('--timeout <ms>', 'time-out of each DNS try and LDAP operation', '3000')
     .option('--blue-button-plus', 'a patient-directed send: accept a well-formed, unexpired, unrevoked certificate without an anchor (requirements §5.5)')
     .option('--require-dnssec', 'with --blue-button-plus: only from a DNSSEC-validated answer (AD bit of a validating resolver)')
+    .option('--allow-fetch <cidr>', ALLOW_FETCH_HELP, collect)
     .option('--json', 'JSON report on stdout')
     .action(async (addressText: string, flags: DiscoverFlags) => {
       let address: DirectAddress;
@@ -72,7 +74,7 @@ export function registerDiscover(program: Command): void {
       const at = parseAt(flags.at);
       const dns = new DnsClient({ ...(flags.dns ? { servers: [DnsClient.parseServer(flags.dns)] } : {}), timeoutMs });
       const lookup = dns.lookupFunction();
-      const fetcher = createHttpFetcher({ lookup });
+      const fetcher = createHttpFetcher({ lookup, allowAddresses: parseAllowFetch(flags.allowFetch) });
       const signer = flags.bundleSigner ? readCertificateFiles([flags.bundleSigner], 'bundle signer')[0] : undefined;
       const anchors = [
         ...readCertificateFiles(flags.anchor ?? [], 'anchor'),
@@ -83,7 +85,7 @@ export function registerDiscover(program: Command): void {
       if (anchors.length === 0 && !flags.blueButtonPlus) throw new HispError('HISP_USAGE', 'give at least one --anchor or --bundle');
       const discovery = new CertificateDiscovery({
         dns,
-        fetch: (url) => fetcher(url, { purpose: 'aia', ...FETCH_DEFAULTS.aia }),
+        fetch: (url, budget) => fetcher(url, { purpose: 'aia', ...FETCH_DEFAULTS.aia, ...(budget ? { budget } : {}) }),
         ldap: { connectTimeoutMs: timeoutMs, timeoutMs },
       });
       const validator = new TrustValidator({ fetcher });

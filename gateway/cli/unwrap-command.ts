@@ -4,7 +4,7 @@ import { TrustValidator } from '../trust/trust-validator.js';
 import { HispError, isHispError } from '../core/errors.js';
 import { processIncoming } from '../flows/process-incoming.js';
 import { readInput, writeOutput } from './cli-io.js';
-import { collect, pairCredentials, parseAt, readCertificateFiles } from './credential-options.js';
+import { ALLOW_FETCH_HELP, collect, pairCredentials, parseAllowFetch, parseAt, readCertificateFiles } from './credential-options.js';
 import { EXIT, ReportedFailure } from './exit-codes.js';
 
 /** The `--json` success report on stderr: a contract scripts rely on (fields may be added, never renamed). */
@@ -38,6 +38,7 @@ interface UnwrapFlags {
   out?: string;
   dns?: string;
   revocation: 'soft-fail' | 'hard-fail' | 'off';
+  allowFetch?: string[];
 }
 
 export function registerUnwrap(program: Command): void {
@@ -62,6 +63,7 @@ export function registerUnwrap(program: Command): void {
     .option('--json', 'JSON report on stderr')
     .option('--dns <host:port>', 'DNS server for the CRL and AIA host names (default: /etc/resolv.conf)')
     .addOption(new Option('--revocation <mode>', 'when a CRL cannot be fetched').choices(['soft-fail', 'hard-fail', 'off']).default('soft-fail'))
+    .option('--allow-fetch <cidr>', ALLOW_FETCH_HELP, collect)
     .option('--in <file>', 'input Direct message (default stdin)')
     .option('--out <file>', 'output inner message (default stdout)')
     .action(async (flags: UnwrapFlags) => {
@@ -78,7 +80,7 @@ export function registerUnwrap(program: Command): void {
         const at = parseAt(flags.at);
         const input = readInput(flags.in);
         const dns = flags.dns ? new DnsClient({ servers: [DnsClient.parseServer(flags.dns)] }) : undefined;
-        const validator = new TrustValidator(dns ? { lookup: dns.lookupFunction() } : {});
+        const validator = new TrustValidator({ ...(dns ? { lookup: dns.lookupFunction() } : {}), allowAddresses: parseAllowFetch(flags.allowFetch) });
         const result = await processIncoming(input, {
           credentials,
           anchors,

@@ -76,6 +76,8 @@ describe('loadConfig: a valid configuration', () => {
     expect(c.dataDir).toBe(join(dir, 'hisp-data'));
     expect(c.log).toEqual({ level: 'info' });
     expect(c.dns).toEqual({ servers: [], timeoutMs: 3000, retries: 2 });
+    // No fetch to a non-global address unless listed (issue 14 item 4).
+    expect(c.fetch).toEqual({ allowAddresses: [], maxFetchesPerMessage: 16, maxBytesPerMessage: 32 * 1024 * 1024, timeoutPerMessageMs: 30_000 });
     expect(c.submission).toEqual({
       enabled: true,
       host: '127.0.0.1',
@@ -451,6 +453,18 @@ describe('loadConfig: every class of error names its key path', () => {
     expect(short.message).not.toContain('tiny-secret');
     expectError(minimal('[[domains.addresses]]\naddress = "a@sender.test"\ndelivery = { type = "webhook", url = "https://hooks.example/x", hmacSecret = "0123456789abcdef", hmacSecretFile = "s" }'), 'domains[0].addresses[0].delivery.hmacSecret', 'not both');
     expectError(minimal('', '[dns]\nservers = ["dns.example:53"]\n'), 'dns.servers[0]', 'must be an IP address');
+    expectError(minimal('', '[fetch]\nallowAddresses = ["10.0.0.0/8", "crl.example"]\n'), 'fetch.allowAddresses[1]', 'is not an IP address or CIDR range');
+    expectError(minimal('', '[fetch]\nallowAddresses = ["10.0.0.0/40"]\n'), 'fetch.allowAddresses[0]', 'prefix length must be 0 to 32');
+    expectError(minimal('', '[fetch]\nmaxFetchesPerMessage = 0\n'), 'fetch.maxFetchesPerMessage', 'must be from 1 to 1000 (got 0)');
+    expectError(minimal('', '[fetch]\nallowLoopback = true\n'), 'fetch.allowLoopback', 'unknown key');
+  });
+
+  it('[fetch] takes CIDR ranges and single addresses to allow, and the per-message budget', () => {
+    const c = loadConfig(
+      writeConfig(minimal('', '[fetch]\nallowAddresses = ["127.0.0.1/32", "10.20.0.0/16", "fd00::/8", "::1"]\nmaxFetchesPerMessage = 4\nmaxBytesPerMessage = 65536\ntimeoutPerMessageMs = 5000\n')),
+      NO_ENV,
+    );
+    expect(c.fetch).toEqual({ allowAddresses: ['127.0.0.1/32', '10.20.0.0/16', 'fd00::/8', '::1'], maxFetchesPerMessage: 4, maxBytesPerMessage: 65536, timeoutPerMessageMs: 5000 });
   });
 
   it('reports every error at once, one per line, in the message and in details.errors', () => {

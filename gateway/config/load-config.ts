@@ -9,6 +9,7 @@ import { HispError, isHispError } from '../core/errors.js';
 import { DnsClient } from '../discovery/dns-client.js';
 import { resolvePolicy } from '../policy/cert-policy.js';
 import { readAnchorFile } from '../trust/anchor-store.js';
+import { parseAddressRange } from '../trust/fetch-address-policy.js';
 import { Issues, Section, childPath, indexPath, type ConfigIssue } from './config-reader.js';
 import { parsePasswordHash } from './password-hash.js';
 import {
@@ -154,6 +155,18 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
   };
   dnsSection.done();
 
+  const fetchSection = root.section('fetch');
+  const fetch = {
+    allowAddresses: fetchSection.stringList('allowAddresses', DEFAULTS.fetch.allowAddresses, (value) => {
+      const range = parseAddressRange(value);
+      return typeof range === 'string' ? range : undefined;
+    }),
+    maxFetchesPerMessage: fetchSection.int('maxFetchesPerMessage', DEFAULTS.fetch.maxFetchesPerMessage, 1, 1000),
+    maxBytesPerMessage: fetchSection.int('maxBytesPerMessage', DEFAULTS.fetch.maxBytesPerMessage, 1024, 1024 * 1024 * 1024),
+    timeoutPerMessageMs: fetchSection.int('timeoutPerMessageMs', DEFAULTS.fetch.timeoutPerMessageMs, 100, 600_000),
+  };
+  fetchSection.done();
+
   const submissionSection = root.section('submission');
   const submissionListener = readListener(submissionSection, DEFAULTS.submission, ctx);
   const userSections = submissionSection.sections('users');
@@ -246,6 +259,7 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
     hostname,
     log: { level },
     dns,
+    fetch,
     submission,
     inbound,
     api,

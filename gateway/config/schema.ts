@@ -2,6 +2,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { DEFAULT_CIPHER, DEFAULT_KEY_TRANSPORT, KEY_TRANSPORTS, SEND_CIPHERS, type KeyTransportName, type SendCipher } from '../agent/algorithms.js';
 import type { KeyUsage } from '../core/certificate.js';
 import { DEFAULT_CERTIFICATE_POLICY, SIGNATURE_ALGORITHMS } from '../policy/cert-policy.js';
+import { FETCH_BUDGET_DEFAULTS } from '../trust/fetch-budget.js';
 import type { RevocationMode } from '../trust/revocation.js';
 
 /**
@@ -65,6 +66,25 @@ export interface DnsConfig {
   readonly timeoutMs: number;
   /** Tries after the first, per query. */
   readonly retries: number;
+}
+
+/**
+ * The HTTP fetches of the trust layer: CRLs, AIA caIssuers, IPKIX CERT records and trust bundles
+ * (issue 14 item 4). Their URLs come from certificates and DNS records anyone can write.
+ */
+export interface FetchConfig {
+  /**
+   * CIDR ranges or addresses fetches may reach although they are not globally reachable (loopback,
+   * RFC 1918 private, link-local, unique local, CGNAT, …, refused by default): a private PKI's CRL
+   * and certificate servers, a bundle on the intranet, test set-ups on loopback.
+   */
+  readonly allowAddresses: readonly string[];
+  /** HTTP requests (redirects included) one inbound message, or one recipient's discovery, may cause. */
+  readonly maxFetchesPerMessage: number;
+  /** Bytes of answers those requests may read, all together. */
+  readonly maxBytesPerMessage: number;
+  /** Milliseconds from the first of those requests after which no other starts or goes on. */
+  readonly timeoutPerMessageMs: number;
 }
 
 /** An SMTP listener. Files are absolute paths. */
@@ -311,6 +331,7 @@ export interface HispConfig {
   readonly hostname: string;
   readonly log: LogConfig;
   readonly dns: DnsConfig;
+  readonly fetch: FetchConfig;
   readonly submission: SubmissionConfig;
   readonly inbound: InboundConfig;
   readonly api: ApiConfig;
@@ -350,6 +371,12 @@ export const DEFAULTS = {
   hostname: defaultHostname(),
   log: { level: 'info' as LogLevel },
   dns: { servers: [] as string[], timeoutMs: 3000, retries: 2 },
+  fetch: {
+    allowAddresses: [] as string[],
+    maxFetchesPerMessage: FETCH_BUDGET_DEFAULTS.maxFetches,
+    maxBytesPerMessage: FETCH_BUDGET_DEFAULTS.maxBytes,
+    timeoutPerMessageMs: FETCH_BUDGET_DEFAULTS.maxMs,
+  },
   submission: {
     enabled: true,
     host: '127.0.0.1',

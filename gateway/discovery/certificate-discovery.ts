@@ -1,7 +1,8 @@
 import type { LookupFunction } from 'node:net';
 import { Certificate } from '../core/certificate.js';
 import type { DirectAddress } from '../core/direct-address.js';
-import { HispError } from '../core/errors.js';
+import { HispError, isHispError } from '../core/errors.js';
+import type { FetchBudget } from '../trust/fetch-budget.js';
 import { certRecordUrl, CERT_TYPES, type CertRecord } from './cert-record.js';
 import { searchLdapCertificates, type LdapSearchOptions } from './ldap-cert-search.js';
 import { orderSrvTargets, type SrvRecord } from './srv-order.js';
@@ -51,8 +52,11 @@ export interface DiscoveryOutcome {
 
 export interface CertificateDiscoveryOptions {
   dns: DiscoveryDns;
-  /** Fetches an IPKIX URL (RFC 4398 type 4); default: none (IPKIX records are then rejected). */
-  fetch?: (url: URL) => Promise<Buffer>;
+  /**
+   * Fetches an IPKIX URL (RFC 4398 type 4); default: none (IPKIX records are then rejected). The
+   * budget of the recipient being discovered, when given, is to be charged (see FetchBudget).
+   */
+  fetch?: (url: URL, budget?: FetchBudget) => Promise<Buffer>;
   ldap?: Omit<LdapSearchOptions, 'lookup'>;
   /** Random source of the SRV weighted selection (RFC 2782), injectable for repeatable tests. */
   random?: () => number;
@@ -70,7 +74,8 @@ export interface CertificateDiscoveryOptions {
 export class CertificateDiscovery {
   constructor(private readonly options: CertificateDiscoveryOptions) {}
 
-  async discover(address: DirectAddress): Promise<DiscoveryOutcome> {
+  /** `budget`: what the IPKIX fetches of this discovery may cost (one per recipient, shared with its trust checks). */
+  async discover(address: DirectAddress, options: { budget?: FetchBudget } = {}): Promise<DiscoveryOutcome> {
     const steps: DiscoveryStep[] = [];
     const { dns } = this.options;
     try {
@@ -83,7 +88,7 @@ export class CertificateDiscovery {
         steps.push({ step: 'dns-cert', name, result: answer.status === 'ok' ? 'found' : answer.status, count: records.length, detail: answer.transport });
         if (records.length === 0) continue;
         const binding = level === 'dns-address' ? 'address' : 'domain';
-        const certificates = await this.fromCertRecords(records, binding, steps);
+        const certificates = await this.fromCertRecords(records, binding, steps, options.budget);
         return { status: 'found', level, certificates, authenticated: answer.authenticated, steps };
       }
       const srvName = `_ldap._tcp.${address.domain}`;
@@ -127,7 +132,7 @@ export class CertificateDiscovery {
     }
   }
 
-  private async fromCertRecords(records: CertRecord[], binding: 'address' | 'domain', steps: DiscoveryStep[]): Promise<FoundCertificate[]> {
+  private async fromCertRecords(records: CertRecord[], binding: 'address' | 'domain', steps: DiscoveryStep[], budget: FetchBudget | undefined): Promise<FoundCertificate[]> {
     const out: FoundCertificate[] = [];
     for (const r of records) {
       if (r.certType === CERT_TYPES.PKIX) {
@@ -151,12 +156,16 @@ export class CertificateDiscovery {
         continue;
       }
       try {
-        const der = await this.options.fetch(url);
+        const der = await this.options.fetch(url, budget);
         steps.push({ step: 'ipkix', name: url.toString(), result: 'found', count: 1 });
         out.push(parse(der, binding, 'dns'));
       } catch (err) {
-        steps.push({ step: 'ipkix', name: url.toString(), result: 'error', detail: (err as Error).message });
-        out.push({ certificate: undefined, der: r.data, binding, source: 'dns', error: new HispError('HISP_DISCOVERY_TEMPORARY', `IPKIX ${url.toString()}: ${(err as Error).message}`, { transient: true }) });
+        const refused = isHispError(err) && err.details?.refused === true;
+        steps.push({ step: 'ipkix', name: url.toString(), result: refused ? 'refused' : 'error', detail: (err as Error).message });
+        // An address the policy refuses is refused again on every try: a permanent rejection of this
+        // record (issue 14 item 4), not a reason to retry the message for a day.
+        const error = refused ? err : new HispError('HISP_DISCOVERY_TEMPORARY', `IPKIX ${url.toString()}: ${(err as Error).message}`, { transient: true });
+        out.push({ certificate: undefined, der: r.data, binding, source: 'dns', error });
       }
     }
     return out;

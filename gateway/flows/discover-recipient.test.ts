@@ -10,6 +10,8 @@ import { CERT_TYPES, type CertRecord } from '../discovery/cert-record.js';
 import { CertificateDiscovery, type DiscoveryDns } from '../discovery/certificate-discovery.js';
 import type { SrvRecord } from '../discovery/srv-order.js';
 import { resolvePolicy } from '../policy/cert-policy.js';
+import { createHttpFetcher, FETCH_DEFAULTS } from '../trust/http-fetch.js';
+import type { FetchBudget } from '../trust/fetch-budget.js';
 import { TrustValidator } from '../trust/trust-validator.js';
 import { credentialPaths } from '../../test/helpers/pki.js';
 import { discoverRecipient } from './discover-recipient.js';
@@ -41,8 +43,11 @@ const ipkix = (url: string): CertRecord => ({ certType: CERT_TYPES.IPKIX, keyTag
 
 let server: Server;
 let base = '';
+/** Requests the IPKIX server has seen. */
+let requests = 0;
 beforeAll(async () => {
   server = createServer((req, res) => {
+    requests++;
     if (req.url === '/patient.cer') res.end(cert('recipient-rsa').der);
     else res.writeHead(404).end();
   });
@@ -56,6 +61,37 @@ const fetch = async (url: URL) => {
   if (!res.ok) throw new Error(`HTTP ${res.status}`);
   return Buffer.from(await res.arrayBuffer());
 };
+
+describe('IPKIX fetches: the address policy and the recipient’s fetch budget (issue 14 item 4)', () => {
+  /** hisp's own fetcher, as the gateway wires it into discovery. */
+  const hispFetch = (allowAddresses: string[]) => {
+    const fetcher = createHttpFetcher({ allowAddresses });
+    return (url: URL, budget?: FetchBudget) => fetcher(url, { purpose: 'aia', ...FETCH_DEFAULTS.aia, ...(budget ? { budget } : {}) });
+  };
+
+  it('an IPKIX URL on a loopback address is refused without a request: a permanent rejection, not a retry', async () => {
+    const before = requests;
+    const discovery = new CertificateDiscovery({ dns: scriptedDns({ 'patient.recipient.test': [ipkix(`${base}/patient.cer`)] }), fetch: hispFetch([]) });
+    const r = await discoverRecipient(patient, { discovery, validator: new TrustValidator(), anchors: [root] });
+    expect(requests).toBe(before);
+    expect(r.status).toBe('none');
+    expect(r.rejected).toMatchObject([{ code: 'HISP_TRUST_AIA_FAILED', transient: false, reason: expect.stringMatching(/127\.0\.0\.1, which is not an allowed address/) as unknown }]);
+    expect(r.steps.at(-1)).toMatchObject({ step: 'ipkix', result: 'refused' });
+    // Allowed, the same record is fetched and selected.
+    const allowed = new CertificateDiscovery({ dns: scriptedDns({ 'patient.recipient.test': [ipkix(`${base}/patient.cer`)] }), fetch: hispFetch(['127.0.0.1/32']) });
+    expect((await discoverRecipient(patient, { discovery: allowed, validator: new TrustValidator(), anchors: [root] })).status).toBe('selected');
+  });
+
+  it('one budget per recipient: five IPKIX records cause two requests under maxFetches 2, and the outcome is transient', async () => {
+    const before = requests;
+    const records = [1, 2, 3, 4, 5].map((i) => ipkix(`${base}/missing-${i}.cer`));
+    const discovery = new CertificateDiscovery({ dns: scriptedDns({ 'patient.recipient.test': records }), fetch: hispFetch(['127.0.0.1/32']) });
+    const r = await discoverRecipient(patient, { discovery, validator: new TrustValidator({ fetchBudget: { maxFetches: 2 } }), anchors: [root] });
+    expect(requests - before).toBe(2);
+    expect(r.status).toBe('transient');
+    expect(r.rejected.filter((x) => /fetch budget of this message \(2 requests\) is spent/.test(x.reason))).toHaveLength(3);
+  });
+});
 
 describe('discoverRecipient', () => {
   it('fetches an IPKIX (type 4) certificate from its URL and selects it', async () => {

@@ -4,6 +4,7 @@ import { HispError, type HispErrorCode } from '../core/errors.js';
 import type { CertificateDiscovery, DiscoveryLevel, DiscoveryStep } from '../discovery/certificate-discovery.js';
 import { DEFAULT_CERTIFICATE_POLICY, type CertificatePolicy } from '../policy/cert-policy.js';
 import { decideTrust } from '../policy/trust-decision.js';
+import type { FetchBudget } from '../trust/fetch-budget.js';
 import { checkBinding, type Binding } from '../trust/name-binding.js';
 import type { TrustValidator } from '../trust/trust-validator.js';
 
@@ -49,6 +50,8 @@ export interface DiscoverRecipientOptions {
   at?: Date;
   /** A patient-directed send (Blue Button+ transmit), for the policy's §5.5 exception. */
   patientDirected?: boolean;
+  /** What the fetches for this recipient may cost; default a fresh budget of the validator's limits. */
+  fetchBudget?: FetchBudget;
 }
 
 /**
@@ -61,7 +64,10 @@ export interface DiscoverRecipientOptions {
  * transient (a CRL or AIA server down under hard-fail), which makes it `transient`.
  */
 export async function discoverRecipient(address: DirectAddress, options: DiscoverRecipientOptions): Promise<RecipientDiscovery> {
-  const outcome = await options.discovery.discover(address);
+  // One fetch budget for the recipient (issue 14 item 4): IPKIX URLs of its CERT records, then AIA
+  // and CRLs of every certificate found; DNS records are anyone's to write.
+  const budget = options.fetchBudget ?? options.validator.newFetchBudget();
+  const outcome = await options.discovery.discover(address, { budget });
   const base = { address, steps: outcome.steps, ...(outcome.level ? { level: outcome.level } : {}) };
   if (outcome.status === 'transient') {
     return { ...base, status: 'transient', selected: [], rejected: [], code: 'HISP_DISCOVERY_TEMPORARY', reason: outcome.reason ?? 'discovery failed for now' };
@@ -84,6 +90,7 @@ export async function discoverRecipient(address: DirectAddress, options: Discove
         purpose: 'encryption',
         patientDirected: options.patientDirected ?? false,
         dnssecValidated: outcome.authenticated,
+        budget,
       });
       selected.push({ certificate: cert, binding, source: found.source, basis: d.basis, anchor: d.anchor, warnings: d.warnings });
     } catch (err) {

@@ -119,7 +119,9 @@ export class HispGateway {
       retries: config.dns.retries,
     });
     const lookup = dns.lookupFunction();
-    const fetcher = createHttpFetcher({ lookup });
+    // CRL, AIA and IPKIX URLs are anyone's to write: no fetch to a non-global address unless the
+    // configuration allows it, and a fetch budget per message and per recipient (issue 14 item 4).
+    const fetcher = createHttpFetcher({ lookup, allowAddresses: config.fetch.allowAddresses, logger: logger.child({ component: 'fetch' }) });
     const registry = DomainRegistry.load(config, { logger, lookup });
     const lock = DataFolderLock.acquire(config.dataDir);
     let onSyncFailure = (err: Error): void => void logger.fatal({ err: describeError(err) }, 'the store could not make its writes durable (WAL or body spool)');
@@ -149,10 +151,17 @@ export class HispGateway {
       dns,
       discovery: new CertificateDiscovery({
         dns,
-        fetch: (url) => fetcher(url, { purpose: 'aia', ...FETCH_DEFAULTS.aia }),
+        fetch: (url, budget) => fetcher(url, { purpose: 'aia', ...FETCH_DEFAULTS.aia, ...(budget ? { budget } : {}) }),
         ldap: { connectTimeoutMs: config.dns.timeoutMs, timeoutMs: config.dns.timeoutMs },
       }),
-      validator: new TrustValidator({ fetcher }),
+      validator: new TrustValidator({
+        fetcher,
+        fetchBudget: {
+          maxFetches: config.fetch.maxFetchesPerMessage,
+          maxBytes: config.fetch.maxBytesPerMessage,
+          maxMs: config.fetch.timeoutPerMessageMs,
+        },
+      }),
       schedule: new RetrySchedule({
         retrySchedule: config.queue.retrySchedule,
         giveUpHours: config.queue.giveUpHours,

@@ -4,6 +4,7 @@ import { HispError, type HispErrorCode } from '../core/errors.js';
 import type { DecryptionCredential } from '../agent/open-envelope.js';
 import { MimeEntity } from '../agent/mime-entity.js';
 import { unwrapMessage, type UnwrapResult } from '../agent/unwrap-message.js';
+import type { FetchBudget } from '../trust/fetch-budget.js';
 import { checkBinding, type Binding } from '../trust/name-binding.js';
 import type { RevocationMode } from '../trust/revocation.js';
 import { TrustValidator } from '../trust/trust-validator.js';
@@ -20,6 +21,11 @@ export interface ProcessIncomingOptions {
   revocation?: RevocationMode;
   /** The trust layer (CRL, AIA); default a TrustValidator on the system resolver. */
   validator?: TrustValidator;
+  /**
+   * What the CRL and AIA fetches of this message may cost, all signers together (issue 14 item 4):
+   * default a fresh budget with the validator's limits ({@link TrustValidator.newFetchBudget}).
+   */
+  fetchBudget?: FetchBudget;
 }
 
 export interface AcceptedSigner {
@@ -35,6 +41,8 @@ export interface RejectedSigner {
   certificate: Certificate | undefined;
   code: HispErrorCode;
   reason: string;
+  /** The failure may not happen again (a CRL or AIA server down, a spent fetch budget): try later. */
+  transient: boolean;
 }
 
 export interface IncomingResult {
@@ -60,12 +68,15 @@ export async function processIncoming(raw: Buffer, options: ProcessIncomingOptio
   const sender = DirectAddress.fromHeader(from);
 
   const validator = options.validator ?? new TrustValidator();
+  // One budget for the whole message: a message with many signers, each naming many AIA and CRL
+  // URLs, cannot make more requests than one (the message is anyone's, on the inbound port).
+  const budget = options.fetchBudget ?? validator.newFetchBudget();
   const accepted: AcceptedSigner[] = [];
   const rejected: RejectedSigner[] = [];
   for (const s of unwrapped.signers) {
     if (!s.verified || !s.certificate) {
       const e = s.error ?? new HispError('HISP_SIG_INVALID', 'signature does not verify');
-      rejected.push({ certificate: s.certificate, code: e.code, reason: e.message });
+      rejected.push({ certificate: s.certificate, code: e.code, reason: e.message, transient: e.transient });
       continue;
     }
     try {
@@ -76,17 +87,22 @@ export async function processIncoming(raw: Buffer, options: ProcessIncomingOptio
         purpose: 'signing',
         allowSha1,
         revocation: options.revocation ?? 'soft-fail',
+        budget,
       });
       const binding = checkBinding(s.certificate, sender);
       accepted.push({ certificate: s.certificate, binding, anchor: chain.anchor, path: chain.path, warnings: chain.warnings });
     } catch (e) {
       if (!(e instanceof HispError)) throw e;
-      rejected.push({ certificate: s.certificate, code: e.code, reason: e.message });
+      rejected.push({ certificate: s.certificate, code: e.code, reason: e.message, transient: e.transient });
     }
   }
   if (accepted.length === 0) {
-    const first = rejected[0];
+    // A rejection that may not happen again (a CRL or AIA server down, the fetch budget spent) makes
+    // the whole outcome transient, as in discoverRecipient: the receive worker retries the message
+    // later instead of quarantining a message that a working server would have let through.
+    const first = rejected.find((r) => r.transient) ?? rejected[0];
     throw new HispError(first?.code ?? 'HISP_SIG_INVALID', first?.reason ?? 'no trusted signer', {
+      transient: first?.transient ?? false,
       details: { rejected: rejected.map((r) => ({ code: r.code, subject: r.certificate?.subject })) },
     });
   }

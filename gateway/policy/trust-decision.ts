@@ -1,6 +1,7 @@
 import type { Certificate } from '../core/certificate.js';
 import { HispError, isHispError } from '../core/errors.js';
 import type { CertificatePurpose } from '../trust/chain-validator.js';
+import type { FetchBudget } from '../trust/fetch-budget.js';
 import type { TrustValidator } from '../trust/trust-validator.js';
 import { checkPolicy, validationSettings, type CertificatePolicy } from './cert-policy.js';
 
@@ -24,6 +25,8 @@ export interface TrustDecisionInput {
   patientDirected?: boolean;
   /** The certificate came from a DNSSEC-validated DNS answer (the AD bit of a validating resolver). */
   dnssecValidated?: boolean;
+  /** The fetch budget AIA and CRL downloads are charged to (one per recipient or message). */
+  budget?: FetchBudget;
 }
 
 export interface TrustDecision {
@@ -43,6 +46,7 @@ export async function decideTrust(validator: TrustValidator, leaf: Certificate, 
     purpose: input.purpose,
     ...(input.intermediates ? { intermediates: input.intermediates } : {}),
     ...(input.at ? { at: input.at } : {}),
+    ...(input.budget ? { budget: input.budget } : {}),
   };
   try {
     const r = await validator.validate(leaf, { ...common, anchors: input.anchors });

@@ -2,6 +2,7 @@ import type { LookupFunction } from 'node:net';
 import { Certificate } from '../core/certificate.js';
 import { HispError, isHispError } from '../core/errors.js';
 import { caIssuersUris, fetchableUris } from './cert-extensions.js';
+import { isFetchBudgetError, type FetchBudget } from './fetch-budget.js';
 import { asFetchError, createHttpFetcher, FETCH_DEFAULTS, type Fetcher } from './http-fetch.js';
 import { looksLikePem, parseCertificates, pemBlocks, readSignedData } from './pkcs7.js';
 
@@ -46,7 +47,10 @@ export function parseCaIssuersAnswer(bytes: Uint8Array, source = '(bytes)'): Cer
 
 export interface AiaResolverOptions {
   fetcher?: Fetcher;
+  /** DNS resolution for the default fetcher (hisp's configured resolver). */
   lookup?: LookupFunction;
+  /** Non-global addresses the default fetcher may reach ({@link createHttpFetcher}); default none. */
+  allowAddresses?: readonly string[];
   clock?: () => Date;
   timeoutMs?: number;
   maxBytes?: number;
@@ -82,7 +86,9 @@ export class AiaResolver {
 
   constructor(options: AiaResolverOptions = {}) {
     this.options = options;
-    this.fetcher = options.fetcher ?? createHttpFetcher(options.lookup ? { lookup: options.lookup } : {});
+    this.fetcher =
+      options.fetcher ??
+      createHttpFetcher({ ...(options.lookup ? { lookup: options.lookup } : {}), ...(options.allowAddresses ? { allowAddresses: options.allowAddresses } : {}) });
     this.clock = options.clock ?? (() => new Date());
   }
 
@@ -90,13 +96,16 @@ export class AiaResolver {
     this.cache.clear();
   }
 
-  /** The issuer candidates named by `cert`'s caIssuers URIs (HTTP ones; others noted). */
-  async issuersOf(cert: Certificate): Promise<IssuerFetch> {
+  /**
+   * The issuer candidates named by `cert`'s caIssuers URIs (HTTP ones; others noted). Fetches are
+   * charged to `budget`, the fetch budget of the message being checked (cached answers cost nothing).
+   */
+  async issuersOf(cert: Certificate, budget?: FetchBudget): Promise<IssuerFetch> {
     const { urls, notes } = fetchableUris(caIssuersUris(cert), 'caIssuers');
     const result: IssuerFetch = { certificates: [], notes, errors: [] };
     if (urls.length === 0 && notes.length === 0) notes.push(`${cert.subject} has no AIA caIssuers location`);
     for (const url of urls) {
-      const entry = await this.fetch(url);
+      const entry = await this.fetch(url, budget);
       if (entry.error) {
         result.errors.push(entry.error);
         notes.push(entry.error.message);
@@ -114,29 +123,32 @@ export class AiaResolver {
     return result;
   }
 
-  private async fetch(url: URL): Promise<Entry> {
+  private async fetch(url: URL, budget: FetchBudget | undefined): Promise<Entry> {
     const key = url.href;
     const now = this.clock().getTime();
     const hit = this.cache.get(key);
     if (hit && hit.until > now) return hit;
     const running = this.inflight.get(key);
     if (running) return running;
-    const p = this.load(url).finally(() => this.inflight.delete(key));
+    const p = this.load(url, budget).finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
     const entry = await p;
+    // A spent budget is the message's, not the URL's: the next message may fetch it.
+    if (entry.error && isFetchBudgetError(entry.error)) return entry;
     this.cache.delete(key);
     this.cache.set(key, entry);
     while (this.cache.size > (this.options.maxEntries ?? 256)) this.cache.delete(this.cache.keys().next().value!);
     return entry;
   }
 
-  private async load(url: URL): Promise<Entry> {
+  private async load(url: URL, budget: FetchBudget | undefined): Promise<Entry> {
     const now = () => this.clock().getTime();
     try {
       const body = await this.fetcher(url, {
         purpose: 'aia',
         timeoutMs: this.options.timeoutMs ?? FETCH_DEFAULTS.aia.timeoutMs,
         maxBytes: this.options.maxBytes ?? FETCH_DEFAULTS.aia.maxBytes,
+        ...(budget ? { budget } : {}),
       });
       return { certs: parseCaIssuersAnswer(body, url.href), until: now() + (this.options.ttlMs ?? 24 * 60 * 60_000) };
     } catch (err) {

@@ -1,7 +1,12 @@
 import http from 'node:http';
 import https from 'node:https';
-import type { LookupFunction } from 'node:net';
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { isIP, type LookupFunction } from 'node:net';
 import { HispError, isHispError, type HispErrorCode } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { TLS_PROFILE } from '../core/tls-profile.js';
+import { FetchAddressPolicy } from './fetch-address-policy.js';
+import type { FetchBudget } from './fetch-budget.js';
 
 /**
  * The one HTTP(S) GET of the trust layer: CRLs (R-TRU-3), AIA caIssuers (R-TRU-4) and trust bundles
@@ -18,6 +23,11 @@ export interface FetchRequest {
   timeoutMs: number;
   /** Largest body accepted; a larger one aborts the transfer. */
   maxBytes: number;
+  /**
+   * The budget of the message (or recipient) this fetch is for: each request (redirects included)
+   * and its bytes are charged to it, and none is made once it is spent (see {@link FetchBudget}).
+   */
+  budget?: FetchBudget;
 }
 
 /**
@@ -44,6 +54,14 @@ export interface HttpFetcherOptions {
   /** Redirects followed (301, 302, 303, 307, 308); default 3. */
   maxRedirects?: number;
   userAgent?: string;
+  /**
+   * Addresses (CIDR ranges or single addresses) that may be fetched from although they are not
+   * globally reachable: loopback, private, link-local… ({@link FetchAddressPolicy}). Default none:
+   * such addresses are refused. For tests' loopback servers and private PKIs (`[fetch] allowAddresses`).
+   */
+  allowAddresses?: readonly string[];
+  /** Where refused fetches are logged (warn, with the URL, host and refused address). */
+  logger?: Pick<Logger, 'warn'>;
 }
 
 export const FETCH_DEFAULTS: Record<FetchPurpose, Omit<FetchRequest, 'purpose'>> = {
@@ -77,13 +95,24 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /**
  * The default fetcher: node:http / node:https GET, one connection per request (no pooling, so
- * nothing lingers), a whole-request deadline, a body size limit checked against Content-Length and
- * while streaming, verified TLS with optional own roots, a few redirects within the allowed schemes.
+ * nothing lingers), a whole-request deadline (name resolution included), a body size limit checked
+ * against Content-Length and while streaming, verified TLS with optional own roots, a few redirects
+ * within the allowed schemes.
+ *
+ * Request forgery (issue 14 item 4): the URLs come from certificates and DNS records anyone can
+ * write, so before each request (the first and every redirect) the host name is resolved here,
+ * through `lookup`, and every address it resolves to must pass the {@link FetchAddressPolicy}
+ * (no loopback, private, link-local, multicast… unless in `allowAddresses`); the connection then
+ * goes to those checked addresses only (a pinned lookup: no second DNS answer between the check
+ * and the connect), while the Host field and TLS SNI/verification keep the name. A refusal is
+ * logged and rejects with the purpose's code, permanent (the same URL would be refused again).
+ * With a {@link FetchBudget} in the request, each request is charged to it first.
  */
 export function createHttpFetcher(options: HttpFetcherOptions = {}): Fetcher {
-  const protocols = new Set<string>(options.protocols ?? ['http:', 'https:']);
+  const protocols = new Set<string>((options.protocols ?? ['http:', 'https:']).filter((p) => p === 'http:' || p === 'https:'));
   const maxRedirects = options.maxRedirects ?? 3;
   const ca = options.ca === undefined ? undefined : Array.isArray(options.ca) ? [...(options.ca as (string | Buffer)[])] : [options.ca as string | Buffer];
+  const policy = new FetchAddressPolicy(options.allowAddresses ?? []);
   return async (url, request) => {
     let current = url;
     for (let hop = 0; ; hop++) {
@@ -92,7 +121,8 @@ export function createHttpFetcher(options: HttpFetcherOptions = {}): Fetcher {
           details: { url: current.href },
         });
       }
-      const answer = await getOnce(current, request, options, ca);
+      request.budget?.startFetch(current, ERROR_CODE[request.purpose]);
+      const answer = await getOnce(current, request, options, ca, policy);
       if (answer.kind === 'body') return answer.body;
       if (hop >= maxRedirects) {
         throw new HispError(ERROR_CODE[request.purpose], `too many redirects fetching ${url.href}`, {
@@ -111,77 +141,166 @@ export function createHttpFetcher(options: HttpFetcherOptions = {}): Fetcher {
 
 type Answer = { kind: 'body'; body: Buffer } | { kind: 'redirect'; location: string };
 
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+
+/** Every address of `host` through `lookup` (node's LookupFunction contract, asked for all). */
+function resolveAll(lookup: LookupFunction, host: string, done: (err: Error | null, addresses: LookupAddress[]) => void): void {
+  const literal = isIP(host);
+  if (literal !== 0) {
+    done(null, [{ address: host, family: literal }]);
+    return;
+  }
+  try {
+    const answered: LookupCallback = (err, address, family) => {
+      if (err) done(err, []);
+      else if (Array.isArray(address)) done(null, address);
+      else done(null, [{ address, family: family ?? isIP(address) }]);
+    };
+    lookup(host, { all: true }, answered);
+  } catch (err) {
+    done(err instanceof Error ? err : new Error(String(err)), []);
+  }
+}
+
+/** A lookup that answers only with addresses already checked: what the connection may reach. */
+function pinnedLookup(addresses: readonly LookupAddress[]): LookupFunction {
+  return (_host: string, opts: LookupOptions, callback: LookupCallback) => {
+    const family = opts.family === 'IPv4' ? 4 : opts.family === 'IPv6' ? 6 : Number(opts.family ?? 0);
+    const list = addresses.filter((a) => family === 0 || a.family === family);
+    const first = list[0];
+    process.nextTick(() => {
+      if (!first) callback(Object.assign(new Error(`no IPv${family} address`), { code: 'ENOTFOUND' }), '', 0);
+      else if (opts.all) callback(null, list);
+      else callback(null, first.address, first.family);
+    });
+  };
+}
+
 function getOnce(
   url: URL,
   request: FetchRequest,
   options: HttpFetcherOptions,
   ca: (string | Buffer)[] | undefined,
+  policy: FetchAddressPolicy,
 ): Promise<Answer> {
   const code = ERROR_CODE[request.purpose];
+  const { budget } = request;
   const fail = (reason: string, transient: boolean, cause?: unknown) =>
     new HispError(code, `${request.purpose} fetch of ${url.href} failed: ${reason}`, {
       transient,
       cause,
       details: { url: url.href },
     });
+  // A bracketed IPv6 literal is the URL's host; the address is inside the brackets.
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   return new Promise<Answer>((resolve, reject) => {
     let settled = false;
+    let req: http.ClientRequest | undefined;
     const done = (fn: () => void) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       fn();
     };
-    const common: http.RequestOptions = {
-      method: 'GET',
-      agent: false,
-      headers: { 'user-agent': options.userAgent ?? 'hisp', accept: '*/*', connection: 'close' },
-    };
-    if (options.lookup) common.lookup = options.lookup;
-    const req =
-      url.protocol === 'https:'
-        ? https.request(url, { ...common, rejectUnauthorized: true, ...(ca ? { ca } : {}) })
-        : http.request(url, common);
+    // The budget may leave less time than the request's own deadline; running out of it is the budget's error.
+    const budgetMs = budget ? Math.max(0, budget.msLeft()) : Infinity;
+    const timeoutMs = Math.min(request.timeoutMs, budgetMs);
     const timer = setTimeout(() => {
-      done(() => reject(fail(`no complete answer within ${request.timeoutMs} ms`, true)));
-      req.destroy();
-    }, request.timeoutMs);
-    req.on('error', (err) => done(() => reject(fail(err.message, true, err))));
-    req.on('response', (res) => {
-      const status = res.statusCode ?? 0;
-      if (REDIRECTS.has(status) && typeof res.headers.location === 'string') {
-        res.resume();
-        done(() => resolve({ kind: 'redirect', location: res.headers.location as string }));
-        req.destroy();
-        return;
-      }
-      if (status !== 200) {
-        res.resume();
-        done(() => reject(fail(`HTTP ${status}`, status >= 500 || status === 408 || status === 429 || status === 404)));
-        req.destroy();
-        return;
-      }
-      const declared = Number(res.headers['content-length']);
-      if (Number.isFinite(declared) && declared > request.maxBytes) {
-        done(() => reject(fail(`answer of ${declared} bytes exceeds the limit of ${request.maxBytes}`, false)));
-        req.destroy();
-        return;
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > request.maxBytes) {
-          done(() => reject(fail(`answer exceeds the limit of ${request.maxBytes} bytes`, false)));
-          req.destroy();
+      done(() =>
+        reject(budget && budgetMs < request.timeoutMs ? budget.spent(url, code, 'time') : fail(`no complete answer within ${request.timeoutMs} ms`, true)),
+      );
+      req?.destroy();
+    }, timeoutMs);
+    const send = (addresses: readonly LookupAddress[]): http.ClientRequest => {
+      const common: http.RequestOptions = {
+        method: 'GET',
+        agent: false,
+        headers: { 'user-agent': options.userAgent ?? 'hisp', accept: '*/*', connection: 'close' },
+        lookup: pinnedLookup(addresses),
+      };
+      const r =
+        url.protocol === 'https:'
+          ? https.request(url, { ...common, ...TLS_PROFILE, rejectUnauthorized: true, ...(ca ? { ca } : {}) })
+          : http.request(url, common);
+      r.on('error', (err) => done(() => reject(fail(err.message, true, err))));
+      r.on('response', (res) => {
+        const status = res.statusCode ?? 0;
+        if (REDIRECTS.has(status) && typeof res.headers.location === 'string') {
+          res.resume();
+          done(() => resolve({ kind: 'redirect', location: res.headers.location as string }));
+          r.destroy();
           return;
         }
-        chunks.push(chunk);
+        if (status !== 200) {
+          res.resume();
+          done(() => reject(fail(`HTTP ${status}`, status >= 500 || status === 408 || status === 429 || status === 404)));
+          r.destroy();
+          return;
+        }
+        const declared = Number(res.headers['content-length']);
+        if (Number.isFinite(declared) && declared > request.maxBytes) {
+          done(() => reject(fail(`answer of ${declared} bytes exceeds the limit of ${request.maxBytes}`, false)));
+          r.destroy();
+          return;
+        }
+        if (budget && Number.isFinite(declared) && declared > budget.bytesLeft()) {
+          done(() => reject(budget.spent(url, code, 'bytes')));
+          r.destroy();
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > request.maxBytes) {
+            done(() => reject(fail(`answer exceeds the limit of ${request.maxBytes} bytes`, false)));
+            r.destroy();
+            return;
+          }
+          if (budget && chunk.length > budget.bytesLeft()) {
+            done(() => reject(budget.spent(url, code, 'bytes')));
+            r.destroy();
+            return;
+          }
+          budget?.addBytes(chunk.length);
+          chunks.push(chunk);
+        });
+        res.on('end', () => done(() => resolve({ kind: 'body', body: Buffer.concat(chunks) })));
+        res.on('error', (err) => done(() => reject(fail(err.message, true, err))));
+        res.on('aborted', () => done(() => reject(fail('connection closed before the end of the answer', true))));
       });
-      res.on('end', () => done(() => resolve({ kind: 'body', body: Buffer.concat(chunks) })));
-      res.on('error', (err) => done(() => reject(fail(err.message, true, err))));
-      res.on('aborted', () => done(() => reject(fail('connection closed before the end of the answer', true))));
+      r.end();
+      return r;
+    };
+
+    resolveAll(options.lookup ?? dnsLookup, host, (err, addresses) => {
+      if (settled) return;
+      if (err) {
+        done(() => reject(fail(err.message, true, err)));
+        return;
+      }
+      if (addresses.length === 0) {
+        done(() => reject(fail(`${host} has no address`, true)));
+        return;
+      }
+      // Every address must be allowed: a name answering with one public and one private address is refused.
+      for (const a of addresses) {
+        const verdict = policy.check(a.address);
+        if (verdict.allowed) continue;
+        options.logger?.warn({ purpose: request.purpose, url: url.href, host, address: a.address, range: verdict.range }, 'fetch refused: the address is not allowed');
+        done(() =>
+          reject(
+            new HispError(
+              code,
+              `${request.purpose} fetch of ${url.href} refused: ${host === a.address ? 'the address' : `${host} resolves to`} ${a.address}, ` +
+                `which is not an allowed address (${verdict.range ?? 'not allowed'}; see [fetch] allowAddresses)`,
+              { details: { url: url.href, host, address: a.address, range: verdict.range, refused: true } },
+            ),
+          ),
+        );
+        return;
+      }
+      req = send(addresses);
     });
-    req.end();
   });
 }

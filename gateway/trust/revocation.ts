@@ -5,6 +5,7 @@ import { formatRfc4514 } from '../core/distinguished-name.js';
 import { HispError, isHispError } from '../core/errors.js';
 import { decodeBer } from '../agent/asn1.js';
 import { crlDistributionPoints, fetchableUris } from './cert-extensions.js';
+import { isFetchBudgetError, type FetchBudget } from './fetch-budget.js';
 import { asFetchError, createHttpFetcher, FETCH_DEFAULTS, type Fetcher } from './http-fetch.js';
 import { looksLikePem, pemBlocks } from './pkcs7.js';
 import { verifySignedObject } from './signed-object.js';
@@ -261,6 +262,8 @@ export interface RevocationCheckerOptions {
   fetcher?: Fetcher;
   /** DNS resolution for the default fetcher (hisp's configured resolver). */
   lookup?: LookupFunction;
+  /** Non-global addresses the default fetcher may reach ({@link createHttpFetcher}); default none. */
+  allowAddresses?: readonly string[];
   /** The clock for CRL currency and the cache (tests inject one); default `new Date()`. */
   clock?: () => Date;
   timeoutMs?: number;
@@ -286,6 +289,8 @@ export interface CertificateRevocationResult {
 export interface PathRevocationOptions {
   mode: RevocationMode;
   allowSha1?: boolean;
+  /** The fetch budget of the message (or recipient) being checked: CRL downloads are charged to it. */
+  budget?: FetchBudget;
 }
 
 export interface PathRevocationResult {
@@ -317,7 +322,9 @@ export class RevocationChecker {
   private readonly inflight = new Map<string, Promise<CacheEntry>>();
 
   constructor(options: RevocationCheckerOptions = {}) {
-    this.fetcher = options.fetcher ?? createHttpFetcher(options.lookup ? { lookup: options.lookup } : {});
+    this.fetcher =
+      options.fetcher ??
+      createHttpFetcher({ ...(options.lookup ? { lookup: options.lookup } : {}), ...(options.allowAddresses ? { allowAddresses: options.allowAddresses } : {}) });
     this.clock = options.clock ?? (() => new Date());
     this.timeoutMs = options.timeoutMs ?? FETCH_DEFAULTS.crl.timeoutMs;
     this.maxBytes = options.maxBytes ?? FETCH_DEFAULTS.crl.maxBytes;
@@ -335,8 +342,9 @@ export class RevocationChecker {
    * The revocation status of `cert`, whose issuer is `issuer` (the next certificate of its path).
    * Throws HISP_TRUST_REVOKED when a verified, current CRL lists it; otherwise resolves to 'good'
    * or 'unavailable' (with the reasons), whatever the mode: the mode is applied by {@link checkPath}.
+   * Downloads are charged to `budget` (a cached CRL costs nothing).
    */
-  async checkCertificate(cert: Certificate, issuer: Certificate, allowSha1 = false): Promise<CertificateRevocationResult> {
+  async checkCertificate(cert: Certificate, issuer: Certificate, allowSha1 = false, budget?: FetchBudget): Promise<CertificateRevocationResult> {
     const dps = crlDistributionPoints(cert);
     const { urls, notes: uriNotes } = fetchableUris(dps.uris, 'CRL distribution point');
     const notes = [...dps.skipped, ...uriNotes];
@@ -352,7 +360,7 @@ export class RevocationChecker {
     }
     let last: HispError | undefined;
     for (const url of urls) {
-      const entry = await this.crlFor(url, issuer, allowSha1);
+      const entry = await this.crlFor(url, issuer, allowSha1, budget);
       if (entry.error || !entry.crl) {
         last = entry.error;
         notes.push(entry.error?.message ?? `no CRL at ${url.href}`);
@@ -385,7 +393,7 @@ export class RevocationChecker {
     const warnings: string[] = [];
     let unavailable = false;
     for (let i = 0; i + 1 < path.length; i++) {
-      const result = await this.checkCertificate(path[i]!, path[i + 1]!, options.allowSha1 ?? false);
+      const result = await this.checkCertificate(path[i]!, path[i + 1]!, options.allowSha1 ?? false, options.budget);
       if (result.status === 'good') continue;
       if (options.mode === 'hard-fail') throw result.error!;
       unavailable = true;
@@ -394,7 +402,7 @@ export class RevocationChecker {
     return { revocation: unavailable ? 'unavailable' : 'checked', warnings };
   }
 
-  private async crlFor(url: URL, issuer: Certificate, allowSha1: boolean): Promise<CacheEntry> {
+  private async crlFor(url: URL, issuer: Certificate, allowSha1: boolean, budget: FetchBudget | undefined): Promise<CacheEntry> {
     const key = `${url.href} ${issuer.sha256} ${allowSha1 ? 'sha1' : ''}`;
     const now = this.clock().getTime();
     const hit = this.cache.get(key);
@@ -406,23 +414,26 @@ export class RevocationChecker {
     if (hit) this.cache.delete(key);
     const running = this.inflight.get(key);
     if (running) return running;
-    const p = this.load(url, issuer, allowSha1).finally(() => this.inflight.delete(key));
+    const p = this.load(url, issuer, allowSha1, budget).finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
     const entry = await p;
+    // A spent budget is the message's, not the CRL's: the next message may fetch it.
+    if (entry.error && isFetchBudgetError(entry.error)) return entry;
     this.cache.set(key, entry);
     while (this.cache.size > this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
     return entry;
   }
 
-  private async load(url: URL, issuer: Certificate, allowSha1: boolean): Promise<CacheEntry> {
+  private async load(url: URL, issuer: Certificate, allowSha1: boolean, budget: FetchBudget | undefined): Promise<CacheEntry> {
     const failed = (error: HispError): CacheEntry => ({ error, until: this.clock().getTime() + this.failureTtlMs });
     let body: Buffer;
     try {
-      body = await this.fetcher(url, { purpose: 'crl', timeoutMs: this.timeoutMs, maxBytes: this.maxBytes });
+      body = await this.fetcher(url, { purpose: 'crl', timeoutMs: this.timeoutMs, maxBytes: this.maxBytes, ...(budget ? { budget } : {}) });
     } catch (err) {
       const e = asFetchError(err, url, 'crl');
       const message = e.message.includes(url.href) ? e.message : `CRL ${url.href}: ${e.message}`;
-      return failed(new HispError('HISP_TRUST_REVOCATION_UNAVAILABLE', message, { transient: true, cause: e }));
+      // A refused address stays refused (permanent); anything else may work later.
+      return failed(new HispError('HISP_TRUST_REVOCATION_UNAVAILABLE', message, { transient: e.details?.refused !== true, cause: e, ...(e.details ? { details: e.details } : {}) }));
     }
     try {
       const crl = parseCrl(body);

@@ -223,6 +223,11 @@ export interface TrustBundleSourceOptions {
   /** TLS roots for the default fetcher (tests; or pinning the publisher's CA). TLS is always verified. */
   ca?: string | Buffer | readonly (string | Buffer)[];
   lookup?: LookupFunction;
+  /**
+   * Non-global addresses the default fetcher may reach (a bundle on the intranet, tests' loopback
+   * servers); default none ({@link createHttpFetcher}, issue 14 item 4).
+   */
+  allowAddresses?: readonly string[];
   /** Accept http:// URLs: for tests only (R-TB-2 demands HTTPS). */
   allowHttp?: boolean;
   timeoutMs?: number;
@@ -285,6 +290,8 @@ export class TrustBundleSource {
         protocols,
         ...(options.ca !== undefined ? { ca: options.ca } : {}),
         ...(options.lookup ? { lookup: options.lookup } : {}),
+        ...(options.allowAddresses ? { allowAddresses: options.allowAddresses } : {}),
+        ...(options.logger ? { logger: options.logger } : {}),
       });
   }
 

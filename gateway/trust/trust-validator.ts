@@ -9,6 +9,7 @@ import {
   type ChainValidationOptions,
   type ValidatedChain,
 } from './chain-validator.js';
+import { FetchBudget, isFetchBudgetError, type FetchBudgetLimits } from './fetch-budget.js';
 import type { Fetcher } from './http-fetch.js';
 import { RevocationChecker, type RevocationMode } from './revocation.js';
 
@@ -23,6 +24,11 @@ export interface TrustValidationOptions extends ChainValidationOptions {
   revocation?: RevocationMode;
   /** Fetch missing issuers from AIA caIssuers; default true. */
   aia?: boolean;
+  /**
+   * The fetch budget of the message (or recipient) this validation is for: AIA and CRL downloads
+   * are charged to it (issue 14 item 4). Default: a fresh one ({@link TrustValidator.newFetchBudget}).
+   */
+  budget?: FetchBudget;
 }
 
 export interface TrustValidationResult extends ValidatedChain {
@@ -49,6 +55,10 @@ export interface TrustValidatorOptions {
   fetcher?: Fetcher;
   /** DNS resolution for the default fetcher: hisp's configured resolver. */
   lookup?: LookupFunction;
+  /** Non-global addresses the default fetcher may reach ({@link createHttpFetcher}); default none. */
+  allowAddresses?: readonly string[];
+  /** Limits of the fetch budget of each message or recipient ({@link newFetchBudget}); default FETCH_BUDGET_DEFAULTS. */
+  fetchBudget?: Partial<FetchBudgetLimits>;
   /** Clock for CRL currency and caches, and the default validation time. */
   clock?: () => Date;
   revocationChecker?: RevocationChecker;
@@ -62,17 +72,28 @@ export class TrustValidator {
   readonly aiaResolver: AiaResolver;
   private readonly clock: () => Date;
   private readonly maxAiaDepth: number;
+  private readonly budgetLimits: Partial<FetchBudgetLimits>;
 
   constructor(options: TrustValidatorOptions = {}) {
     const shared = {
       ...(options.fetcher ? { fetcher: options.fetcher } : {}),
       ...(options.lookup ? { lookup: options.lookup } : {}),
+      ...(options.allowAddresses ? { allowAddresses: options.allowAddresses } : {}),
       ...(options.clock ? { clock: options.clock } : {}),
     };
     this.revocationChecker = options.revocationChecker ?? new RevocationChecker(shared);
     this.aiaResolver = options.aiaResolver ?? new AiaResolver(shared);
     this.clock = options.clock ?? (() => new Date());
     this.maxAiaDepth = options.maxAiaDepth ?? 4;
+    this.budgetLimits = { ...options.fetchBudget };
+  }
+
+  /**
+   * A fetch budget with this validator's limits: one per inbound message (processIncoming) and one
+   * per recipient (discoverRecipient), shared by every validation made for it.
+   */
+  newFetchBudget(): FetchBudget {
+    return new FetchBudget(this.budgetLimits);
   }
 
   /**
@@ -83,10 +104,11 @@ export class TrustValidator {
    */
   async validate(leaf: Certificate, options: TrustValidationOptions): Promise<TrustValidationResult> {
     const at = options.at ?? this.clock();
-    const chainOptions: ChainValidationOptions = { ...options, at };
-    const { chain, fetched } = await this.buildPath(leaf, chainOptions, options.aia ?? true);
+    const { budget = this.newFetchBudget(), ...rest } = options;
+    const chainOptions: ChainValidationOptions = { ...rest, at };
+    const { chain, fetched } = await this.buildPath(leaf, chainOptions, options.aia ?? true, budget);
     const mode = options.revocation ?? 'soft-fail';
-    const rev = await this.revocationChecker.checkPath(chain.path, { mode, allowSha1: options.allowSha1 ?? false });
+    const rev = await this.revocationChecker.checkPath(chain.path, { mode, allowSha1: options.allowSha1 ?? false, budget });
     return {
       path: chain.path,
       anchor: chain.anchor,
@@ -130,9 +152,10 @@ export class TrustValidator {
     if (mode === 'off') return { path: [leaf], warnings: [], revocation: 'off' };
 
     const warnings: string[] = [];
+    const budget = options.budget ?? this.newFetchBudget();
     let issuer = leaf.isSelfIssued ? undefined : this.findIssuer(leaf, options.intermediates ?? []);
     if (!issuer && !leaf.isSelfIssued && (options.aia ?? true)) {
-      const fetched = await this.aiaResolver.issuersOf(leaf);
+      const fetched = await this.aiaResolver.issuersOf(leaf, budget);
       issuer = this.findIssuer(leaf, fetched.certificates);
     }
     if (!issuer) {
@@ -144,7 +167,7 @@ export class TrustValidator {
       if (mode === 'hard-fail') throw error;
       return { path: [leaf], warnings: [`revocation not checked (soft-fail): ${error.message}`], revocation: 'unavailable' };
     }
-    const rev = await this.revocationChecker.checkPath([leaf, issuer], { mode, allowSha1 });
+    const rev = await this.revocationChecker.checkPath([leaf, issuer], { mode, allowSha1, budget });
     warnings.push(...rev.warnings);
     return { path: [leaf, issuer], warnings, revocation: rev.revocation };
   }
@@ -165,6 +188,7 @@ export class TrustValidator {
     leaf: Certificate,
     options: ChainValidationOptions,
     useAia: boolean,
+    budget: FetchBudget,
   ): Promise<{ chain: ValidatedChain; fetched: Certificate[] }> {
     const pool = [...(options.intermediates ?? [])];
     const fetched: Certificate[] = [];
@@ -182,7 +206,7 @@ export class TrustValidator {
         let added = 0;
         for (const cert of frontier) {
           tried.add(cert.sha256);
-          const r = await this.aiaResolver.issuersOf(cert);
+          const r = await this.aiaResolver.issuersOf(cert, budget);
           errors.push(...r.errors);
           notes.push(...r.notes);
           for (const issuer of r.certificates) {
@@ -195,7 +219,9 @@ export class TrustValidator {
         if (added === 0) {
           if (errors.length > 0) {
             const first = errors[0]!;
-            throw new HispError('HISP_TRUST_AIA_FAILED', `no path from ${leaf.subject} to a trust anchor, and AIA failed: ${first.message}`, {
+            // When the budget stopped the fetching, say so: the first failure alone would hide why the rest were not tried.
+            const spent = errors.find((e) => e !== first && isFetchBudgetError(e));
+            throw new HispError('HISP_TRUST_AIA_FAILED', `no path from ${leaf.subject} to a trust anchor, and AIA failed: ${first.message}${spent ? `; ${spent.message}` : ''}`, {
               transient: first.transient,
               cause: first,
               details: { subject: leaf.subject, notes },

@@ -53,30 +53,42 @@ async function pkcs8Pem(key: webcrypto.CryptoKey): Promise<string> {
 let serialCounter = 1;
 const serial = () => (0x100000 + serialCounter++).toString(16);
 
-export async function makeCa(dir: string, name: string): Promise<TestCa> {
+/** A root CA, or with `parent` an intermediate CA issued by it. */
+export async function makeCa(dir: string, name: string, parent?: TestCa): Promise<TestCa> {
   const keys = (await webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify']));
   const now = Date.now();
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+  const common = {
     serialNumber: serial(),
-    name: `CN=${name},O=hisp e2e`,
     notBefore: new Date(now - 86_400_000),
     notAfter: new Date(now + 365 * 86_400_000),
-    keys,
     signingAlgorithm: RSA,
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      ...(parent ? [await x509.AuthorityKeyIdentifierExtension.create(parent.keys.publicKey)] : []),
     ],
-  });
+  };
+  const cert = parent
+    ? await x509.X509CertificateGenerator.create({ ...common, subject: `CN=${name},O=hisp e2e`, issuer: parent.cert.subject, publicKey: keys.publicKey, signingKey: parent.keys.privateKey })
+    : await x509.X509CertificateGenerator.createSelfSigned({ ...common, name: `CN=${name},O=hisp e2e`, keys });
   const certPem = cert.toString('pem') + '\n';
   const certFile = path.join(dir, `${name.replace(/\W+/g, '-')}.cert.pem`);
   writeFileSync(certFile, certPem);
   return { name, certPem, certFile, keys, cert };
 }
 
-/** A dual-use domain certificate (dNSName = domain, digitalSignature + keyEncipherment, R-CRT-1/4). */
-export async function makeDomainCredential(dir: string, ca: TestCa, domain: string): Promise<DomainCredential> {
+/**
+ * A dual-use domain certificate (dNSName = domain, digitalSignature + keyEncipherment, R-CRT-1/4).
+ * `options.extensions` are added (AIA, CRL distribution points…); `options.chain` false writes the
+ * certificate file without the CA certificate (a signer whose intermediate is not in its messages).
+ */
+export async function makeDomainCredential(
+  dir: string,
+  ca: TestCa,
+  domain: string,
+  options: { extensions?: x509.Extension[]; chain?: boolean; name?: string } = {},
+): Promise<DomainCredential> {
   const keys = (await webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify']));
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.create({
@@ -94,12 +106,13 @@ export async function makeDomainCredential(dir: string, ca: TestCa, domain: stri
       new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: domain }]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey),
+      ...(options.extensions ?? []),
     ],
   });
-  const keyFile = path.join(dir, `${domain}.key.pem`);
-  const certFile = path.join(dir, `${domain}.cert.pem`);
+  const keyFile = path.join(dir, `${options.name ?? domain}.key.pem`);
+  const certFile = path.join(dir, `${options.name ?? domain}.cert.pem`);
   writeFileSync(keyFile, await pkcs8Pem(keys.privateKey), { mode: 0o600 });
-  writeFileSync(certFile, cert.toString('pem') + '\n' + ca.certPem);
+  writeFileSync(certFile, cert.toString('pem') + '\n' + (options.chain === false ? '' : ca.certPem));
   return { domain, keyFile, certFile, der: Buffer.from(cert.rawData) };
 }
 

@@ -38,5 +38,9 @@ describe('hisp discover', () => {
     const noAnchor = hisp('a@b.test', '--dns', `127.0.0.1:${port}`);
     expect(noAnchor.status).toBe(2);
     expect(noAnchor.stderr).toContain('HISP_USAGE');
+    // --allow-fetch takes IP addresses and CIDR ranges only (issue 14 item 4).
+    const badAllow = hisp('a@b.test', '--dns', `127.0.0.1:${port}`, '--anchor', credentialPaths('root-ca').cert, '--allow-fetch', '10.0.0.0/99');
+    expect(badAllow.status).toBe(2);
+    expect(badAllow.stderr).toContain('--allow-fetch "10.0.0.0/99": the prefix length must be 0 to 32');
   });
 });

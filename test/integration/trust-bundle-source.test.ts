@@ -31,9 +31,23 @@ beforeEach(() => {
   https.routes.set('/bundle.p7b', { body: readTrustFile('bundle.p7b') });
 });
 
+/** The test servers are on loopback, which bundle fetches refuse unless allowed (issue 14 item 4). */
+const LOOPBACK = ['127.0.0.1/32'];
+
 describe('TrustBundleSource over HTTPS (R-TB-2)', () => {
+  it('refused without connecting when the bundle’s address is not allowed (loopback, by default): HISP_BUNDLE_FETCH_FAILED, permanent', async () => {
+    const before = https.connections();
+    const src = new TrustBundleSource({ url: https.url('/bundle.p7m'), signers: [signer], ca: tlsCa, clock: () => AT });
+    const o = await src.refresh();
+    expect(o.status).toBe('failed');
+    expect(o.error?.code).toBe('HISP_BUNDLE_FETCH_FAILED');
+    expect(o.error?.transient).toBe(false);
+    expect(o.error?.message).toMatch(/127\.0\.0\.1, which is not an allowed address \(loopback/);
+    expect(https.connections()).toBe(before);
+  });
+
   it('refused when the server’s TLS certificate is not trusted (system roots): HISP_BUNDLE_FETCH_FAILED, no anchors', async () => {
-    const src = new TrustBundleSource({ url: https.url('/bundle.p7m'), signers: [signer], clock: () => AT });
+    const src = new TrustBundleSource({ allowAddresses: LOOPBACK, url: https.url('/bundle.p7m'), signers: [signer], clock: () => AT });
     const o = await src.refresh();
     expect(o.status).toBe('failed');
     expect(o.error?.code).toBe('HISP_BUNDLE_FETCH_FAILED');
@@ -42,7 +56,7 @@ describe('TrustBundleSource over HTTPS (R-TB-2)', () => {
   });
 
   it('accepted when the test passes the server’s certificate as CA: the signed bundle verifies, 1 anchor', async () => {
-    const src = new TrustBundleSource({ url: https.url('/bundle.p7m'), signers: [signer], ca: tlsCa, clock: () => AT });
+    const src = new TrustBundleSource({ allowAddresses: LOOPBACK, url: https.url('/bundle.p7m'), signers: [signer], ca: tlsCa, clock: () => AT });
     const o = await src.refresh();
     expect(o).toMatchObject({ status: 'updated', anchors: 1 });
     expect(src.anchors.map((c) => c.sha256)).toEqual([root.sha256]);
@@ -50,7 +64,7 @@ describe('TrustBundleSource over HTTPS (R-TB-2)', () => {
   });
 
   it('a refresh with an unchanged checksum does not swap the anchor set', async () => {
-    const src = new TrustBundleSource({ url: https.url('/bundle.p7m'), signers: [signer], ca: tlsCa, clock: () => AT });
+    const src = new TrustBundleSource({ allowAddresses: LOOPBACK, url: https.url('/bundle.p7m'), signers: [signer], ca: tlsCa, clock: () => AT });
     await src.refresh();
     const before = src.anchors;
     const o = await src.refresh();
@@ -62,6 +76,7 @@ describe('TrustBundleSource over HTTPS (R-TB-2)', () => {
   it('a bundle with a wrong signature is rejected and the last good set is kept (and the reason reported)', async () => {
     const reported: string[] = [];
     const src = new TrustBundleSource({
+      allowAddresses: LOOPBACK,
       url: https.url('/bundle.p7m'),
       signers: [signer],
       ca: tlsCa,
@@ -86,6 +101,7 @@ describe('TrustBundleSource over HTTPS (R-TB-2)', () => {
   it('a changed bundle (new checksum) swaps the set atomically; an AnchorStore bound to the source sees it at once (R-TB-3)', async () => {
     https.routes.set('/community.p7b', { body: readTrustFile('bundle.p7b') });
     const src = new TrustBundleSource({
+      allowAddresses: LOOPBACK,
       url: https.url('/community.p7b'),
       ca: tlsCa,
       scopes: [{ scope: 'hisp.test', directions: ['outgoing'] }],
@@ -104,18 +120,18 @@ describe('TrustBundleSource over HTTPS (R-TB-2)', () => {
   it('a redirect to http:// is refused (HTTPS only), an oversized answer too', async () => {
     http.routes.set('/bundle.p7b', { body: readTrustFile('bundle.p7b') });
     https.routes.set('/moved.p7b', { redirect: http.url('/bundle.p7b') });
-    const moved = new TrustBundleSource({ url: https.url('/moved.p7b'), ca: tlsCa });
+    const moved = new TrustBundleSource({ allowAddresses: LOOPBACK, url: https.url('/moved.p7b'), ca: tlsCa });
     const o = await moved.refresh();
     expect(o.error?.code).toBe('HISP_BUNDLE_FETCH_FAILED');
     expect(o.error?.message).toMatch(/http: URLs are not allowed/);
-    const small = new TrustBundleSource({ url: https.url('/bundle.p7b'), ca: tlsCa, maxBytes: 100 });
+    const small = new TrustBundleSource({ allowAddresses: LOOPBACK, url: https.url('/bundle.p7b'), ca: tlsCa, maxBytes: 100 });
     expect((await small.refresh()).error?.message).toMatch(/exceeds the limit of 100/);
   });
 
   it('plain http:// only when explicitly allowed (tests)', async () => {
     http.routes.set('/bundle.p7b', { body: readTrustFile('bundle.p7b') });
-    expect(() => new TrustBundleSource({ url: http.url('/bundle.p7b') })).toThrow(/only https/);
-    const src = new TrustBundleSource({ url: http.url('/bundle.p7b'), allowHttp: true });
+    expect(() => new TrustBundleSource({ allowAddresses: LOOPBACK, url: http.url('/bundle.p7b') })).toThrow(/only https/);
+    const src = new TrustBundleSource({ allowAddresses: LOOPBACK, url: http.url('/bundle.p7b'), allowHttp: true });
     expect((await src.refresh()).status).toBe('updated');
   });
 });

@@ -163,7 +163,7 @@ describe('revocation over HTTP (R-TRU-3)', () => {
       if ((options as { all?: boolean }).all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
       else callback(null, '127.0.0.1', 4);
     };
-    const fetcher = createHttpFetcher({ lookup });
+    const fetcher = createHttpFetcher({ lookup, allowAddresses: ['127.0.0.1/32'] });
     const body = await fetcher(new URL(`http://pki.hisp.test:${server.port}/root-ca.crl`), { purpose: 'crl', timeoutMs: 5000, maxBytes: 1 << 20 });
     expect(body.equals(readTrustFile('root-ca.crl'))).toBe(true);
     expect(asked).toEqual(['pki.hisp.test']);
