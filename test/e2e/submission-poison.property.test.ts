@@ -69,8 +69,8 @@ const fieldValue = fc.oneof(
 );
 /** A header line: a field (maybe folded), or something that is not one. */
 const headerLine = fc.oneof(
-  { weight: 8, arbitrary: fc.tuple(fieldName, fieldValue).map(([n, v]) => `${n}: ${v.replace(/[\r\n\u0000]/g, ' ')}`) },
-  { weight: 1, arbitrary: fc.tuple(fieldName, fieldValue, fieldValue).map(([n, a, b]) => `${n}: ${a.replace(/[\r\n\u0000]/g, ' ')}\r\n\t${b.replace(/[\r\n\u0000]/g, ' ')}`) },
+  { weight: 8, arbitrary: fc.tuple(fieldName, fieldValue).map(([n, v]) => `${n}: ${v.replace(/[\r\n]/g, ' ').replaceAll('\u0000', ' ')}`) },
+  { weight: 1, arbitrary: fc.tuple(fieldName, fieldValue, fieldValue).map(([n, a, b]) => `${n}: ${a.replace(/[\r\n]/g, ' ').replaceAll('\u0000', ' ')}\r\n\t${b.replace(/[\r\n]/g, ' ').replaceAll('\u0000', ' ')}`) },
   { weight: 1, arbitrary: fc.stringMatching(/^[ -~]{1,60}$/) },
 );
 /** A submission the edge's envelope checks let through (From is the user's), with anything else around it. */
@@ -92,7 +92,7 @@ const submission = fc
       ...Array.from({ length: filler }, (_, i) => `X-Filler-${i}: ${i}`),
       ...after,
     ];
-    const text = `${lines.join('\r\n')}\r\n\r\n${body.replace(/\r?\n|\r/g, '\r\n').replace(/\u0000/g, '0')}\r\n`;
+    const text = `${lines.join('\r\n')}\r\n\r\n${body.replace(/\r?\n|\r/g, '\r\n').replaceAll('\u0000', '0')}\r\n`;
     return Buffer.from(text, 'latin1');
   });
 
