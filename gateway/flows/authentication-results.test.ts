@@ -1,34 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { credentialPaths, type LeafName } from '../../test/helpers/pki.js';
-import { loadCredential, readCertificates, type PrivateCredential } from '../agent/key-material.js';
-import { wrapMessage } from '../agent/wrap-message.js';
-import type { Certificate } from '../core/certificate.js';
+import { describe, expect, it } from 'vitest';
+import { receiveSigned as received } from '../../test/helpers/received-message.js';
 import { authenticationResultsField, withoutOwnResults } from './authentication-results.js';
-import { processIncoming, type IncomingResult } from './process-incoming.js';
 import { signerMetadata } from './signer-metadata.js';
 
-/** Inside the fixtures' validity (2025–2049). */
-const AT = new Date('2030-01-01T00:00:00Z');
 const OWN = 'hisp.recipient.test';
 
 const MANIFEST = JSON.parse(readFileSync(new URL('../../test/fixtures/pki/manifest.json', import.meta.url), 'utf8')) as Record<string, { subject: string; sha256: string }>;
-
-let recipient: PrivateCredential;
-let anchors: Certificate[];
-
-beforeAll(() => {
-  const r = credentialPaths('recipient-rsa');
-  recipient = loadCredential(r.key, r.cert);
-  anchors = readCertificates(readFileSync(credentialPaths('root-ca').cert), 'root-ca');
-});
-
-/** `inner` signed by the fixture `signer` (its chain included), encrypted to recipient-rsa, then received as hisp does. */
-async function received(signer: LeafName, inner: Buffer): Promise<IncomingResult> {
-  const p = credentialPaths(signer);
-  const wrapped = wrapMessage(inner, { signers: [loadCredential(p.key, p.chain)], recipients: [recipient.certificate], signingTime: AT }).message;
-  return processIncoming(wrapped, { credentials: [{ key: recipient.key, certificate: recipient.certificate }], anchors, at: AT });
-}
 
 const inner = (from: string, extra = ''): Buffer =>
   Buffer.from(`${extra}From: ${from}\r\nTo: patient@recipient.test\r\nSubject: results\r\nMessage-ID: <ar@sender.test>\r\n\r\nAuthentication-Results: ${OWN}; smime=pass (in the body: stays)\r\n`, 'latin1');

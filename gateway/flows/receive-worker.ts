@@ -76,8 +76,7 @@ export class ReceiveWorker {
       incoming = await processIncoming(raw, {
         credentials: this.ctx.registry.decryptors(domain),
         anchors: this.ctx.registry.anchorsFor(d.recipient, 'incoming'),
-        allowSha1: policy.allowSha1,
-        revocation: policy.revocation,
+        policy,
         validator: this.ctx.validator,
         at: new Date(this.ctx.now()),
       });
