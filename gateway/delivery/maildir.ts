@@ -168,7 +168,17 @@ export async function deliverToMaildir(path: string, message: Buffer, key: Maild
       } finally {
         await closeFd(fd);
       }
-      linked = await moveIntoNew(tmpPath, newPath);
+      try {
+        linked = await moveIntoNew(tmpPath, newPath);
+      } catch (err) {
+        // ENOENT: our tmp/ file is gone (a concurrent try of this delivery removed it as a crashed
+        // one's leftover, step 2), or new/ is (an operator): the folders again, then write again;
+        // the link of the next round says whether the other try got there first.
+        if (errnoOf(err) !== 'ENOENT' || tries >= 3) throw err;
+        await unlink(tmpPath).catch(() => undefined);
+        await ensureMaildir(path);
+        continue;
+      }
       if (!linked) {
         // new/<unique> exists: this delivery, by another try (a concurrent one, or an earlier one
         // that was not looked for). Delivered, once; its name is made durable as in step 2.
