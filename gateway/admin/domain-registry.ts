@@ -162,6 +162,19 @@ export class DomainRegistry {
     return this.anchors.anchorsFor(address, direction);
   }
 
+  /**
+   * The trust bundle (its name: the URL) of `domain` that now holds `anchor` for `direction`;
+   * undefined when the anchor came from an anchor file. For the receive side's report of what a
+   * signer's chain ended at (webhook metadata).
+   */
+  bundleOf(anchor: Certificate, domain: string, direction: TrustDirection): string | undefined {
+    const d = normalize(domain);
+    const bundle = this.bundles.find(
+      (b) => b.scopes.some((s) => s.scope === d && s.directions.includes(direction)) && b.anchors.some((c) => c.sha256 === anchor.sha256),
+    );
+    return bundle?.name;
+  }
+
   private local(domain: string): LocalDomain {
     const d = this.domains.get(normalize(domain));
     if (!d) throw new HispError('HISP_CONFIG_INVALID', `${domain} is not a local domain`);

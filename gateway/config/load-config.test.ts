@@ -440,6 +440,11 @@ describe('loadConfig: every class of error names its key path', () => {
     expectError(minimal('', '[api]\nenabled = true\nport = 5525\nhost = "127.0.0.1"\n'), 'api.port', 'already used by the inbound listener (0.0.0.0:5525)');
   });
 
+  it('refuses api.enabled = true: [api] is reserved for the coming HTTP API and nothing would listen', () => {
+    expectError(minimal('', '[api]\nenabled = true\n'), 'api.enabled', 'the HTTP API is not available in this release');
+    expect(load(minimal('', '[api]\nenabled = false\nport = 5580\n')).api.enabled).toBe(false);
+  });
+
   it('cross-references: addresses of their domain, users of local addresses, secrets and URLs', () => {
     expectError(minimal('[[domains.addresses]]\naddress = "a@other.test"'), 'domains[0].addresses[0].address', 'is not an address of the domain sender.test');
     const user = (uses: string) => `[[submission.users]]\nusername = "ehr"\npasswordHash = "not-a-hash"\nmayUseAddresses = ${uses}\n`;

@@ -181,6 +181,11 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
     host: readHost(apiSection, 'host', DEFAULTS.api.host),
     port: apiSection.port('port', DEFAULTS.api.port),
   };
+  // [api] is reserved for the HTTP API of the next release: nothing listens yet, so a configuration
+  // that turns it on is refused rather than accepted and silently ignored (issue 14, item 13).
+  if (api.enabled) {
+    issues.error(apiSection.at('enabled'), 'the HTTP API is not available in this release (nothing would listen): set enabled = false or remove [api]');
+  }
   apiSection.done();
 
   const domainSections = root.sections('domains');

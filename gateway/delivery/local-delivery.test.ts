@@ -1,9 +1,9 @@
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DeliveryConfig, WebhookDelivery } from '../config/schema.js';
@@ -69,14 +69,16 @@ async function mailServer(options: Partial<SMTPServerOptions>, socketPath?: stri
   return { port: (s.server.address() as AddressInfo).port, received };
 }
 
-/** A node:http endpoint answering with `code`, recording each request. */
-async function webhookEndpoint(code = 200, delayMs = 0): Promise<{ url: string; received: { headers: IncomingHttpHeaders; body: Buffer }[] }> {
+/** A node:http endpoint answering with `code` (the nth request with the nth of a list, then its last), recording each request. */
+async function webhookEndpoint(codes: number | readonly number[] = 200, delayMs = 0): Promise<{ url: string; received: { headers: IncomingHttpHeaders; body: Buffer }[] }> {
   const received: { headers: IncomingHttpHeaders; body: Buffer }[] = [];
+  const list = typeof codes === 'number' ? [codes] : codes;
   const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       received.push({ headers: req.headers, body: Buffer.concat(chunks) });
+      const code = list[Math.min(received.length, list.length) - 1]!;
       setTimeout(() => {
         res.writeHead(code, code >= 300 && code < 400 ? { Location: 'http://127.0.0.1:1/elsewhere' } : {});
         res.end(`answer ${code}\n`);
@@ -111,6 +113,22 @@ describe('deliverLocally: maildir', () => {
     expect(r.location).toMatch(/\.hisp\.test,S=\d+$/);
   });
 
+  it('delivers once per delivery: a try after a crash finds the copy (also moved to cur/ with flags) and writes no second one', async () => {
+    const target: DeliveryConfig = { type: 'maildir', path: join(root, 'box') };
+    const first = await deliverLocally(target, ITEM, { ...OPTIONS, firstTry: true });
+    expect(first).toMatchObject({ outcome: 'delivered', reply: { text: 'maildir: delivered' } });
+    // The gateway died before the queue recorded it; the next lease tries again.
+    const again = await deliverLocally(target, ITEM, OPTIONS);
+    expect(again).toMatchObject({ outcome: 'delivered', reply: { code: 250, text: 'maildir: delivered earlier' }, location: first.location });
+    renameSync(first.location!, join(root, 'box', 'cur', `${basename(first.location!)}:2,RS`));
+    expect((await deliverLocally(target, ITEM, OPTIONS)).reply.text).toBe('maildir: delivered earlier');
+    expect(readdirSync(join(root, 'box', 'new'))).toEqual([]);
+    expect(readdirSync(join(root, 'box', 'cur'))).toHaveLength(1);
+    // Another recipient of the same message is another delivery.
+    await deliverLocally(target, { ...ITEM, recipient: 'c@recipient.test' }, OPTIONS);
+    expect(readdirSync(join(root, 'box', 'new'))).toHaveLength(1);
+  });
+
   it('a path that cannot be a maildir is transient 451 4.3.5, the errno in the reply and the path only in the error', async () => {
     const file = join(root, 'file');
     writeFileSync(file, 'x');
@@ -130,6 +148,17 @@ describe('deliverLocally: webhook', () => {
     expect(r.location).toBe(received[0]!.headers['x-hisp-delivery-id']);
     expect(signedWith(received[0]!.headers, received[0]!.body, SECRET)).toBe(true);
     expect(JSON.parse(received[0]!.body.toString())).toMatchObject({ recipient: ITEM.recipient, metadata: { signer: 'CN=a@sender.test' } });
+  });
+
+  it('sends the same delivery id (X-Hisp-Delivery-Id, Idempotency-Key, the signed body) and the same body on every try', async () => {
+    const { url, received } = await webhookEndpoint([503, 500, 200]);
+    const tries = [];
+    for (let n = 1; n <= 3; n++) tries.push(await deliverLocally(webhook(url), ITEM, { ...OPTIONS, tryNumber: n }));
+    expect(tries.map((t) => t.outcome)).toEqual(['transient', 'transient', 'delivered']);
+    const ids = received.map((r) => [r.headers['x-hisp-delivery-id'], r.headers['idempotency-key'], (JSON.parse(r.body.toString()) as { deliveryId: string }).deliveryId]);
+    expect(new Set(ids.flat()).size).toBe(1);
+    expect(ids[0]![0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(new Set(received.map((r) => r.body.toString('base64'))).size).toBe(1);
   });
 
   it.each([

@@ -1,5 +1,6 @@
 import { substituteAddress, type DeliveryConfig, type WebhookDelivery } from '../config/schema.js';
 import { HispError, isHispError } from '../core/errors.js';
+import { deliveryId } from './delivery-id.js';
 import { deliverToMaildir } from './maildir.js';
 import { relayMessage, type RelayReply } from './smtp-relay.js';
 import { WebhookDeliverer, type WebhookPayload, type WebhookResult } from './webhook.js';
@@ -28,6 +29,12 @@ export interface LocalDeliveryOptions {
    * caps the tries: a transient outcome of try `retries + 1` or later is made permanent. Default 1.
    */
   tryNumber?: number;
+  /**
+   * True when no earlier try of this delivery can have reached the endpoint: the queue's first lease
+   * of it (a crash does not count as a failed attempt, so `tryNumber` cannot say this). A maildir then
+   * skips looking for an earlier copy. Default false: look.
+   */
+  firstTry?: boolean;
 }
 
 export interface LocalDeliveryOutcome {
@@ -45,8 +52,8 @@ export interface LocalDeliveryOutcome {
  * The deliverers outlive a single delivery because each reads its HMAC secret (maybe a file) once.
  * A WeakMap keyed by the (deep-frozen) configuration object rather than a class holding them: the
  * inbound worker needs no object to keep, `deliveryFor` hands out the same webhook object for every
- * message of an address, and a configuration reload (new objects) drops the old deliverers, and with
- * them the old secrets, without any bookkeeping.
+ * message of an address, and a new configuration object (a test's; hisp has no configuration reload)
+ * gets a deliverer of its own, while the old one goes with its object, without any bookkeeping.
  */
 const processWebhooks = new WeakMap<WebhookDelivery, WebhookDeliverer>();
 
@@ -54,10 +61,16 @@ const processWebhooks = new WeakMap<WebhookDelivery, WebhookDeliverer>();
  * Delivers a received message to the recipient's configured endpoint and says how it went, in the
  * terms the queue needs (2xx delivered, 4xx transient, 5xx permanent, with the reply to record):
  * - maildir: {@link deliverToMaildir} (a domain's path with `{address}` is resolved here too);
+ *   exactly once per delivery: the file is named after the delivery id;
  * - webhook: one signed POST ({@link WebhookDeliverer}); the reply is synthesized from the status;
+ *   every try carries the same delivery id, on which the receiver de-duplicates;
  * - lmtp (RFC 2033): to host and port, or to the Unix `socket` when given; smtp: to host and port.
  *   Both through nodemailer's SMTPConnection, with MAIL FROM the original envelope sender and the
- *   one recipient; the server's per-recipient reply is the outcome.
+ *   one recipient; the server's per-recipient reply is the outcome. At least once: a reply lost
+ *   after the server took the message (a broken connection, a crash before the queue recorded it)
+ *   makes the queue send it again, and SMTP has no way to ask whether it arrived. RFC 1047
+ *   ("Duplicate messages and SMTP") explains the window and why a duplicate is the lesser evil than
+ *   a loss; the Received field's `id` (the queue id) and the Message-ID let a store recognise one.
  *
  * It does not throw: every failure, including a bug's exception, is an outcome (unknown ones are
  * transient, so that no message is failed to its sender by accident; the queue's give-up bounds them).
@@ -85,10 +98,21 @@ export async function deliverLocally(target: DeliveryConfig, item: LocalDelivery
 // ------------------------------------------------------------------------------------------------
 // Maildir
 
+/**
+ * Once per delivery (issue 14, item 7): the file is named after the delivery id, so a try after a
+ * crash between the file and the queue's record of it finds the copy and reports it delivered
+ * ("maildir: delivered earlier") instead of writing a second one.
+ */
 async function toMaildir(path: string, item: LocalDeliveryItem, options: LocalDeliveryOptions): Promise<LocalDeliveryOutcome> {
   try {
-    const file = await deliverToMaildir(path, item.message, { hostname: options.hostname });
-    return { outcome: 'delivered', reply: { code: 250, enhanced: '2.0.0', text: 'maildir: delivered' }, location: file };
+    const r = await deliverToMaildir(
+      path,
+      item.message,
+      { deliveryId: deliveryId(item.queueId, item.recipient), receivedAt: item.receivedAt, mayExist: options.firstTry !== true },
+      { hostname: options.hostname },
+    );
+    const text = r.alreadyDelivered ? 'maildir: delivered earlier' : 'maildir: delivered';
+    return { outcome: 'delivered', reply: { code: 250, enhanced: '2.0.0', text }, location: r.file };
   } catch (err) {
     return failure('maildir', err);
   }

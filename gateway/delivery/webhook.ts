@@ -5,6 +5,7 @@ import https from 'node:https';
 import type { ConnectionOptions } from 'node:tls';
 import type { WebhookDelivery } from '../config/schema.js';
 import { HispError } from '../core/errors.js';
+import { deliveryId } from './delivery-id.js';
 
 /** What is handed to the endpoint: the message as received, with its envelope and queue identity. */
 export interface WebhookPayload {
@@ -55,7 +56,7 @@ const MAX_TEXT_CHARS = 200;
  * Delivers received messages to an HTTP endpoint (the `webhook` delivery of an address): one signed
  * JSON POST per message and recipient. Construct one per configuration object and reuse it: the
  * HMAC secret (inline `hmacSecret`, or the trimmed UTF-8 content of `hmacSecretFile`) is read once,
- * here; a new secret takes a configuration reload (which makes new configuration objects).
+ * here; a new secret takes a restart (hisp has no configuration reload).
  *
  * The request (docs/delivery.md has the receiver's side):
  *
@@ -71,10 +72,12 @@ const MAX_TEXT_CHARS = 200;
  *
  * The signature follows Stripe's webhook scheme: the time stamp is signed with the body, so that a
  * receiver can reject a replay older than its tolerance (5 minutes, say) as well as a forgery. The
- * delivery id is derived from the queue id and the recipient, not drawn: every retry of the same
- * delivery carries the same one, so that a receiver that got a request but whose answer was lost
- * (time-out) can recognise the retry and not store the message twice (the IETF Idempotency-Key
- * header draft, draft-ietf-httpapi-idempotency-key-header, names the same idea).
+ * delivery id is derived from the queue id and the recipient, not drawn (delivery-id.ts): every retry
+ * of the same delivery, also after a crash and restart, carries the same one, with the same body
+ * (only `t` and the signature change), so that a receiver that got a request but whose answer was
+ * lost (time-out, crash) can recognise the retry and not store the message twice. That is the
+ * semantics of Standard Webhooks' `webhook-id` and of the IETF Idempotency-Key header draft
+ * (draft-ietf-httpapi-idempotency-key-header); the id is also inside the signed body.
  *
  * One call is ONE attempt with a time-out: the queue retries transient outcomes with its back-off
  * (and the config's `retries` caps the tries, see local-delivery.ts). Redirects are not followed: a
@@ -103,9 +106,9 @@ export class WebhookDeliverer {
     this.tls = options.tls ?? {};
   }
 
-  /** The delivery id of a (queue id, recipient): SHA-256 of both, 128 bits in hex; recipients compare case-insensitively. */
+  /** The delivery id of a (queue id, recipient): see delivery-id.ts (the Maildir's file name uses the same). */
   static deliveryId(queueId: string, recipient: string): string {
-    return createHash('sha256').update(queueId, 'utf8').update('\n').update(recipient.toLowerCase(), 'utf8').digest('hex').slice(0, 32);
+    return deliveryId(queueId, recipient);
   }
 
   /** One POST of the message; resolves with the classified outcome (it rejects only on a malformed payload). */

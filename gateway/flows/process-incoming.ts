@@ -5,6 +5,7 @@ import type { DecryptionCredential } from '../agent/open-envelope.js';
 import { MimeEntity } from '../agent/mime-entity.js';
 import { unwrapMessage, type UnwrapResult } from '../agent/unwrap-message.js';
 import type { FetchBudget } from '../trust/fetch-budget.js';
+import { checkPolicy, type CertificatePolicy } from '../policy/cert-policy.js';
 import { checkBinding, type Binding } from '../trust/name-binding.js';
 import type { RevocationMode } from '../trust/revocation.js';
 import { TrustValidator } from '../trust/trust-validator.js';
@@ -26,6 +27,12 @@ export interface ProcessIncomingOptions {
    * default a fresh budget with the validator's limits ({@link TrustValidator.newFetchBudget}).
    */
   fetchBudget?: FetchBudget;
+  /**
+   * The recipient domain's certificate policy (`[domains.policy]`): when given, its allowSha1,
+   * revocation and minRsaBits replace the options above, and every signer's path must also meet
+   * its key usages and signature algorithms (checkPolicy, purpose signing), as on the sending side.
+   */
+  policy?: CertificatePolicy;
 }
 
 export interface AcceptedSigner {
@@ -61,7 +68,9 @@ export interface IncomingResult {
  * otherwise.
  */
 export async function processIncoming(raw: Buffer, options: ProcessIncomingOptions): Promise<IncomingResult> {
-  const allowSha1 = options.allowSha1 ?? false;
+  const policy = options.policy;
+  const allowSha1 = policy?.allowSha1 ?? options.allowSha1 ?? false;
+  const revocation = policy?.revocation ?? options.revocation ?? 'soft-fail';
   const unwrapped = unwrapMessage(raw, { credentials: options.credentials, allowSha1 });
   const from = MimeEntity.parse(unwrapped.message).header('from');
   if (!from) throw new HispError('HISP_MIME_MALFORMED', 'the signed message has no From field');
@@ -86,9 +95,11 @@ export async function processIncoming(raw: Buffer, options: ProcessIncomingOptio
         ...(options.at ? { at: options.at } : {}),
         purpose: 'signing',
         allowSha1,
-        revocation: options.revocation ?? 'soft-fail',
+        revocation,
         budget,
+        ...(policy ? { minRsaBits: policy.minRsaBits } : {}),
       });
+      if (policy) checkPolicy(policy, { path: chain.path, anchored: true, purpose: 'signing' });
       const binding = checkBinding(s.certificate, sender);
       accepted.push({ certificate: s.certificate, binding, anchor: chain.anchor, path: chain.path, warnings: chain.warnings });
     } catch (e) {

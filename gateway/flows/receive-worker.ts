@@ -13,9 +13,11 @@ import { replyForError } from '../smtp/reply-mapping.js';
 import { receivedField } from '../smtp/received-field.js';
 import type { StoredMessage } from '../store/message-store.js';
 import type { MdnKind, MdnRecordResult } from '../store/tracking-store.js';
+import { authenticationResultsField, withoutOwnResults } from './authentication-results.js';
 import type { GatewayContext } from './gateway-context.js';
 import { describeError, dsnFor, kindOf, queueMdn, queueNotice, trackedMessage } from './notices.js';
 import { processIncoming, type IncomingResult } from './process-incoming.js';
+import { signerMetadata, type SignerMetadata } from './signer-metadata.js';
 
 const LEASE_MS = 5 * 60_000;
 
@@ -62,7 +64,9 @@ export class ReceiveWorker {
     const log = this.log.child({ queueId: d.queueId, recipient: d.recipient, messageId: message.messageId });
     const raw = await this.ctx.queue.body(d.queueId);
     if (kindOf(message) === 'notice') {
-      await this.deliver(d, message, raw, undefined, log);
+      // A notice this gateway made (a DSN to a local sender): nobody's signature to report.
+      const own = this.ctx.config.hostname;
+      await this.deliver(d, message, Buffer.concat([authenticationResultsField(own, undefined), ...withoutOwnResults(raw, own)]), undefined, log);
       return;
     }
     const domain = DirectAddress.parse(d.recipient).domain;
@@ -72,8 +76,7 @@ export class ReceiveWorker {
       incoming = await processIncoming(raw, {
         credentials: this.ctx.registry.decryptors(domain),
         anchors: this.ctx.registry.anchorsFor(d.recipient, 'incoming'),
-        allowSha1: policy.allowSha1,
-        revocation: policy.revocation,
+        policy,
         validator: this.ctx.validator,
         at: new Date(this.ctx.now()),
       });
@@ -112,7 +115,13 @@ export class ReceiveWorker {
       recipient: d.recipient,
       date: new Date(message.receivedAt),
     });
-    await this.deliver(d, message, Buffer.concat([trace, disposition.message]), disposition.mdn ? { inner, options: disposition.options } : undefined, log);
+    // What was verified reaches the endpoint (issue 14, item 13): an Authentication-Results field
+    // above our Received field (RFC 8601 §4: prepended, like a trace field), any in the message
+    // that claims our authserv-id removed (§5), and the signers in a webhook's metadata.
+    const own = this.ctx.config.hostname;
+    const bytes = Buffer.concat([authenticationResultsField(own, incoming.accepted, incoming.sender.toString()), trace, ...withoutOwnResults(disposition.message, own)]);
+    const metadata = signerMetadata(incoming, (anchor) => this.ctx.registry.bundleOf(anchor, domain, 'incoming'));
+    await this.deliver(d, message, bytes, disposition.mdn ? { inner, options: disposition.options } : undefined, log, metadata);
   }
 
   /** An ordinary message: delivered, with MDNs. */
@@ -238,7 +247,14 @@ export class ReceiveWorker {
   }
 
   /** Delivers to the address's endpoint; MDNs after the outcome when `mdn` is given. */
-  private async deliver(d: Delivery, message: StoredMessage, bytes: Buffer, mdn: { inner: Buffer; options: NotificationOptions } | undefined, log: Logger): Promise<void> {
+  private async deliver(
+    d: Delivery,
+    message: StoredMessage,
+    bytes: Buffer,
+    mdn: { inner: Buffer; options: NotificationOptions } | undefined,
+    log: Logger,
+    metadata?: SignerMetadata,
+  ): Promise<void> {
     const target = this.targetFor(d.recipient, kindOf(message) === 'notice');
     if (!target) {
       await this.failInbound(d, { code: 550, enhanced: '5.1.1', text: `no delivery configured for ${d.recipient}` });
@@ -247,8 +263,9 @@ export class ReceiveWorker {
     }
     const outcome = await deliverLocally(
       target,
-      { recipient: d.recipient, sender: message.mailFrom, messageId: message.messageId, queueId: d.queueId, receivedAt: message.receivedAt, message: bytes },
-      { hostname: this.ctx.config.hostname, tryNumber: d.attempts + 1 },
+      { recipient: d.recipient, sender: message.mailFrom, messageId: message.messageId, queueId: d.queueId, receivedAt: message.receivedAt, message: bytes, ...(metadata ? { metadata } : {}) },
+      // The first lease of this delivery cannot find a copy of an earlier try (issue 14, item 7).
+      { hostname: this.ctx.config.hostname, tryNumber: d.attempts + 1, firstTry: d.attempt === 1 },
     );
     if (outcome.outcome === 'delivered') {
       log.info({ endpoint: target.type, location: outcome.location }, 'delivered');

@@ -168,7 +168,7 @@ describe.skipIf(skipReason !== undefined)('Postfix around hisp: downstream over 
     const submittedNames = new Set(sent.headerLines.map((l) => l.slice(0, l.indexOf(':')).toLowerCase()));
     const added = fieldNames(stored!.header).filter((n) => !submittedNames.has(n));
     expect(added.sort()).toEqual(
-      ['delivered-to', 'disposition-notification-options', 'disposition-notification-to', 'received', 'received', 'received', 'return-path', 'x-original-to'].sort(),
+      ['authentication-results', 'delivered-to', 'disposition-notification-options', 'disposition-notification-to', 'received', 'received', 'received', 'return-path', 'x-original-to'].sort(),
     );
     await mx.waitForLog(/to=<patient@b\.test>, relay=virtual, .*status=sent \(delivered to maildir\)/);
 
@@ -199,7 +199,7 @@ describe.skipIf(skipReason !== undefined)('Postfix around hisp: downstream over 
     const sep = text.indexOf('\n\n');
     for (const line of sent.headerLines) expect(`\n${text.slice(0, sep + 1)}`).toContain(`\n${line}\n`);
     expect(text.slice(sep + 2)).toBe(sent.body.replace(/\r\n/g, '\n'));
-    expect(text).toMatch(/^Received: from [^\n]*(\n[ \t][^\n]*)*by hisp\.b\.test/);
+    expect(text).toMatch(/^Authentication-Results: hisp\.b\.test;\n\tsmime=pass [^]*?\nReceived: from [^\n]*(\n[ \t][^\n]*)*by hisp\.b\.test/);
 
     // The catch-all address of the same message went to the domain's delivery, Postfix.
     const [other] = await mx.waitForMessages(1, { recipient: 'other@b.test', timeoutMs: 15_000 });

@@ -115,14 +115,15 @@ describe.skipIf(!knotAvailable())('two gateways over a real DNS server (knotd)',
     const submittedHeaders = headerSection(original).split('\r\n').filter(Boolean);
     for (const line of submittedHeaders) expect(text).toContain(`${line}\r\n`);
     expect(text.endsWith('\r\n\r\nSummary of care for the patient.\r\nSecond line.\r\n')).toBe(true);
-    expect(text).toMatch(/^Received: /);
+    // What b verified comes first (RFC 8601 §4.1: above b's Received field): a.test's domain-bound signer.
+    expect(text).toMatch(/^Authentication-Results: hisp\.b\.test;\r\n\tsmime=pass \(domain-bound signer, trusted\)\r\n\tbody\.smime-identifier=a\.test\r\n[^]*?\r\nReceived: /);
     expect(text).toContain('Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\n');
     const added = headerSection(delivered!)
       .split(/\r\n(?![ \t])/)
       .filter(Boolean)
       .map((f) => f.slice(0, f.indexOf(':')).toLowerCase())
       .filter((name) => !submittedHeaders.some((l) => l.toLowerCase().startsWith(`${name}:`)));
-    expect(new Set(added)).toEqual(new Set(['received', 'disposition-notification-to', 'disposition-notification-options']));
+    expect(new Set(added)).toEqual(new Set(['authentication-results', 'received', 'disposition-notification-to', 'disposition-notification-options']));
 
     const mdns = await waitFor('processed and dispatched MDNs at a.test', () => {
       const m = maildirMessages(maildir('a.test', 'provider@a.test')).map((x) => parseMdn(x));

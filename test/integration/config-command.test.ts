@@ -1,6 +1,6 @@
 // `hisp config check | print | hash-password` through the real binary (bin/hisp.js, built).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -87,6 +87,16 @@ describe('hisp config check', () => {
     expect(r.stderr).toContain(`  domains[0].credentials[0].key: file not found: ${join(work, 'missing.key.pem')}`);
     expect(r.stderr).toContain('  submission.tlsCert: missing: requireTls = true needs tlsCert and tlsKey');
     expect(r.stderr).not.toContain('do-not-print-me');
+  });
+
+  it('refuses api.enabled = true (exit 1, naming api.enabled): the HTTP API is not there yet and nothing would listen', () => {
+    const file = join(work, 'api.toml');
+    writeFileSync(file, readFileSync(valid, 'utf8').replace('[submission]', '[api]\nenabled = true\n[submission]'));
+    const r = hisp(['config', 'check', '--config', file]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('(1 error)');
+    expect(r.stderr).toContain('  api.enabled: the HTTP API is not available in this release (nothing would listen)');
+    expect(r.stdout).toBe('');
   });
 
   it('--json on an invalid file: {valid: false, code, errors} on stdout, exit 1', () => {

@@ -187,5 +187,12 @@ describe('hisp start --config', () => {
     // The only error: the rest of the file is valid.
     expect(r.stderr()).toMatch(/\(1 error\)/);
     expect(r.stdout()).not.toMatch(/listening/);
+
+    // [api] is reserved for the coming HTTP API: turned on, the start is refused, not run without it.
+    writeFileSync(file, readFileSync(file, 'utf8').replace('maxClient = 5\n', '[api]\nenabled = true\n'));
+    const api = startHisp(['start', '--config', file]);
+    expect((await api.exited).code).toBe(1);
+    expect(api.stderr()).toMatch(/\(1 error\):\n {2}api\.enabled: the HTTP API is not available in this release/);
+    expect(api.stdout()).not.toMatch(/listening/);
   }, 30_000);
 });
