@@ -1,5 +1,6 @@
 import libmime from 'libmime';
 import { HispError } from '../core/errors.js';
+import { Base64Decoder } from './base64-decoder.js';
 
 /**
  * A byte-exact view of an RFC 5322 / MIME entity. S/MIME verification must see the exact octets that
@@ -188,16 +189,6 @@ export function isValidBase64(body: Buffer): boolean {
   return !/[^A-Za-z0-9+/=\s]/.test(body.toString('latin1'));
 }
 
-/** base64 alphabet value of each octet; 65 = '=', anything else above 63 is ignored. */
-const B64_VALUE = (() => {
-  const t = new Uint8Array(256).fill(255);
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-  for (let i = 0; i < 64; i++) t[alphabet.charCodeAt(i)] = i;
-  for (const ws of [0x20, 0x09, 0x0d, 0x0a]) t[ws] = 64;
-  t[0x3d] = 65;
-  return t;
-})();
-
 /**
  * Decodes a base64 body as RFC 2045 §6.8 says: characters outside the alphabet (line breaks, spaces,
  * anything else) are ignored, and decoding ends at the padding. Up to a few MB Node's native decoder
@@ -212,33 +203,9 @@ export function decodeBase64(body: Buffer): Buffer {
   if (body.length <= NATIVE_BASE64_LIMIT && body.indexOf(0x2d) === -1 && body.indexOf(0x5f) === -1) {
     return Buffer.from(body.toString('latin1'), 'base64');
   }
-  const out = Buffer.allocUnsafe(Math.floor((body.length * 3) / 4) + 3);
-  let o = 0;
-  let acc = 0;
-  let n = 0;
-  let pad = 0;
-  for (let i = 0; i < body.length; i++) {
-    const v = B64_VALUE[body[i]!]!;
-    if (v < 64) {
-      if (pad) break; // data after padding
-      acc = (acc << 6) | v;
-      if (++n === 4) {
-        out[o++] = acc >> 16;
-        out[o++] = (acc >> 8) & 0xff;
-        out[o++] = acc & 0xff;
-        acc = 0;
-        n = 0;
-      }
-    } else if (v === 65) {
-      pad++;
-    }
-  }
-  if (n === 2) out[o++] = acc >> 4;
-  if (n === 3) {
-    out[o++] = acc >> 10;
-    out[o++] = (acc >> 2) & 0xff;
-  }
-  return out.subarray(0, o);
+  const decoder = new Base64Decoder(body.length);
+  decoder.push(body);
+  return decoder.end();
 }
 
 /** Base64 with 76-character lines and CRLF (RFC 2045 §6.8), as one buffer. */

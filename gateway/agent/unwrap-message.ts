@@ -2,6 +2,7 @@ import type { Certificate } from '../core/certificate.js';
 import { HispError, type HispErrorCode } from '../core/errors.js';
 import { parseMicalg, type CipherName, type DigestName, type KeyTransportName } from './algorithms.js';
 import { decodeBase64, isValidBase64, MimeEntity, splitMultipart, toCanonicalCrlf } from './mime-entity.js';
+import type { EnvelopeFromFile } from './envelope-file.js';
 import { openEnvelope, type DecryptionCredential } from './open-envelope.js';
 import { verifySignature, type SignerResult } from './verify-signature.js';
 
@@ -45,9 +46,10 @@ const REQUIRED_OUTER = ['from', 'to', 'date', 'message-id', 'mime-version'];
  * headers) and strict in what it requires (encrypted, signed, signature verifying over the received
  * octets). Trust in the signers is decided by the caller (trust layer), not here.
  */
-export function unwrapMessage(raw: Buffer, options: UnwrapOptions): UnwrapResult {
+export function unwrapMessage(raw: Buffer | EnvelopeFromFile, options: UnwrapOptions): UnwrapResult {
   const warnings: string[] = [];
-  const outer = MimeEntity.parse(raw);
+  const fromFile = Buffer.isBuffer(raw) ? undefined : raw;
+  const outer = fromFile ? fromFile.outer : MimeEntity.parse(raw as Buffer);
   for (const name of REQUIRED_OUTER) {
     if (!outer.header(name)) warnings.push(`outer header ${name} missing`);
   }
@@ -60,10 +62,13 @@ export function unwrapMessage(raw: Buffer, options: UnwrapOptions): UnwrapResult
     const what = ct.mediaType === 'multipart/signed' ? 'signed but not encrypted' : `${ct.mediaType}, not S/MIME`;
     throw new HispError('HISP_SMIME_NOT_ENCRYPTED', `the message is ${what} (R-SIG-1)`);
   }
-  const opened = withBody(outer, 'the enveloped body', (der) =>
-    // A decoded body is ours to overwrite: decrypt in place (memory bound for large messages).
-    openEnvelope(der, options.credentials, { inPlace: der.buffer !== raw.buffer }),
-  );
+  const opened = fromFile
+    ? // Decoded from the file by the caller (envelope-file.ts): ours to overwrite.
+      withDer(fromFile, 'the enveloped body', (der) => openEnvelope(der, options.credentials, { inPlace: true }))
+    : withBody(outer, 'the enveloped body', (der) =>
+        // A decoded body is ours to overwrite: decrypt in place (memory bound for large messages).
+        openEnvelope(der, options.credentials, { inPlace: der.buffer !== (raw as Buffer).buffer }),
+      );
 
   const signed = MimeEntity.parse(opened.content);
   const sct = signed.contentType();
@@ -157,6 +162,17 @@ function withBody<T>(entity: MimeEntity, what: string, use: (der: Buffer) => T):
 }
 
 /** When no signer verifies, report the most specific reason (weak algorithm over a bare mismatch). */
+/** {@link withBody} for a body its caller decoded from a file. */
+function withDer<T>(envelope: EnvelopeFromFile, what: string, use: (der: Buffer) => T): T {
+  if (envelope.der === undefined) throw new HispError('HISP_MIME_MALFORMED', `${what} could not be read`);
+  try {
+    return use(envelope.der);
+  } catch (e) {
+    if (e instanceof HispError && e.code === 'HISP_CMS_MALFORMED' && envelope.notBase64) throw new HispError('HISP_MIME_MALFORMED', `${what} is not valid base64`);
+    throw e;
+  }
+}
+
 function mostTellingError(signers: SignerResult[]): HispError {
   const order: HispErrorCode[] = ['HISP_CMS_WEAK_ALGORITHM', 'HISP_SIG_NO_SIGNER_CERT', 'HISP_CMS_UNSUPPORTED_ALGORITHM'];
   for (const code of order) {

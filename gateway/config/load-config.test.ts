@@ -103,7 +103,7 @@ describe('loadConfig: a valid configuration', () => {
       perClient: { maxConnections: 20, messagesPerMinute: 600, bytesPerMinute: 1024 ** 3 },
     });
     expect(c.api).toEqual({ enabled: false, host: '127.0.0.1', port: 5580 });
-    expect(c.queue).toEqual({ retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 20, wrapThreads: availableParallelism() > 1 ? 1 : 0 });
+    expect(c.queue).toEqual({ retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 20, wrapThreads: availableParallelism() > 1 ? 1 : 0, largeMessageMemoryBytes: 64 * 1024 * 1024 });
     expect(c.dedupe).toEqual({ windowHours: 72 });
     expect(c.quarantine).toEqual({ retentionDays: 30, maxBytes: 2 * 1024 ** 3, reserveBytes: 32 * 1024 * 1024 });
     expect(c.remoteDomains).toEqual({ '*': { cipher: 'aes256-cbc', keyTransport: 'rsa-oaep-sha1', tlsRequired: false, port: 25 } });

@@ -232,6 +232,7 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
     giveUpHours: queueSection.number('giveUpHours', DEFAULTS.queue.giveUpHours, 0.001, 720), // 0.001 h = 3.6 s: test set-ups
     workers: queueSection.int('workers', DEFAULTS.queue.workers, 1, 256),
     wrapThreads: queueSection.int('wrapThreads', DEFAULTS.queue.wrapThreads, 0, 64),
+    largeMessageMemoryBytes: queueSection.int('largeMessageMemoryBytes', DEFAULTS.queue.largeMessageMemoryBytes, 1024 * 1024, 2 ** 40),
   };
   queueSection.done();
   const dedupeSection = root.section('dedupe');

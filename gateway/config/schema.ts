@@ -301,6 +301,12 @@ export interface QueueConfig {
    * event loop. Default 1 on a machine with more than one CPU, else 0.
    */
   readonly wrapThreads: number;
+  /**
+   * Octets of messages larger than 1 MiB that the workers (both directions together) hold in
+   * memory at once; another such message waits for room (gateway/flows/memory-gate.ts). The first
+   * always gets in. Default 64 MiB.
+   */
+  readonly largeMessageMemoryBytes: number;
 }
 
 export interface DedupeConfig {
@@ -434,7 +440,7 @@ export const DEFAULTS = {
   lmtp: { host: '127.0.0.1', port: 24 },
   smtp: { port: 25 },
   remoteDomain: { cipher: DEFAULT_CIPHER, keyTransport: DEFAULT_KEY_TRANSPORT, tlsRequired: false, port: 25 } as RemoteDomainConfig,
-  queue: { retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 20, wrapThreads: availableParallelism() > 1 ? 1 : 0 },
+  queue: { retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 20, wrapThreads: availableParallelism() > 1 ? 1 : 0, largeMessageMemoryBytes: 64 * MiB },
   dedupe: { windowHours: 72 },
   /**
    * 30 days: a month's review cycle by the operator, and the longest default of the common mail

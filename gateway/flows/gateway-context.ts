@@ -1,5 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
+import type { MemoryGate } from './memory-gate.js';
 import type { WrapPool } from '../agent/wrap-pool.js';
 import type { DomainRegistry } from '../admin/domain-registry.js';
 import type { HispConfig } from '../config/schema.js';
@@ -34,6 +35,8 @@ export interface GatewayContext {
   readonly schedule: RetrySchedule;
   /** Open connections to next hops, reused by the relay workers. */
   readonly relayConnections: SmtpConnectionCache;
+  /** Large messages held in memory by the workers at once (queue.largeMessageMemoryBytes); none: no limit. */
+  readonly memoryGate?: MemoryGate;
   /** Threads that sign and encrypt for the relay workers (none: on the event loop). */
   readonly wrapPool?: WrapPool;
   readonly logger: Logger;

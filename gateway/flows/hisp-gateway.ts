@@ -28,6 +28,7 @@ import type { Delivery } from '../queue/outbound-queue.js';
 import type { StoredMessage } from '../store/message-store.js';
 import type { GatewayContext, RelayClaim } from './gateway-context.js';
 import { describeError } from './notices.js';
+import { MemoryGate } from './memory-gate.js';
 import { Notifier } from './notifier.js';
 import { ReceiveWorker } from './receive-worker.js';
 import { RELAY_LEASE_MS, RelayWorker } from './relay-worker.js';
@@ -60,6 +61,9 @@ interface IdleRelay {
   claim(): void;
   hand(work: HandedWork | undefined): void;
 }
+
+/** Messages above this size pass the memory gate (queue.largeMessageMemoryBytes). */
+const LARGE_MESSAGE_BYTES = 1024 * 1024;
 
 /** How soon after new work the notifier looks for failures (its wake-ups are coalesced). */
 const NOTIFIER_WAKE_MS = 50;
@@ -168,6 +172,7 @@ export class HispGateway {
         ...(options.jitter ? { jitter: options.jitter } : {}),
       }),
       relayConnections: new SmtpConnectionCache(),
+      memoryGate: new MemoryGate(config.queue.largeMessageMemoryBytes, LARGE_MESSAGE_BYTES),
       ...(config.queue.wrapThreads > 0
         ? { wrapPool: new WrapPool(config.queue.wrapThreads, (err) => logger.error({ err: describeError(err) }, 'a wrap thread ended: going on without it')) }
         : {}),

@@ -1,6 +1,7 @@
 import type { Certificate } from '../core/certificate.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError, type HispErrorCode } from '../core/errors.js';
+import type { EnvelopeFromFile } from '../agent/envelope-file.js';
 import type { DecryptionCredential } from '../agent/open-envelope.js';
 import { MimeEntity } from '../agent/mime-entity.js';
 import { unwrapMessage, type UnwrapResult } from '../agent/unwrap-message.js';
@@ -67,7 +68,7 @@ export interface IncomingResult {
  * From address or its domain (R-CRT-1, requirements §5.8). Throws the most telling HispError
  * otherwise.
  */
-export async function processIncoming(raw: Buffer, options: ProcessIncomingOptions): Promise<IncomingResult> {
+export async function processIncoming(raw: Buffer | EnvelopeFromFile, options: ProcessIncomingOptions): Promise<IncomingResult> {
   const policy = options.policy;
   const allowSha1 = policy?.allowSha1 ?? options.allowSha1 ?? false;
   const revocation = policy?.revocation ?? options.revocation ?? 'soft-fail';

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { deliveryFor, findDomain, substituteAddress, type DeliveryConfig } from '../config/schema.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { isHispError } from '../core/errors.js';
+import { readEnvelopeFile } from '../agent/envelope-file.js';
 import { deliverLocally } from '../delivery/local-delivery.js';
 import { notificationKind, parseMdn } from '../mdn/mdn-parser.js';
 import { notificationOptionsOf, type NotificationOptions } from '../mdn/notification-options.js';
@@ -61,19 +62,33 @@ export class ReceiveWorker {
   private async receive(d: Delivery): Promise<void> {
     const message = this.ctx.queue.messages.get(d.queueId);
     if (!message) return;
+    // A large message waits for memory (issue 14, item 6): a worker holds it decoded and decrypted.
+    const leave = await (this.ctx.memoryGate?.enter(message.size) ?? Promise.resolve(() => undefined));
+    try {
+      await this.process(d, message);
+    } finally {
+      leave();
+    }
+  }
+
+  private async process(d: Delivery, message: StoredMessage): Promise<void> {
     const log = this.log.child({ queueId: d.queueId, recipient: d.recipient, messageId: message.messageId });
-    const raw = await this.ctx.queue.body(d.queueId);
+    // A body kept as a file is never read whole: its header is parsed and its body decoded from
+    // the file (envelope-file.ts), so the raw message and its decoding are not in memory together.
+    const file = this.ctx.queue.messages.fileOf(d.queueId);
+    const raw = file === undefined ? await this.ctx.queue.body(d.queueId) : undefined;
+    const whole = async (): Promise<Buffer> => raw ?? this.ctx.queue.body(d.queueId);
     if (kindOf(message) === 'notice') {
       // A notice this gateway made (a DSN to a local sender): nobody's signature to report.
       const own = this.ctx.config.hostname;
-      await this.deliver(d, message, Buffer.concat([authenticationResultsField(own, undefined), ...withoutOwnResults(raw, own)]), undefined, log);
+      await this.deliver(d, message, Buffer.concat([authenticationResultsField(own, undefined), ...withoutOwnResults(await whole(), own)]), undefined, log);
       return;
     }
     const domain = DirectAddress.parse(d.recipient).domain;
     const policy = this.ctx.registry.policy(domain);
     let incoming: IncomingResult;
     try {
-      incoming = await processIncoming(raw, {
+      incoming = await processIncoming(raw ?? (await readEnvelopeFile(file!)), {
         credentials: this.ctx.registry.decryptors(domain),
         anchors: this.ctx.registry.anchorsFor(d.recipient, 'incoming'),
         policy,
@@ -86,7 +101,7 @@ export class ReceiveWorker {
         await this.retryOrFail(d, replyForError(err), undefined);
         return;
       }
-      await this.refuse(d, message, raw, err, log);
+      await this.refuse(d, message, raw, whole, err, log);
       return;
     }
     log.info({ signer: incoming.accepted[0]?.certificate.subject, sender: incoming.sender.toString() }, 'decrypted and trusted');
@@ -190,13 +205,14 @@ export class ReceiveWorker {
    * reason. A plain DSN from an ordinary mail server still updates the tracking, marked
    * unauthenticated, and the edge sender hears of the failure (issue 5).
    */
-  private async refuse(d: Delivery, message: StoredMessage, raw: Buffer, err: unknown, log: Logger): Promise<void> {
+  private async refuse(d: Delivery, message: StoredMessage, raw: Buffer | undefined, whole: () => Promise<Buffer>, err: unknown, log: Logger): Promise<void> {
     const code = isHispError(err) ? err.code : 'HISP_IO';
     const detail = err instanceof Error ? err.message : String(err);
     log.warn({ code, detail }, 'quarantined');
-    if (code === 'HISP_SMIME_NOT_ENCRYPTED' || code === 'HISP_SMIME_NOT_SIGNED') await this.applyPlainDsn(raw, log).catch(() => undefined);
-    // Kept until the operator deletes it: as a file of its own, not holding its spool segment.
-    const aside = await this.ctx.queue.messages.setAside(message.queueId, raw).catch((err: unknown) => {
+    if (code === 'HISP_SMIME_NOT_ENCRYPTED' || code === 'HISP_SMIME_NOT_SIGNED') await whole().then((body) => this.applyPlainDsn(body, log)).catch(() => undefined);
+    // Kept until the operator deletes it: as a file of its own, not holding its spool segment (a
+    // body already in a file stays where it is).
+    const aside = raw === undefined ? undefined : await this.ctx.queue.messages.setAside(message.queueId, raw).catch((err: unknown) => {
       log.warn({ err: describeError(err) }, 'cannot set the quarantined message aside as a file: it stays in the spool');
       return undefined;
     });

@@ -91,6 +91,16 @@ export class RelayWorker {
     if (!first) return;
     const message = known ?? this.ctx.queue.messages.get(first.queueId);
     if (!message) return;
+    // A large message waits for memory (issue 14, item 6): signed and encrypted, it is held 2-3 times.
+    const leave = await (this.ctx.memoryGate?.enter(message.size) ?? Promise.resolve(() => undefined));
+    try {
+      await this.relayMessage(group, first, message);
+    } finally {
+      leave();
+    }
+  }
+
+  private async relayMessage(group: Delivery[], first: Delivery, message: StoredMessage): Promise<void> {
     const log = this.log.child({ queueId: message.queueId, messageId: message.messageId, domain: first.domain });
     const body = await this.ctx.queue.body(message.queueId);
     let sender: DirectAddress;

@@ -548,6 +548,16 @@ export class MessageStore {
     return queueIds.flatMap((id) => this.spoolRecordOf(id) ?? []);
   }
 
+  /**
+   * The file holding the body of `queueId` when it is kept as one (a large body, a quarantined
+   * one), for a reader that streams it; undefined when it is in the spool, inline or gone.
+   */
+  fileOf(queueId: string): string | undefined {
+    const row = this.bodyRow.get(queueId);
+    if (row === undefined || row.body !== null || row.spool_segment !== null) return undefined;
+    return this.bodyPath(queueId);
+  }
+
   /** Where the body of `queueId` is in the spool; undefined when it is not there (a file, inline, no row). */
   private spoolRecordOf(queueId: string): SpoolRecord | undefined {
     return spoolRecord(queueId, this.bodyRow.get(queueId));
