@@ -155,7 +155,7 @@ const MESSAGE_ID_RE = /^Message-ID:\s*<e2e-([\w-]+)\.(\d+)@a\.test>/im;
 // ---------------------------------------------------------------------------------------------
 // SMTP client sessions
 
-interface SessionOptions {
+export interface SessionOptions {
   port: number;
   /** STARTTLS (required) and, with credentials, AUTH. */
   tls: boolean;
@@ -166,7 +166,7 @@ function callback<T>(fn: (cb: (err: Error | null | undefined, v?: T) => void) =>
   return new Promise<T>((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v as T))));
 }
 
-async function openSession(o: SessionOptions): Promise<SMTPConnection> {
+export async function openSession(o: SessionOptions): Promise<SMTPConnection> {
   const c = new SMTPConnection({
     host: '127.0.0.1',
     port: o.port,
@@ -193,7 +193,7 @@ async function openSession(o: SessionOptions): Promise<SMTPConnection> {
   return c;
 }
 
-interface Submitted {
+export interface Submitted {
   /** performance.now() before the first MAIL FROM. */
   t0: number;
   /** Date.now() at each message's 250, by sequence number. */
@@ -206,7 +206,7 @@ interface Submitted {
  * Sends messages `from`..`from + n - 1` over the open sessions, each session taking the next
  * sequence number as soon as its previous transaction ends.
  */
-async function submit(sessions: SMTPConnection[], n: number, make: (seq: number) => { from: string; to: string[]; raw: Buffer }): Promise<Submitted> {
+export async function submit(sessions: SMTPConnection[], n: number, make: (seq: number) => { from: string; to: string[]; raw: Buffer }): Promise<Submitted> {
   const acceptedAt = new Float64Array(n);
   const submitMs: number[] = [];
   let next = 0;
@@ -230,7 +230,7 @@ async function submit(sessions: SMTPConnection[], n: number, make: (seq: number)
   return { t0, acceptedAt, submitMs };
 }
 
-function closeSessions(sessions: SMTPConnection[]): void {
+export function closeSessions(sessions: SMTPConnection[]): void {
   for (const c of sessions) c.quit();
 }
 
@@ -240,7 +240,7 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-function percentile(sorted: readonly number[], p: number): number {
+export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(sorted.length * p) - 1))]!;
 }
@@ -326,7 +326,7 @@ function peerCpuPerMsg(start: { client: number; sink: number }, sink: SmtpSink, 
 }
 
 /** VmHWM (peak resident set) of a process, bytes. */
-function peakRss(pid: number): number {
+export function peakRss(pid: number): number {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
     return m ? Number(m[1]) * 1024 : NaN;
@@ -342,7 +342,7 @@ function submissionPort(logFile: string): number {
   return Number(m[1]);
 }
 
-interface GatewayProcess {
+export interface GatewayProcess {
   pid: number;
   logFile: string;
   stop(): Promise<void>;
@@ -352,7 +352,7 @@ const children = new Set<ChildProcess>();
 let exitHook = false;
 
 /** `node bin/hisp.js start --config FILE`, its output in `logFile`; ready at "hisp: listening". */
-async function startGatewayProcess(name: string, configFile: string, logFile: string, cpuProfileDir?: string, hispRoot = REPO_ROOT): Promise<GatewayProcess> {
+export async function startGatewayProcess(name: string, configFile: string, logFile: string, cpuProfileDir?: string, hispRoot = REPO_ROOT): Promise<GatewayProcess> {
   if (!exitHook) {
     exitHook = true;
     process.on('exit', () => {
