@@ -87,8 +87,9 @@ export async function ensureDevelopmentDomain(dataDir: string): Promise<Developm
     });
     writeSecret(join(dataDir, 'private', 'development-ca.key.pem'), await pkcs8Pem(caKeys.privateKey));
     writeSecret(files.key, await pkcs8Pem(keys.privateKey));
-    writeFileSync(files.certificate, `${leaf.toString('pem')}\n${ca.toString('pem')}\n`);
-    writeFileSync(files.anchor, `${ca.toString('pem')}\n`);
+    // Certificates are public, but the data folder is the gateway's alone (0600/0700 throughout).
+    writeSecret(files.certificate, `${leaf.toString('pem')}\n${ca.toString('pem')}\n`);
+    writeSecret(files.anchor, `${ca.toString('pem')}\n`);
   } catch (cause) {
     throw new HispError('HISP_IO', `cannot create the development domain in ${dataDir}: ${(cause as Error).message}`, { cause });
   }
