@@ -7,12 +7,13 @@
  * 11). And the two ways a configuration file can stop the start: missing, or invalid (exit 1, the
  * key path named).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StatusReport } from '../../gateway/cli/status-command.js';
 import { parseMdn } from '../../gateway/mdn/mdn-parser.js';
 import { ensureBuilt, REPO_ROOT } from '../helpers/openssl.js';
 import { credentialPaths } from '../helpers/pki.js';
@@ -166,6 +167,23 @@ describe('hisp start (embedded default)', () => {
     expect(mdns.map((m) => m.disposition).sort()).toEqual(['dispatched', 'processed']);
     for (const m of mdns) expect(m.originalMessageId).toBe(messageId);
   }, 90_000);
+
+  it('hisp status of that message shows both copies, the sent one first (issue 14, item 16)', () => {
+    // A message to a local address is stored twice under its Message-ID: sent (relayed to the
+    // domain), then received (delivered to the Maildir).
+    const messageId = /^Message-ID: <([^>]+)>/m.exec(maildirNew(path.join(dataDir, 'maildir', 'patient@direct.localhost'))[0]!.toString())![1]!;
+    const r = spawnSync(process.execPath, [HISP, 'status', messageId, '--json', '--data-dir', dataDir], { cwd: work, env: cleanEnv() });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const report = JSON.parse(r.stdout.toString()) as StatusReport;
+    expect(report.messages.map((m) => [m.direction, m.deliveries.map((d) => [d.recipient, d.state])])).toEqual([
+      ['outbound', [['patient@direct.localhost', 'delivered']]],
+      ['inbound', [['patient@direct.localhost', 'delivered']]],
+    ]);
+    expect(report).toMatchObject({ direction: 'outbound', submittedBy: 'dev', queueId: report.messages[0]!.queueId });
+    const text = spawnSync(process.execPath, [HISP, 'status', `<${messageId}>`, '--data-dir', dataDir], { cwd: work, env: cleanEnv() }).stdout.toString();
+    expect(text).toMatch(/^2 messages carry this Message-ID/);
+    expect(text.indexOf('direction     outbound')).toBeLessThan(text.indexOf('direction     inbound'));
+  });
 
   it('drains and exits 0 on SIGTERM within a few seconds', async () => {
     const started = Date.now();
