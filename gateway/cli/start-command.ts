@@ -90,7 +90,7 @@ export function registerStart(program: Command): void {
       }
       // Logs on stdout, one JSON object per line (journald, a log shipper, `| jq`), readable lines
       // when stdout is a terminal; the banner and every other message for a person on stderr, so
-      // that the log stream is never mixed with them (docs/operations.md, "Logs").
+      // that the log stream is never mixed with them (README.md, "Output").
       const logger = createLogger({ level: config.log.level, format: logFormatFor(process.stdout) });
       // Before the gateway allocates: V8 heap sizing for a long-running server (heap-tuning.ts).
       tuneHeapForThroughput();
