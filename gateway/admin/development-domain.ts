@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { createHash, webcrypto } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { HispError } from '../core/errors.js';
@@ -45,6 +45,8 @@ export async function ensureDevelopmentDomain(dataDir: string): Promise<Developm
   };
   if (existsSync(files.anchor) && existsSync(files.certificate) && existsSync(files.key)) {
     readFileSync(files.key); // unreadable key: fail now, not at first use
+    // Folders made by an older hisp, whose certificates followed the umask (0644): owner-only now.
+    for (const f of [files.anchor, files.certificate]) if ((statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);
     return { ...files, created: false };
   }
   try {

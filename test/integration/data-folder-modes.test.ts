@@ -6,13 +6,16 @@
  * or an init script leaves it), and the gateway as a library (HispGateway.start in this process,
  * umask 000, no CLI to set one).
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import BetterSqlite3 from 'better-sqlite3';
+import { ensureDevelopmentDomain } from '../../gateway/admin/development-domain.js';
 import { embeddedDefault } from '../../gateway/admin/embedded-default.js';
 import { createLogger } from '../../gateway/core/logger.js';
 import { HispGateway } from '../../gateway/flows/hisp-gateway.js';
+import { openDatabase } from '../../gateway/store/database.js';
 import { ensureBuilt, makeTempDir } from '../helpers/openssl.js';
 import { listening, maildirNew, modesUnder, spawnHisp, submitToEmbedded, waitFor } from '../helpers/hisp-start.js';
 
@@ -108,4 +111,31 @@ describe('the gateway as a library (no CLI), umask 000', () => {
       process.umask(previous);
     }
   }, 120_000);
+});
+
+describe('a data folder an older hisp made (files 0644)', () => {
+  it('is tightened when hisp opens it again: the database, its WAL and SHM, the development certificates', async () => {
+    const dataDir = path.join(tmp.dir, 'data-older');
+    const dev = await ensureDevelopmentDomain(dataDir);
+    const previous = process.umask(0o022);
+    try {
+      // As SQLite left them: hisp.sqlite and its WAL/SHM 0644 (a connection kept open, so they stay).
+      const older = new BetterSqlite3(path.join(dataDir, 'hisp.sqlite'));
+      older.pragma('journal_mode = WAL');
+      older.exec('CREATE TABLE IF NOT EXISTS t (x)');
+      for (const f of ['hisp.sqlite', 'hisp.sqlite-wal', 'hisp.sqlite-shm']) chmodSync(path.join(dataDir, f), 0o644);
+      chmodSync(dev.certificate, 0o644);
+      chmodSync(dev.anchor, 0o644);
+      const db = openDatabase({ dataDir, migrations: [] });
+      await ensureDevelopmentDomain(dataDir);
+      const modes = Object.fromEntries(modesUnder(dataDir).map((e) => [e.path, e.mode]));
+      await db.close();
+      older.close();
+      for (const f of ['hisp.sqlite', 'hisp.sqlite-wal', 'hisp.sqlite-shm', 'anchors/development-ca.cert.pem', 'domains/direct.localhost/domain.cert.pem']) {
+        expect(modes[f], f).toBe(0o600);
+      }
+    } finally {
+      process.umask(previous);
+    }
+  });
 });
