@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { createHash, webcrypto } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { HispError } from '../core/errors.js';
@@ -45,6 +45,8 @@ export async function ensureDevelopmentDomain(dataDir: string): Promise<Developm
   };
   if (existsSync(files.anchor) && existsSync(files.certificate) && existsSync(files.key)) {
     readFileSync(files.key); // unreadable key: fail now, not at first use
+    // Folders made by an older hisp, whose certificates followed the umask (0644): owner-only now.
+    for (const f of [files.anchor, files.certificate]) if ((statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);
     return { ...files, created: false };
   }
   try {
@@ -87,8 +89,9 @@ export async function ensureDevelopmentDomain(dataDir: string): Promise<Developm
     });
     writeSecret(join(dataDir, 'private', 'development-ca.key.pem'), await pkcs8Pem(caKeys.privateKey));
     writeSecret(files.key, await pkcs8Pem(keys.privateKey));
-    writeFileSync(files.certificate, `${leaf.toString('pem')}\n${ca.toString('pem')}\n`);
-    writeFileSync(files.anchor, `${ca.toString('pem')}\n`);
+    // Certificates are public, but the data folder is the gateway's alone (0600/0700 throughout).
+    writeSecret(files.certificate, `${leaf.toString('pem')}\n${ca.toString('pem')}\n`);
+    writeSecret(files.anchor, `${ca.toString('pem')}\n`);
   } catch (cause) {
     throw new HispError('HISP_IO', `cannot create the development domain in ${dataDir}: ${(cause as Error).message}`, { cause });
   }

@@ -115,6 +115,11 @@ export class DomainRegistry {
     for (const b of this.bundles) b.stop();
   }
 
+  /** The trust bundles of every domain, each with its scopes and the outcome of its last fetch (`hisp discover --config`). */
+  get bundleSources(): readonly TrustBundleSource[] {
+    return this.bundles;
+  }
+
   get names(): string[] {
     return [...this.domains.keys()];
   }

@@ -47,6 +47,46 @@ export function readCertificateFiles(files: readonly string[], what: string): Ce
   return files.flatMap((f) => readCertificates(readFile(f, what), f));
 }
 
+/** A recipient certificate as `--encrypt-cert FILE` gives it: the first certificate, then its chain. */
+export interface RecipientFile {
+  file: string;
+  certificate: Certificate;
+  /** The other certificates of the file: intermediates for path building, never recipients. */
+  chain: Certificate[];
+}
+
+/**
+ * Reads `--encrypt-cert` files as `--sign-cert` files are read: the first certificate of a file is
+ * the recipient, the rest its chain (the domain certificate file `hisp start` writes holds the
+ * certificate and its CA). Only an end entity that may encrypt keys is a recipient: a CA
+ * certificate (basicConstraints cA, RFC 5280 §4.2.1.9) or one whose keyUsage lacks
+ * keyEncipherment (RFC 5280 §4.2.1.3; R-CRT-4: what RSA key transport needs, RFC 8551 §2.2)
+ * first in a file stops the command, naming the file: encrypting to it would hand the message to
+ * whoever holds that key instead of the recipient. A certificate without the keyUsage extension is
+ * unrestricted (RFC 5280), as the trust layer judges it.
+ */
+export function readRecipientFiles(files: readonly string[]): RecipientFile[] {
+  return files.map((file) => {
+    const [certificate, ...chain] = readCertificates(readFile(file, 'recipient certificate'), file);
+    if (certificate === undefined) throw new HispError('HISP_KEY_UNREADABLE', `${file}: no certificate`);
+    if (certificate.basicConstraints?.ca) {
+      throw new HispError(
+        'HISP_TRUST_BASIC_CONSTRAINTS',
+        `--encrypt-cert ${file}: its first certificate (${certificate.subject}) is a CA certificate, not a recipient; the file must start with the recipient's own certificate (its chain may follow)`,
+        { details: { file } },
+      );
+    }
+    if (certificate.keyUsage && !certificate.keyUsage.has('keyEncipherment')) {
+      throw new HispError(
+        'HISP_TRUST_KEY_USAGE',
+        `--encrypt-cert ${file}: ${certificate.subject} may not be encrypted to: its keyUsage (${[...certificate.keyUsage].join(', ')}) lacks keyEncipherment`,
+        { details: { file } },
+      );
+    }
+    return { file, certificate, chain };
+  });
+}
+
 export function parseAt(value: string | undefined): Date | undefined {
   if (value === undefined) return undefined;
   const d = new Date(value);

@@ -11,6 +11,11 @@ export const EXIT = {
   transient: 4,
   /** Internal error (a bug): EX_SOFTWARE of sysexits.h. */
   internal: 70,
+  /**
+   * `hisp start` only: the gateway stopped itself because the store could not make its writes
+   * durable (a failed fsync). EX_TEMPFAIL of sysexits.h: restart it (config/hisp.service does).
+   */
+  storeFailed: 75,
 } as const;
 
 /** Thrown by a verb that already printed its own failure report (--json), carrying the exit code. */

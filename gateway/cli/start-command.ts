@@ -3,10 +3,12 @@ import type { Command } from 'commander';
 import { embeddedDefault } from '../admin/embedded-default.js';
 import { inspectConfig } from '../config/load-config.js';
 import type { HispConfig } from '../config/schema.js';
-import { createLogger } from '../core/logger.js';
+import { createLogger, logFormatFor } from '../core/logger.js';
 import { HispError } from '../core/errors.js';
 import { HispGateway } from '../flows/hisp-gateway.js';
+import { EXIT } from './exit-codes.js';
 import { tuneHeapForThroughput } from './heap-tuning.js';
+import { startedByNpm, watchParent, type ParentWatch } from './parent-watch.js';
 
 /** Where the banner shows the submission port, known only once listening (--submission-port 0). */
 const SUBMISSION_PORT = '{submission-port}';
@@ -47,6 +49,16 @@ export function registerStart(program: Command): void {
     .option('--submission-port <port>', 'embedded default: submission port (default 5587; 0: any free port)')
     .option('--inbound-port <port>', 'embedded default: inbound port (default 5525; 0: any free port)')
     .action(async (flags: StartFlags) => {
+      // Taken first: the parent pid hisp was started under (see parent-watch.ts).
+      const initialParent = process.ppid;
+      // Every file and folder hisp creates is its own (0600/0700), whatever umask it was started
+      // with: SQLite creates hisp.sqlite with 0644 & ~umask, and a library or a later change that
+      // forgets an explicit mode is covered too. The stores also set their modes explicitly, for
+      // programs that use them without this CLI (a library must not change its host's umask).
+      process.umask(0o077);
+      // Installed before anything starts, so that a stop asked for during the start is not lost
+      // (it takes effect once the gateway runs) and never kills the process half-started.
+      const stop = stopRequests(initialParent);
       const configFile = flags.config ?? (process.env.HISP_CONFIG || undefined);
       let config: HispConfig;
       let banner: string;
@@ -66,38 +78,64 @@ export function registerStart(program: Command): void {
         config = dev.config;
         const rel = (p: string) => relative(process.cwd(), p) || '.';
         const d = dev.domain.domain;
+        // The password itself is never printed (it would sit in terminal scroll-back, CI logs and
+        // the journal): the banner says where it is kept, and the command reads it from there.
         banner =
           `hisp: embedded default in ${rel(dataDir)} (${dev.domain.created ? 'created' : 'reused'}): development domain ${d}, ` +
-          `anchor ${rel(dev.domain.anchor)}; submission password in ${rel(dev.passwordFile)}\n` +
+          `anchor ${rel(dev.domain.anchor)}; submission account ${dev.username}, its password in ${rel(dev.passwordFile)} (mode 0600)\n` +
           'hisp: send a first message (it is signed, encrypted, decrypted, verified and delivered to a Maildir, with an MDN back):\n\n' +
-          `  swaks --server 127.0.0.1:${SUBMISSION_PORT} --tls --auth-user ${dev.username} --auth-password '${dev.password}' \\\n` +
+          `  swaks --server 127.0.0.1:${SUBMISSION_PORT} --tls --auth-user ${dev.username} --auth-password "$(cat ${shellQuote(rel(dev.passwordFile))})" \\\n` +
           `    --from provider@${d} --to patient@${d} --header 'Subject: Hello Direct'\n\n` +
           `hisp: then look in ${rel(dataDir)}/maildir/patient@${d}/new (the message) and ${rel(dataDir)}/maildir/provider@${d}/new (the MDN)\n`;
       }
-      const logger = createLogger({ level: config.log.level });
+      // Logs on stdout, one JSON object per line (journald, a log shipper, `| jq`), readable lines
+      // when stdout is a terminal; the banner and every other message for a person on stderr, so
+      // that the log stream is never mixed with them (README.md, "Output").
+      const logger = createLogger({ level: config.log.level, format: logFormatFor(process.stdout) });
       // Before the gateway allocates: V8 heap sizing for a long-running server (heap-tuning.ts).
       tuneHeapForThroughput();
       const gateway = await HispGateway.start({ config, logger });
-      process.stdout.write(banner.replace(SUBMISSION_PORT, String(gateway.submissionPort ?? config.submission.port)));
-      process.stdout.write(
+      process.stderr.write(banner.replace(SUBMISSION_PORT, String(gateway.submissionPort ?? config.submission.port)));
+      process.stderr.write(
         `hisp: listening: submission ${gateway.submissionPort ?? 'off'}, inbound ${gateway.inboundPort ?? 'off'} (SIGTERM or Ctrl-C to stop)\n`,
       );
       await new Promise<void>((resolveStop) => {
-        const stop = (signal: string) => {
-          process.stdout.write(`hisp: ${signal}: draining and stopping\n`);
+        void stop.then((why) => {
+          logger.info({ reason: why }, 'draining and stopping');
           gateway.stop().then(resolveStop, (err: unknown) => {
-            process.stderr.write(`hisp: stop failed: ${err instanceof Error ? err.message : String(err)}\n`);
+            logger.error({ err: err instanceof Error ? err.message : String(err) }, 'stop failed');
             resolveStop();
           });
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
+        });
         // The gateway stops itself when its database cannot make the log durable (fail-stop).
         void gateway.stopped.then(resolveStop);
       });
       if (gateway.fatalError) {
         process.stderr.write(`hisp: stopped: the store could not make its writes durable (${gateway.fatalError.message}); nothing was acknowledged after it. Restart hisp.\n`);
-        process.exitCode = 75; // EX_TEMPFAIL (sysexits.h): a supervisor restarts it
+        process.exitCode = EXIT.storeFailed;
       }
     });
+}
+
+/**
+ * Resolves with the reason of the first stop request: SIGTERM, SIGINT, or (under npm) the parent
+ * process gone, which is how npm's SIGTERM arrives (parent-watch.ts). A second SIGTERM or SIGINT
+ * gets Node's default: the process ends at once (what a user pressing Ctrl-C twice means).
+ */
+function stopRequests(initialParent: number): Promise<string> {
+  return new Promise((resolveStop) => {
+    let watch: ParentWatch | undefined;
+    const request = (why: string) => {
+      watch?.stop();
+      resolveStop(why);
+    };
+    process.once('SIGTERM', () => request('SIGTERM'));
+    process.once('SIGINT', () => request('SIGINT'));
+    if (startedByNpm()) watch = watchParent(() => request('the parent process (npm) exited'), { initialParent });
+  });
+}
+
+/** A path as one word of a POSIX shell command line (single quotes when it needs any). */
+function shellQuote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }

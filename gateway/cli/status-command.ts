@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { HispError } from '../core/errors.js';
 import type { DeliveryStatus, MessageStatus } from '../queue/outbound-queue.js';
-import { normalizeMessageId } from '../store/message-store.js';
 import { normalizeAddress, type TrackingEntry, type TrackingState } from '../store/tracking-store.js';
 import { addDataOptions, withOperatorStores, writeJson, type DataFlags, type OperatorStores } from './data-options.js';
 
 /**
- * The `--json` report of `hisp status` (and each element of `hisp queue list --json`'s `messages`):
+ * One message as `hisp status --json` reports it (the top level and each element of its
+ * `messages`, see {@link StatusReport}), and each element of `hisp queue list --json`'s `messages`:
  * a contract scripts rely on; fields may be added, never renamed or removed. Times are ISO-8601 UTC
  * strings, null when absent.
  *
@@ -98,28 +98,69 @@ export function registerStatus(program: Command): void {
       .argument('<message-id>', 'a Message-ID (with or without <>) or a queue id')
       .summary("show every recipient's delivery state, times, last remote reply and MDN tracking")
       .description(
-        'Looks the message up by queue id, else by Message-ID (the newest message carrying it), and shows ' +
-          'each recipient: queued, deferred, leased (being delivered), delivered or failed; attempts; the ' +
-          'last, next and final times; the last reply of the remote server; when the DSN was sent; and the ' +
+        'Looks the message up by queue id, else by Message-ID: every message carrying it, the sent copies first, ' +
+          'then the received ones (a message to a local address is both). Shows each recipient: queued, deferred, ' +
+          'leased (being delivered), delivered or failed; attempts; the last, next and final times; the last reply of the remote server; when the DSN was sent; and the ' +
           'MDN tracking (processed / dispatched / failed / timed out). Exit 1 when no message matches.',
       ),
   ).action(async (ref: string, flags: DataFlags) => {
     await withOperatorStores(flags, async (stores) => {
-      const status = await stores.queue.get(ref.trim());
-      if (status === undefined) throw notFound(ref);
-      const report = messageReport(status, stores.tracking.forQueueId(status.queueId));
+      const { shown, more } = await messagesFor(stores, ref.trim());
+      if (shown.length === 0) throw notFound(ref);
+      const reports = shown.map((status) => messageReport(status, stores.tracking.forQueueId(status.queueId)));
       if (flags.json) {
+        const report: StatusReport = { ...reports[0]!, messages: reports };
         writeJson(report);
         return;
       }
-      const notes = otherQueueIds(stores, ref, status.queueId);
-      const quarantined = stores.quarantine.get(status.queueId);
-      if (quarantined !== undefined) {
-        notes.unshift(`quarantined ${quarantined.quarantinedAt.toISOString()}: ${quarantined.reasonCode}: ${quarantined.detail} (see hisp quarantine show ${status.queueId})`);
-      }
-      process.stdout.write(readableStatus(report, Date.now(), notes));
+      const blocks = reports.map((r) => {
+        const quarantined = stores.quarantine.get(r.queueId);
+        const notes =
+          quarantined === undefined
+            ? []
+            : [`quarantined ${quarantined.quarantinedAt.toISOString()}: ${quarantined.reasonCode}: ${quarantined.detail} (see hisp quarantine show ${r.queueId})`];
+        return readableStatus(r, Date.now(), notes);
+      });
+      const head =
+        reports.length === 1
+          ? ''
+          : `${reports.length + more.length} messages carry this Message-ID (sent first, newest first in each direction)` +
+            `${more.length === 0 ? '' : `; the ${more.length} not shown: ${more.join(', ')}`}\n\n`;
+      process.stdout.write(head + blocks.join('\n'));
     });
   });
+}
+
+/** How many messages with one Message-ID are shown in full (`messages` of the JSON report too). */
+const MAX_SHOWN = 20;
+
+/**
+ * The `--json` report of `hisp status`: the first message's {@link MessageReport} fields, as before
+ * (so scripts keep working), and `messages`, every message the reference names (up to 20), the
+ * first one included: for a Message-ID, the sent copies (outbound) first, then the received ones
+ * (inbound), each direction newest first. A message sent to a local address is stored twice under
+ * its Message-ID: the sent copy relayed to the domain, the received copy delivered there.
+ */
+export interface StatusReport extends MessageReport {
+  messages: MessageReport[];
+}
+
+/**
+ * The messages a reference names: the message with that queue id; else every message carrying that
+ * Message-ID, sent (outbound) before received (inbound), newest first within each direction. The
+ * first {@link MAX_SHOWN} in full, the queue ids of the others.
+ */
+async function messagesFor(stores: OperatorStores, ref: string): Promise<{ shown: MessageStatus[]; more: string[] }> {
+  const byQueueId = stores.queue.messages.has(ref) ? await stores.queue.get(ref) : undefined;
+  if (byQueueId !== undefined) return { shown: [byQueueId], more: [] };
+  const stored = stores.queue.messages.findByMessageId(ref); // newest first
+  const ordered = [...stored.filter((m) => m.direction === 'outbound'), ...stored.filter((m) => m.direction !== 'outbound')].map((m) => m.queueId);
+  const shown: MessageStatus[] = [];
+  for (const queueId of ordered.slice(0, MAX_SHOWN)) {
+    const status = await stores.queue.get(queueId);
+    if (status !== undefined) shown.push(status);
+  }
+  return { shown, more: ordered.slice(MAX_SHOWN) };
 }
 
 /** HISP_NOT_FOUND for a reference that names no queued message. */
@@ -182,16 +223,6 @@ function mdnReport(t: TrackingEntry): MdnReport {
     timedOutAt: iso(t.timedOutAt),
     nextDeadline: iso(t.nextDeadline),
   };
-}
-
-/** A note naming the older messages with the same Message-ID, when the reference was one (status shows the newest). */
-function otherQueueIds(stores: OperatorStores, ref: string, shown: string): string[] {
-  if (ref.trim() === shown || normalizeMessageId(ref) === null) return [];
-  const others = stores.queue.messages
-    .findByMessageId(ref)
-    .map((m) => m.queueId)
-    .filter((id) => id !== shown);
-  return others.length === 0 ? [] : [`${others.length} older message(s) carry this Message-ID: ${others.join(', ')}`];
 }
 
 function readableStatus(r: MessageReport, now: number, notes: readonly string[]): string {

@@ -1,5 +1,6 @@
 import { KeyObject } from 'node:crypto';
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
@@ -32,9 +33,22 @@ export function redactKeyMaterial(value: unknown, depth = 0): unknown {
 export interface CreateLoggerOptions {
   /** Default `info`, or `HISP_LOG_LEVEL`. */
   level?: string;
-  /** Default stdout (pino's default); the CLI passes stderr. */
+  /** Default stdout (pino's default). */
   destination?: DestinationStream;
   name?: string;
+  /**
+   * `json` (default): one JSON object per line, for journald, a log shipper or `jq`. `pretty`: one
+   * readable line per record (pino-pretty, in this process and synchronous, so that nothing is lost
+   * at exit), for a person at a terminal: `hisp start` chooses it when its stdout is a TTY.
+   */
+  format?: LogFormat;
+}
+
+export type LogFormat = 'json' | 'pretty';
+
+/** `pretty` when `stream` is a terminal, else `json` (what `hisp start` uses for its stdout). */
+export function logFormatFor(stream: { isTTY?: boolean }): LogFormat {
+  return stream.isTTY === true ? 'pretty' : 'json';
 }
 
 /**
@@ -49,5 +63,9 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
     formatters: { log: (obj) => redactKeyMaterial(obj) as Record<string, unknown> },
     serializers: { err: (e: unknown) => redactKeyMaterial(e) },
   };
+  if (options.format === 'pretty') {
+    const destination = options.destination ?? 1;
+    return pino(config, pretty({ destination, sync: true, translateTime: 'SYS:standard', ignore: 'pid,hostname' }));
+  }
   return options.destination ? pino(config, options.destination) : pino(config);
 }

@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { TLS_PROFILE } from '../core/tls-profile.js';
 import { RelayConnection } from './relay-connection.js';
 
 /** The reply of a remote server, as the queue keeps it (RFC 5321 §4.2, RFC 3463). */
@@ -147,8 +148,12 @@ export async function relayMessage(
     requireTLS: options.tlsRequired ?? false,
     opportunisticTLS: !(options.tlsRequired ?? false),
     // Opportunistic TLS to an MX cannot verify a name the DNS gave us (no DANE here): encrypt anyway;
-    // when TLS is required, the certificate is verified.
-    tls: { rejectUnauthorized: options.tlsRequired ?? false, ...(options.tls ?? {}) },
+    // when TLS is required, the certificate is verified. TLS_PROFILE last, so that no caller's
+    // options weaken it: TLS 1.2+ with forward-secret AEAD suites only (Mozilla intermediate,
+    // issue 14 item 11). A next hop that offers nothing better fails the handshake: a transient
+    // failure, retried on the schedule, then a DSN; no second try in clear text after a failed
+    // handshake (RFC 3207 §4.1: the client decides whether the privacy achieved is enough to go on).
+    tls: { rejectUnauthorized: options.tlsRequired ?? false, ...(options.tls ?? {}), ...TLS_PROFILE },
     connectionTimeout: options.connectTimeoutMs ?? 30_000,
     greetingTimeout: options.connectTimeoutMs ?? 30_000,
     socketTimeout: options.socketTimeoutMs ?? 300_000,

@@ -6,6 +6,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { WebhookDelivery } from '../config/schema.js';
 import { HispError } from '../core/errors.js';
 import { deliveryId } from './delivery-id.js';
+import { TLS_PROFILE } from '../core/tls-profile.js';
 
 /** What is handed to the endpoint: the message as received, with its envelope and queue identity. */
 export interface WebhookPayload {
@@ -158,7 +159,7 @@ export class WebhookDeliverer {
         method: 'POST',
         headers,
         agent: false,
-        ...(this.url.protocol === 'https:' ? { ...this.tls, rejectUnauthorized: true } : {}),
+        ...(this.url.protocol === 'https:' ? { ...this.tls, ...TLS_PROFILE, rejectUnauthorized: true } : {}),
       });
       // One deadline for the whole attempt. Once the status is in, the outcome is decided: a body
       // that does not come in time only shortens the reply text.

@@ -3,11 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
-import { DomainRegistry } from '../admin/domain-registry.js';
 import type { HispConfig } from '../config/schema.js';
 import { createLogger } from '../core/logger.js';
-import { CertificateDiscovery } from '../discovery/certificate-discovery.js';
-import { DnsClient } from '../discovery/dns-client.js';
 import { WrapPool } from '../agent/wrap-pool.js';
 import { SmtpConnectionCache } from '../delivery/smtp-relay.js';
 import { RetrySchedule } from '../queue/retry-schedule.js';
@@ -22,16 +19,15 @@ import { InboundDedupe } from '../store/inbound-dedupe.js';
 import { QuarantineStore } from '../store/quarantine-store.js';
 import { HISP_MIGRATIONS } from '../store/schema.js';
 import { TrackingStore } from '../store/tracking-store.js';
-import { createHttpFetcher, FETCH_DEFAULTS } from '../trust/http-fetch.js';
-import { TrustValidator } from '../trust/trust-validator.js';
 import type { Delivery } from '../queue/outbound-queue.js';
 import type { StoredMessage } from '../store/message-store.js';
 import type { GatewayContext, RelayClaim } from './gateway-context.js';
 import { describeError } from './notices.js';
-import { MemoryGate } from './memory-gate.js';
 import { Notifier } from './notifier.js';
 import { ReceiveWorker } from './receive-worker.js';
 import { RELAY_LEASE_MS, RelayWorker } from './relay-worker.js';
+import { MemoryGate } from './memory-gate.js';
+import { createTrustServices } from './trust-services.js';
 
 export interface HispGatewayOptions {
   config: HispConfig;
@@ -117,16 +113,8 @@ export class HispGateway {
   static async start(options: HispGatewayOptions): Promise<HispGateway> {
     const { config } = options;
     const logger = options.logger ?? createLogger({ level: config.log.level });
-    const dns = new DnsClient({
-      ...(config.dns.servers.length > 0 ? { servers: config.dns.servers.map((s) => DnsClient.parseServer(s)) } : {}),
-      timeoutMs: config.dns.timeoutMs,
-      retries: config.dns.retries,
-    });
-    const lookup = dns.lookupFunction();
-    // CRL, AIA and IPKIX URLs are anyone's to write: no fetch to a non-global address unless the
-    // configuration allows it, and a fetch budget per message and per recipient (issue 14 item 4).
-    const fetcher = createHttpFetcher({ lookup, allowAddresses: config.fetch.allowAddresses, logger: logger.child({ component: 'fetch' }) });
-    const registry = DomainRegistry.load(config, { logger, lookup });
+    // The DNS client, fetcher, discovery, validator and domains, as `hisp discover --config` sees them.
+    const { dns, discovery, validator, registry } = createTrustServices(config, { logger });
     const lock = DataFolderLock.acquire(config.dataDir);
     let onSyncFailure = (err: Error): void => void logger.fatal({ err: describeError(err) }, 'the store could not make its writes durable (WAL or body spool)');
     let db;
@@ -153,19 +141,8 @@ export class HispGateway {
       }),
       dedupe: new InboundDedupe(db),
       dns,
-      discovery: new CertificateDiscovery({
-        dns,
-        fetch: (url, budget) => fetcher(url, { purpose: 'aia', ...FETCH_DEFAULTS.aia, ...(budget ? { budget } : {}) }),
-        ldap: { connectTimeoutMs: config.dns.timeoutMs, timeoutMs: config.dns.timeoutMs },
-      }),
-      validator: new TrustValidator({
-        fetcher,
-        fetchBudget: {
-          maxFetches: config.fetch.maxFetchesPerMessage,
-          maxBytes: config.fetch.maxBytesPerMessage,
-          maxMs: config.fetch.timeoutPerMessageMs,
-        },
-      }),
+      discovery,
+      validator,
       schedule: new RetrySchedule({
         retrySchedule: config.queue.retrySchedule,
         giveUpHours: config.queue.giveUpHours,

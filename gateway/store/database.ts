@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, constants, mkdirSync, openSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { HispError } from '../core/errors.js';
@@ -74,6 +74,7 @@ export class HispDatabase {
     let sqlite: SqliteConnection;
     try {
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      ownerOnly(path);
       sqlite = new BetterSqlite3(path, { timeout: busyTimeoutMs });
     } catch (err) {
       throw new HispError('HISP_IO', `cannot open the database ${path}: ${(err as Error).message}`, { cause: err, transient: true });
@@ -144,6 +145,32 @@ export class HispDatabase {
     await this.batcher.drain();
     this.sqlite.close();
     this.walSync.close();
+  }
+}
+
+/** The mode of the database and of the files SQLite keeps beside it. */
+const FILE_MODE = 0o600;
+
+/**
+ * Makes the database file, and the WAL and shared-memory files SQLite keeps beside it, readable
+ * and writable by their owner only (issue 14, item 11): they hold every queued message's envelope
+ * and the quarantine's reasons. SQLite creates a new database file with 0644 minus the umask, but
+ * its `-wal` and `-shm` with the mode of the database file, and sets that mode on them whatever the
+ * umask (os_unix.c: findCreateFileMode, unixOpenSharedMemory, robust_open's fchmod). So the file is
+ * created here first, with 0600; one made by an older hisp (0644) is tightened, with its WAL and
+ * shared-memory files. Done by the store itself, not through the umask, so that it holds for any
+ * program that opens the store (`hisp start` also sets umask 077 for everything else).
+ */
+function ownerOnly(path: string): void {
+  closeSync(openSync(path, constants.O_RDWR | constants.O_CREAT, FILE_MODE));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    let mode: number;
+    try {
+      mode = statSync(file).mode;
+    } catch {
+      continue; // not there (yet): SQLite creates it with the database file's mode
+    }
+    if ((mode & 0o777) !== FILE_MODE) chmodSync(file, FILE_MODE);
   }
 }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MessageReport } from '../../gateway/cli/status-command.js';
+import type { MessageReport, StatusReport } from '../../gateway/cli/status-command.js';
 import type { QueueListReport } from '../../gateway/cli/queue-command.js';
 import type { QuarantineListReport, QuarantinePurgeReport, QuarantineShowReport } from '../../gateway/cli/quarantine-command.js';
 import { SqliteQueue, type Delivery } from '../../gateway/queue/index.js';
@@ -236,11 +236,24 @@ describe('hisp status', () => {
     expect(r.stdout).toMatch(/in flight\s+worker-1, lease until/);
   });
 
-  it('shows the newest message with a Message-ID and names the older ones', async () => {
-    expect(json<MessageReport>(await hisp(['status', 'c@sender.test', '--json'])).queueId).toBe(ids.d);
+  it('shows every message with a Message-ID, the sent one first, in JSON and text', async () => {
+    // C was sent (outbound) before D, a received (inbound) message with the same Message-ID.
+    const j = json<StatusReport>(await hisp(['status', 'c@sender.test', '--json']));
+    expect(j.queueId).toBe(ids.c);
+    expect(j.messages.map((m) => [m.queueId, m.direction])).toEqual([
+      [ids.c, 'outbound'],
+      [ids.d, 'inbound'],
+    ]);
+    const { messages: _messages, ...top } = j;
+    expect(top).toEqual(j.messages[0]);
     const r = await hisp(['status', '<c@sender.test>']);
-    expect(r.stdout).toContain(`message ${ids.d}  <c@sender.test>`);
-    expect(r.stdout).toContain(`note          1 older message(s) carry this Message-ID: ${ids.c}`);
+    expect(r.stdout).toMatch(/^2 messages carry this Message-ID \(sent first/);
+    const sent = r.stdout.indexOf(`message ${ids.c}  <c@sender.test>`);
+    const received = r.stdout.indexOf(`message ${ids.d}  <c@sender.test>`);
+    expect(sent).toBeGreaterThan(0);
+    expect(received).toBeGreaterThan(sent);
+    // A queue id names one message.
+    expect(json<StatusReport>(await hisp(['status', ids.d, '--json'])).messages.map((m) => m.queueId)).toEqual([ids.d]);
   });
 
   it('exits 1 for an unknown id, with the reason on stderr or as JSON', async () => {
@@ -261,7 +274,7 @@ describe('hisp queue list', () => {
     expect(r.status, r.stderr).toBe(0);
     const { messages } = json<QueueListReport>(r);
     expect(messages.map((m) => m.queueId)).toEqual([ids.a, ids.c, ids.b, ids.d]);
-    expect(messages[0]).toEqual(json<MessageReport>(await hisp(['status', ids.a, '--json'])));
+    expect(messages[0]).toEqual(json<StatusReport>(await hisp(['status', ids.a, '--json'])).messages[0]);
     expect(messages[2]).toMatchObject({ mailFrom: '', deliveries: [{ recipient: 'later@recipient.test', state: 'queued', attempts: 0, nextAttemptAt: at(T0 - H) }] });
   });
 

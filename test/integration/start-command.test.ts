@@ -1,15 +1,19 @@
 /**
  * `hisp start` as a user runs it: the embedded default in a fresh data folder on free ports, one
  * message submitted over STARTTLS + AUTH, delivered to the Maildir with the processed and
- * dispatched MDNs back at the sender, then SIGTERM drains and exits 0. And the two ways a
- * configuration file can stop the start: missing, or invalid (exit 1, the key path named).
+ * dispatched MDNs back at the sender, then SIGTERM drains and exits 0. The two output streams
+ * (issue 14, item 16): stdout is the log, JSON lines when it is not a terminal and readable lines
+ * when it is; stderr the banner, which says where the password is kept and never prints it (item
+ * 11). And the two ways a configuration file can stop the start: missing, or invalid (exit 1, the
+ * key path named).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StatusReport } from '../../gateway/cli/status-command.js';
 import { parseMdn } from '../../gateway/mdn/mdn-parser.js';
 import { ensureBuilt, REPO_ROOT } from '../helpers/openssl.js';
 import { credentialPaths } from '../helpers/pki.js';
@@ -20,7 +24,19 @@ const work = mkdtempSync(path.join(tmpdir(), 'hisp-start-cmd-'));
 /** The environment of a user who set none of hisp's variables. */
 function cleanEnv(): NodeJS.ProcessEnv {
   const { HISP_CONFIG: _c, HISP_DATA_DIR: _d, HISP_LOG_LEVEL: _l, ...rest } = process.env;
-  return { ...rest, HISP_LOG_LEVEL: 'warn' };
+  return { ...rest, HISP_LOG_LEVEL: 'info' };
+}
+
+/** Every line of a log stream, parsed: throws on the first line that is not a JSON object. */
+function jsonLines(text: string): Record<string, unknown>[] {
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const v = JSON.parse(l) as unknown;
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`not a JSON object: ${l}`);
+      return v as Record<string, unknown>;
+    });
 }
 
 interface Running {
@@ -75,7 +91,7 @@ describe('hisp start (embedded default)', () => {
       'the "listening" line',
       () => {
         if (hisp.child.exitCode !== null) throw new Error(`hisp start exited ${hisp.child.exitCode}:\n${hisp.stdout()}\n${hisp.stderr()}`);
-        return /^hisp: listening: submission (\d+), inbound (\d+)/m.exec(hisp.stdout()) ?? undefined;
+        return /^hisp: listening: submission (\d+), inbound (\d+)/m.exec(hisp.stderr()) ?? undefined;
       },
       60_000,
       () => `${hisp.stdout()}\n${hisp.stderr()}`,
@@ -92,10 +108,27 @@ describe('hisp start (embedded default)', () => {
 
   it('prints where it runs and listens on free ports', () => {
     expect(submissionPort).toBeGreaterThan(0);
-    expect(hisp.stdout()).toMatch(/^hisp: embedded default in .* \(created\): development domain direct\.localhost/m);
+    expect(hisp.stderr()).toMatch(/^hisp: embedded default in .* \(created\): development domain direct\.localhost/m);
     // The printed first-message command names the real port.
-    expect(hisp.stdout()).toContain(`--server 127.0.0.1:${submissionPort} `);
+    expect(hisp.stderr()).toContain(`--server 127.0.0.1:${submissionPort} `);
     expect(existsSync(path.join(dataDir, 'private', 'submission-password'))).toBe(true);
+  });
+
+  it('says where the submission password is kept and never prints it', () => {
+    const password = readFileSync(path.join(dataDir, 'private', 'submission-password'), 'utf8').trim();
+    expect(hisp.stderr()).toContain('its password in data/private/submission-password (mode 0600)');
+    // The first-message command reads it from there.
+    expect(hisp.stderr()).toContain('--auth-password "$(cat data/private/submission-password)"');
+    expect(hisp.stdout() + hisp.stderr()).not.toContain(password);
+  });
+
+  it('keeps the log stream pure JSON lines on stdout (not a terminal) and the banner on stderr', async () => {
+    // The two pipes are read independently: the log line may come in after the banner's.
+    await waitFor('"hisp gateway started" in the log', () => hisp.stdout().includes('hisp gateway started'));
+    const records = jsonLines(hisp.stdout());
+    expect(records.map((r) => r.msg)).toContain('hisp gateway started');
+    expect(hisp.stdout()).not.toContain('hisp: ');
+    expect(hisp.stderr()).not.toMatch(/^\{/m);
   });
 
   it('delivers a message submitted over STARTTLS + AUTH, with processed and dispatched MDNs back', async () => {
@@ -135,6 +168,23 @@ describe('hisp start (embedded default)', () => {
     for (const m of mdns) expect(m.originalMessageId).toBe(messageId);
   }, 90_000);
 
+  it('hisp status of that message shows both copies, the sent one first (issue 14, item 16)', () => {
+    // A message to a local address is stored twice under its Message-ID: sent (relayed to the
+    // domain), then received (delivered to the Maildir).
+    const messageId = /^Message-ID: <([^>]+)>/m.exec(maildirNew(path.join(dataDir, 'maildir', 'patient@direct.localhost'))[0]!.toString())![1]!;
+    const r = spawnSync(process.execPath, [HISP, 'status', messageId, '--json', '--data-dir', dataDir], { cwd: work, env: cleanEnv() });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const report = JSON.parse(r.stdout.toString()) as StatusReport;
+    expect(report.messages.map((m) => [m.direction, m.deliveries.map((d) => [d.recipient, d.state])])).toEqual([
+      ['outbound', [['patient@direct.localhost', 'delivered']]],
+      ['inbound', [['patient@direct.localhost', 'delivered']]],
+    ]);
+    expect(report).toMatchObject({ direction: 'outbound', submittedBy: 'dev', queueId: report.messages[0]!.queueId });
+    const text = spawnSync(process.execPath, [HISP, 'status', `<${messageId}>`, '--data-dir', dataDir], { cwd: work, env: cleanEnv() }).stdout.toString();
+    expect(text).toMatch(/^2 messages carry this Message-ID/);
+    expect(text.indexOf('direction     outbound')).toBeLessThan(text.indexOf('direction     inbound'));
+  });
+
   it('drains and exits 0 on SIGTERM within a few seconds', async () => {
     const started = Date.now();
     hisp.child.kill('SIGTERM');
@@ -142,8 +192,35 @@ describe('hisp start (embedded default)', () => {
     const result = await Promise.race([hisp.exited, timeout]);
     expect(result, `${hisp.stdout()}\n${hisp.stderr()}`).toEqual({ code: 0, signal: null });
     expect(Date.now() - started).toBeLessThan(10_000);
-    expect(hisp.stdout()).toMatch(/^hisp: SIGTERM: draining and stopping$/m);
+    const records = jsonLines(hisp.stdout());
+    expect(records).toContainEqual(expect.objectContaining({ msg: 'draining and stopping', reason: 'SIGTERM' }));
+    expect(records.at(-1)).toMatchObject({ msg: 'hisp gateway stopped' });
   }, 20_000);
+});
+
+describe('hisp start on a terminal', () => {
+  it('writes readable log lines, not JSON, when stdout is a TTY', async () => {
+    const dataDir = path.join(work, 'tty-data');
+    // script(1) runs the command on a pseudo-terminal: stdout and stderr are TTYs.
+    const command = [process.execPath, HISP, 'start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0'].map((a) => `'${a}'`).join(' ');
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: work, env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    // Without the colours' escape sequences.
+    // eslint-disable-next-line no-control-regex
+    child.stdout.on('data', (c: Buffer) => (out += c.toString().replace(/\x1b\[[0-9;]*m/g, '')));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await waitFor('"hisp gateway started"', () => /hisp gateway started/.test(out) && /^hisp: listening/m.test(out), 60_000, () => out);
+      // pino-pretty: `[time] INFO (hisp): message`, fields on the lines below.
+      expect(out).toMatch(/INFO.*\(hisp\): hisp gateway started/);
+      expect(out).not.toContain('"level":');
+    } finally {
+      const pid = Number(readFileSync(path.join(dataDir, 'hisp.pid'), 'utf8'));
+      process.kill(pid, 'SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(out).toMatch(/INFO.*hisp gateway stopped/);
+  }, 90_000);
 });
 
 describe('hisp start --config', () => {
