@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { wrapMessage } from '../gateway/agent/wrap-message.js';
 import { loadCredential } from '../gateway/agent/key-material.js';
-import { EDGE_PASSWORD, EDGE_USER, gatewayConfigObject, makeCa, makeDomainCredential, writeToml } from '../test/helpers/direct-network.js';
+import { EDGE_USER, gatewayConfigObject, makeCa, makeDomainCredential, writeToml } from '../test/helpers/direct-network.js';
 import { closeSessions, openSession, percentile, startGatewayProcess, submit, type GatewayProcess } from './e2e-bench.js';
 
 /**
