@@ -415,7 +415,8 @@ describe.skipIf(!knotAvailable())('the receive side over a real DNS server (knot
       return m.length > 0 ? m : undefined;
     });
     expect(delivered!.toString('latin1')).toContain('\r\n\r\nClinical summary: Rollover.\r\n');
-    expect((await b.ctx.queue.get(queueId))?.deliveries.map((d) => d.state)).toEqual(['delivered']);
+    // The file is in the Maildir before the queue records the delivery: wait for the record.
+    await waitFor('the delivery recorded', async () => (await b.ctx.queue.get(queueId))?.deliveries.every((d) => d.state === 'delivered'));
 
     const [mdn] = await waitFor('the processed MDN at a.test', () => {
       const m = maildir('a.test', 'rollover@a.test');
