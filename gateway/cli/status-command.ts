@@ -30,6 +30,8 @@ import { addDataOptions, withOperatorStores, writeJson, type DataFlags, type Ope
  *     "finishedAt": "…" | null,                      // delivered or failed
  *     "lastReply": { "code": 451, "enhanced": "4.4.1" | null, "text": "…" } | null,
  *     "dsnQueuedAt": "…" | null,                     // failed: when the DSN to the sender was queued
+ *     "dsnError": "…" | null,                        // failed: why the DSN could not be queued…
+ *     "dsnRetryAt": "…" | null,                      // …and when it is tried again (null: never: tell the sender yourself)
  *     "mdn": {                                       // MDN tracking of a relayed message, else null
  *       "state": "awaiting-processed" | "awaiting-dispatched" | "processed" | "dispatched" | "failed" | "timed-out",
  *       "dispatchedRequested": true,                 // timely and reliable delivery was asked for
@@ -39,7 +41,8 @@ import { addDataOptions, withOperatorStores, writeJson, type DataFlags, type Ope
  *       "failedAt": "…" | null, "failedLate": false,
  *       "failureNote": "unauthenticated DSN from mx.example" | null,
  *       "timedOut": "processed" | "dispatched" | null, "timedOutAt": "…" | null,
- *       "nextDeadline": "…" | null                   // the deadline still pending
+ *       "nextDeadline": "…" | null,                  // the deadline still pending
+ *       "noticeError": "…" | null                    // why the time-out's notice could not be queued
  *     } | null
  *   }]
  * }
@@ -72,6 +75,8 @@ export interface DeliveryReport {
   finishedAt: string | null;
   lastReply: { code: number; enhanced: string | null; text: string } | null;
   dsnQueuedAt: string | null;
+  dsnError: string | null;
+  dsnRetryAt: string | null;
   mdn: MdnReport | null;
 }
 
@@ -89,6 +94,7 @@ export interface MdnReport {
   timedOut: 'processed' | 'dispatched' | null;
   timedOutAt: string | null;
   nextDeadline: string | null;
+  noticeError: string | null;
 }
 
 export function registerStatus(program: Command): void {
@@ -203,6 +209,8 @@ function deliveryReport(d: DeliveryStatus, mdn: TrackingEntry | undefined): Deli
     finishedAt: iso(d.finishedAt),
     lastReply: d.lastReply === null ? null : { code: d.lastReply.code, enhanced: d.lastReply.enhanced ?? null, text: d.lastReply.text },
     dsnQueuedAt: iso(d.dsnQueuedAt),
+    dsnError: d.dsnError,
+    dsnRetryAt: iso(d.dsnRetryAt),
     mdn: mdn === undefined ? null : mdnReport(mdn),
   };
 }
@@ -222,6 +230,7 @@ function mdnReport(t: TrackingEntry): MdnReport {
     timedOut: t.timedOut,
     timedOutAt: iso(t.timedOutAt),
     nextDeadline: iso(t.nextDeadline),
+    noticeError: t.noticeError,
   };
 }
 
@@ -241,11 +250,19 @@ function readableStatus(r: MessageReport, now: number, notes: readonly string[])
     if (d.leasedBy !== null) lines.push(`    in flight     ${printable(d.leasedBy)}, lease until ${when(d.leasedUntil, now)}`);
     if (d.finishedAt !== null) lines.push(`    finished      ${when(d.finishedAt, now)}`);
     lines.push(`    last reply    ${replyText(d.lastReply)}`);
-    if (d.state === 'failed') lines.push(`    DSN sent      ${d.dsnQueuedAt === null ? 'not yet (the gateway queues it)' : when(d.dsnQueuedAt, now)}`);
+    if (d.state === 'failed') lines.push(`    DSN sent      ${dsnText(d, now)}`);
     if (d.mdn !== null) lines.push(...mdnLines(d.mdn, now));
   }
   if (r.deliveries.length === 0) lines.push('', '  (no deliveries)');
   return `${lines.join('\n')}\n`;
+}
+
+/** Where the failure notice of a failed delivery stands; one that can never be sent says so (issue 14, item 1). */
+function dsnText(d: DeliveryReport, now: number): string {
+  if (d.dsnQueuedAt !== null) return when(d.dsnQueuedAt, now);
+  if (d.dsnError === null) return 'not yet (the gateway queues it)';
+  if (d.dsnRetryAt !== null) return `not yet: ${printable(d.dsnError)}; tried again ${when(d.dsnRetryAt, now)}`;
+  return `NEVER: ${printable(d.dsnError)} (tell the sender yourself)`;
 }
 
 function mdnLines(m: MdnReport, now: number): string[] {
@@ -258,6 +275,7 @@ function mdnLines(m: MdnReport, now: number): string[] {
   }
   if (m.timedOut !== null) lines.push(`      timed out   waiting for ${m.timedOut}, ${when(m.timedOutAt, now)}`);
   if (m.nextDeadline !== null) lines.push(`      deadline    ${when(m.nextDeadline, now)}`);
+  if (m.noticeError !== null) lines.push(`      notice      could not be queued: ${printable(m.noticeError)}`);
   return lines;
 }
 

@@ -168,7 +168,7 @@ export class DeliveryTable {
          ORDER BY finished_at, id LIMIT ${n}`,
     );
     this.markDsnStmt = sqlite.prepare<[number, number]>(
-      "UPDATE deliveries SET dsn_queued_at = ? WHERE id = ? AND state = 'failed' AND dsn_queued_at IS NULL",
+      "UPDATE deliveries SET dsn_queued_at = ?, dsn_retry_at = NULL, dsn_error = NULL WHERE id = ? AND state = 'failed' AND dsn_queued_at IS NULL",
     );
     this.deferDsnStmt = sqlite.prepare<[number, string, number]>(
       "UPDATE deliveries SET dsn_attempts = dsn_attempts + 1, dsn_retry_at = ?, dsn_error = ? WHERE id = ? AND state = 'failed' AND dsn_queued_at IS NULL",

@@ -168,7 +168,7 @@ export class TrackingStore {
     );
     this.noticeFailedStmt = sql.prepare<[string, number]>('UPDATE mdn_tracking SET notice_attempts = notice_attempts + 1, notice_retry_at = NULL, notice_error = ? WHERE id = ?');
     this.timeOutStmt = sql.prepare<{ id: number; kind: string; at: number }>(
-      `UPDATE mdn_tracking SET timed_out = @kind, timed_out_at = @at, next_deadline = NULL
+      `UPDATE mdn_tracking SET timed_out = @kind, timed_out_at = @at, next_deadline = NULL, notice_retry_at = NULL, notice_error = NULL
        WHERE id = @id AND next_deadline IS NOT NULL AND next_deadline <= @at`,
     );
     this.purgeStmt = sql.prepare<[number]>('DELETE FROM mdn_tracking WHERE next_deadline IS NULL AND sent_at < ?');
