@@ -8,6 +8,7 @@ import { wrapMessage } from '../gateway/agent/wrap-message.js';
 import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
 import { benchDiscovery } from './discovery-bench.js';
 import { benchE2e } from './e2e-bench.js';
+import { benchHostile } from './hostile-bench.js';
 import { benchQueue } from './queue-bench.js';
 
 /**
@@ -172,6 +173,9 @@ try {
   const e2e = await benchE2e({ verbose: true });
   if ('skipped' in e2e) console.log(`e2e: skipped: ${e2e.skipped}`);
   else for (const f of e2e) add(f);
+
+  // ---- hostile load (issue 14): inbound latency under an AUTH flood, memory receiving 10 × 45 MB
+  for (const f of await benchHostile({ verbose: true })) add(f);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
