@@ -22,6 +22,13 @@ export interface DevelopmentDomainFiles {
   /** Domain-bound certificate (dNSName = domain; digitalSignature + keyEncipherment) and its key. */
   certificate: string;
   key: string;
+  /**
+   * The TLS server certificate of the inbound port (localhost, 127.0.0.1 and the domain;
+   * serverAuth), issued by the development CA, and its key: peers relay with opportunistic
+   * STARTTLS (R-SMTP-3), and a port without a certificate refuses it (issue 14, item 8).
+   */
+  tlsCertificate: string;
+  tlsKey: string;
   /** True when this call generated the files (false: they were already there). */
   created: boolean;
 }
@@ -42,11 +49,24 @@ export async function ensureDevelopmentDomain(dataDir: string): Promise<Developm
     anchor: join(dataDir, 'anchors', 'development-ca.cert.pem'),
     certificate: join(dir, 'domain.cert.pem'),
     key: join(dir, 'domain.key.pem'),
+    tlsCertificate: join(dir, 'tls.cert.pem'),
+    tlsKey: join(dir, 'tls.key.pem'),
   };
+  const caKeyFile = join(dataDir, 'private', 'development-ca.key.pem');
   if (existsSync(files.anchor) && existsSync(files.certificate) && existsSync(files.key)) {
     readFileSync(files.key); // unreadable key: fail now, not at first use
     // Folders made by an older hisp, whose certificates followed the umask (0644): owner-only now.
     for (const f of [files.anchor, files.certificate]) if ((statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);
+    // A data folder of an older hisp has no TLS certificate for the inbound port yet.
+    if (!existsSync(files.tlsCertificate) || !existsSync(files.tlsKey)) {
+      try {
+        const ca = new x509.X509Certificate(readFileSync(files.anchor, 'utf8'));
+        const caKey = await importPkcs8(readFileSync(caKeyFile, 'utf8'));
+        await writeTlsCertificate(files, ca, caKey);
+      } catch (cause) {
+        throw new HispError('HISP_IO', `cannot create the inbound TLS certificate in ${dataDir}: ${(cause as Error).message}`, { cause });
+      }
+    }
     return { ...files, created: false };
   }
   try {
@@ -87,7 +107,8 @@ export async function ensureDevelopmentDomain(dataDir: string): Promise<Developm
         await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
       ],
     });
-    writeSecret(join(dataDir, 'private', 'development-ca.key.pem'), await pkcs8Pem(caKeys.privateKey));
+    writeSecret(caKeyFile, await pkcs8Pem(caKeys.privateKey));
+    await writeTlsCertificate(files, ca, caKeys.privateKey);
     writeSecret(files.key, await pkcs8Pem(keys.privateKey));
     // Certificates are public, but the data folder is the gateway's alone (0600/0700 throughout).
     writeSecret(files.certificate, `${leaf.toString('pem')}\n${ca.toString('pem')}\n`);
@@ -96,6 +117,42 @@ export async function ensureDevelopmentDomain(dataDir: string): Promise<Developm
     throw new HispError('HISP_IO', `cannot create the development domain in ${dataDir}: ${(cause as Error).message}`, { cause });
   }
   return { ...files, created: true };
+}
+
+/** The inbound port's TLS server certificate (RFC 5280 §4.2.1.12 serverAuth), issued by the development CA. */
+async function writeTlsCertificate(files: { tlsCertificate: string; tlsKey: string }, ca: x509.X509Certificate, caKey: webcrypto.CryptoKey): Promise<void> {
+  const now = new Date();
+  const keys = await webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify']);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: 'CN=localhost',
+    issuer: ca.subject,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + 2 * 365 * 86_400_000),
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    signingAlgorithm: RSA,
+    extensions: [
+      new x509.BasicConstraintsExtension(false),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension([
+        { type: 'dns', value: 'localhost' },
+        { type: 'dns', value: DEVELOPMENT_DOMAIN },
+        { type: 'ip', value: '127.0.0.1' },
+      ]),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  writeSecret(files.tlsKey, await pkcs8Pem(keys.privateKey));
+  writeSecret(files.tlsCertificate, `${cert.toString('pem')}
+${ca.toString('pem')}
+`);
+}
+
+async function importPkcs8(pem: string): Promise<webcrypto.CryptoKey> {
+  const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  return webcrypto.subtle.importKey('pkcs8', der, RSA, false, ['sign']);
 }
 
 function serial(): string {

@@ -55,8 +55,13 @@ describe('embeddedDefault', () => {
     expect(s).toMatchObject({ enabled: true, host: '127.0.0.1', port: 0, requireTls: true, tlsCert: first.domain.certificate, tlsKey: first.domain.key });
   });
 
-  it('inbound: loopback and the requested port', () => {
-    expect(first.config.inbound).toMatchObject({ enabled: true, host: '127.0.0.1', port: 0 });
+  it('inbound: loopback, the requested port, STARTTLS offered with a TLS server certificate of its own (issue 14, item 8)', () => {
+    expect(first.config.inbound).toMatchObject({ enabled: true, host: '127.0.0.1', port: 0, requireTls: false, tlsCert: first.domain.tlsCertificate, tlsKey: first.domain.tlsKey });
+    const [leaf, ca] = readCertificates(readFileSync(first.domain.tlsCertificate), first.domain.tlsCertificate);
+    expect(leaf!.dnsNames).toEqual(['localhost', DEVELOPMENT_DOMAIN]);
+    expect(ca!.sha256).toBe(readCertificates(readFileSync(first.domain.anchor), first.domain.anchor)[0]!.sha256);
+    expect(statSync(first.domain.tlsKey).mode & 0o777).toBe(0o600);
+    expect(second.domain.tlsCertificate).toBe(first.domain.tlsCertificate);
   });
 
   it('one catch-all domain with the development CA as incoming and outgoing anchor, data in the given folder', () => {

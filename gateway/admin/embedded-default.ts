@@ -23,7 +23,7 @@ export const DEVELOPMENT_USER = 'dev';
  * (direct.localhost, its CA as incoming and outgoing anchor, any address accepted and delivered to
  * a Maildir under the data folder), submission on 127.0.0.1:5587 with STARTTLS (the domain's
  * certificate) and one account `dev` whose random password is kept in the data folder, inbound on
- * 127.0.0.1:5525. Built through the same validation as a configuration file.
+ * 127.0.0.1:5525 with STARTTLS (a TLS server certificate of its own, from the development CA). Built through the same validation as a configuration file.
  */
 export interface EmbeddedPorts {
   /** Default 5587. */
@@ -51,7 +51,8 @@ export async function embeddedDefault(dataDir: string, ports: EmbeddedPorts = {}
       tlsKey: domain.key,
       users: [{ username: DEVELOPMENT_USER, passwordHash: await hashPassword(password), mayUseAddresses: [`@${domain.domain}`] }],
     },
-    inbound: { host: '127.0.0.1', ...(ports.inbound !== undefined ? { port: ports.inbound } : {}) },
+    // Peers relay with opportunistic STARTTLS (R-SMTP-3): the inbound port has a certificate of its own.
+    inbound: { host: '127.0.0.1', ...(ports.inbound !== undefined ? { port: ports.inbound } : {}), tlsCert: domain.tlsCertificate, tlsKey: domain.tlsKey },
     domains: [
       {
         name: domain.domain,

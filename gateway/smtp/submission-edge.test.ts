@@ -7,7 +7,9 @@ import { createLogger } from '../core/logger.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
 import type { MessageEnvelope } from '../store/message-store.js';
 import type { SmtpTransaction } from './smtp-listener.js';
-import { mayUse, submissionHandlers } from './submission-edge.js';
+import { MimeEntity } from '../agent/mime-entity.js';
+import { replyForError } from './reply-mapping.js';
+import { checkOriginators, mayUse, submissionHandlers } from './submission-edge.js';
 
 const user = (mayUseAddresses: string[]): SubmissionUser => ({ username: 'ehr', passwordHash: 'unused', mayUseAddresses });
 
@@ -176,6 +178,53 @@ describe('submissionHandlers', () => {
     const queued: Queued[] = [];
     const err = await hispRejection(submissionHandlers(fakeContext(queued)).message(tx(['patient@other.test'], MESSAGE.replace('provider@direct.example.org', 'someone@other.test'))));
     expect(err.code).toBe('HISP_SMTP_SENDER_NOT_ALLOWED');
+    expect(queued).toEqual([]);
+  });
+});
+
+describe('checkOriginators: every From and Sender mailbox is the user\'s (issue 14, item 2, RFC 5322 §3.6)', () => {
+  const alice: SubmissionUser = { username: 'alice-ehr', passwordHash: 'unused', mayUseAddresses: ['alice@direct.example.org'] };
+  const local = (d: string) => d === 'direct.example.org';
+  const check = (header: string) => checkOriginators(MimeEntity.parse(Buffer.from(`${header}To: p@x.test\r\n\r\nbody\r\n`)), alice, local);
+  const refusal = (header: string) => hispError(() => check(header));
+
+  it('takes the user\'s own mailbox, however written (display name, quoted, comment)', () => {
+    for (const from of ['alice@direct.example.org', 'Dr. Alice <alice@direct.example.org>', '"bob@direct.example.org" <alice@direct.example.org>', '<alice@direct.example.org> (bob@direct.example.org)', 'ALICE@DIRECT.EXAMPLE.ORG']) {
+      expect(check(`From: ${from}\r\n`).toString().toLowerCase()).toBe('alice@direct.example.org');
+    }
+    expect(check('From: alice@direct.example.org\r\nSender: Alice <alice@direct.example.org>\r\n').toString()).toBe('alice@direct.example.org');
+  });
+
+  it('refuses a second From field, and a second Sender field', () => {
+    expect(refusal('From: alice@direct.example.org\r\nFrom: bob@direct.example.org\r\n')).toMatchObject({ code: 'HISP_SMTP_SENDER_NOT_ALLOWED', message: expect.stringContaining('more than one From field') as string });
+    expect(refusal('From: alice@direct.example.org\r\nFrom: alice@direct.example.org\r\n').code).toBe('HISP_SMTP_SENDER_NOT_ALLOWED');
+    expect(refusal('From: alice@direct.example.org\r\nSender: alice@direct.example.org\r\nSender: alice@direct.example.org\r\n').code).toBe('HISP_SMTP_SENDER_NOT_ALLOWED');
+  });
+
+  it('refuses another mailbox anywhere in From or Sender: a list, a group, an unquoted display name, a second angle address', () => {
+    for (const header of [
+      'From: <alice@direct.example.org>, bob@direct.example.org\r\n',
+      'From: alice@direct.example.org, "Bob" <bob@direct.example.org>\r\n',
+      'From: team: alice@direct.example.org, bob@direct.example.org;\r\n',
+      'From: bob@direct.example.org <alice@direct.example.org>\r\n',
+      'From: <alice@direct.example.org> <bob@direct.example.org>\r\n',
+      'From: <alice@direct.example.org>\r\n\t<bob@direct.example.org>\r\n',
+      'From: alice@direct.example.org\r\nSender: bob@direct.example.org\r\n',
+      'From: alice@other.test\r\n',
+    ]) {
+      expect(refusal(header), header).toMatchObject({ code: 'HISP_SMTP_SENDER_NOT_ALLOWED' });
+    }
+  });
+
+  it('refuses a From field without a mailbox', () => {
+    for (const from of ['undisclosed:;', 'garbage', '<>']) expect(refusal(`From: ${from}\r\n`).code).toBe('HISP_SMTP_SENDER_NOT_ALLOWED');
+    expect(hispError(() => checkOriginators(MimeEntity.parse(Buffer.from('To: p@x.test\r\n\r\nx\r\n')), alice, local)).code).toBe('HISP_MIME_MALFORMED');
+  });
+
+  it('at DATA: a second From field is answered 553 5.7.1 and nothing is queued', async () => {
+    const queued: Queued[] = [];
+    const err = await hispRejection(submissionHandlers(fakeContext(queued)).message(tx(['patient@other.test'], `From: provider@direct.example.org\r\nFrom: bob@evil.test\r\n${MESSAGE.slice(MESSAGE.indexOf('To:'))}`)));
+    expect(replyForError(err)).toMatchObject({ code: 553, enhanced: '5.7.1' });
     expect(queued).toEqual([]);
   });
 });

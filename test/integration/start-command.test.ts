@@ -17,6 +17,7 @@ import type { StatusReport } from '../../gateway/cli/status-command.js';
 import { parseMdn } from '../../gateway/mdn/mdn-parser.js';
 import { ensureBuilt, REPO_ROOT } from '../helpers/openssl.js';
 import { credentialPaths } from '../helpers/pki.js';
+import { rawSmtp } from '../helpers/raw-smtp.js';
 
 const HISP = path.join(REPO_ROOT, 'bin', 'hisp.js');
 const work = mkdtempSync(path.join(tmpdir(), 'hisp-start-cmd-'));
@@ -84,6 +85,7 @@ describe('hisp start (embedded default)', () => {
   const dataDir = path.join(work, 'data');
   let hisp: Running;
   let submissionPort = 0;
+  let inboundPort = 0;
 
   beforeAll(async () => {
     hisp = startHisp(['start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0']);
@@ -97,6 +99,7 @@ describe('hisp start (embedded default)', () => {
       () => `${hisp.stdout()}\n${hisp.stderr()}`,
     );
     submissionPort = Number(m[1]);
+    inboundPort = Number(m[2]);
   }, 90_000);
 
   afterAll(async () => {
@@ -112,6 +115,18 @@ describe('hisp start (embedded default)', () => {
     // The printed first-message command names the real port.
     expect(hisp.stderr()).toContain(`--server 127.0.0.1:${submissionPort} `);
     expect(existsSync(path.join(dataDir, 'private', 'submission-password'))).toBe(true);
+  });
+
+  it('offers STARTTLS on the inbound port with a certificate of its own, TLS 1.2 or later (issue 14, items 8 and 11)', async () => {
+    const c = await rawSmtp(inboundPort);
+    try {
+      expect(await c.read()).toMatch(/^220 /);
+      expect(await c.send('EHLO peer.test\r\n')).toMatch(/^250-STARTTLS$/m);
+      await c.startTls('peer.test');
+      expect(await c.send('NOOP\r\n')).toMatch(/^250 /);
+    } finally {
+      c.close();
+    }
   });
 
   it('says where the submission password is kept and never prints it', () => {
