@@ -43,9 +43,11 @@ async function transcript(chunks: readonly Buffer[], feed: Feed, maxBytes = 64):
   });
   for (const c of chunks) stream.write(c);
   stream.end();
-  // A stalled parser shows as a difference rather than as the test's time-out.
+  // A stalled parser shows as a difference rather than as the test's time-out. The deadline is
+  // generous: 100 KB fed a byte at a time takes a second or more on a loaded 2-CPU machine, and a
+  // deadline that fires on slowness, not on a stall, makes the two transcripts differ by chance.
   let timer: NodeJS.Timeout | undefined;
-  const stalled = await Promise.race([finished.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), 1000)))]);
+  const stalled = await Promise.race([finished.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), 10_000)))]);
   clearTimeout(timer);
   if (stalled) seen.push('did not finish');
   for (let i = 0; i < 5; i++) await tick();
