@@ -1,27 +1,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Base64Decoder } from './base64-decoder.js';
+import { splitAt } from '../../test/helpers/split-at.js';
 import { decodeBase64 } from './mime-entity.js';
-
-/** Cuts `bytes` at the given fractions. */
-function chunks(bytes: Buffer, cuts: number[]): Buffer[] {
-  const at = [...new Set(cuts.map((c) => Math.floor(c * bytes.length)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const c of at) {
-    out.push(bytes.subarray(from, c));
-    from = c;
-  }
-  out.push(bytes.subarray(from));
-  return out;
-}
 
 describe('Base64Decoder: the streaming decoder of large bodies (RFC 2045 §6.8)', () => {
   it('gives what the whole-buffer decoder gives, however the text is cut, with line breaks, spaces and foreign characters', () => {
     fc.assert(
       fc.property(
         fc.uint8Array({ maxLength: 3000 }),
-        fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 12 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
         fc.constantFrom('', '\r\n', ' ', '\t', '!', '-_'),
         fc.integer({ min: 1, max: 100 }),
         fc.integer({ min: 0, max: 4000 }),
@@ -29,7 +17,7 @@ describe('Base64Decoder: the streaming decoder of large bodies (RFC 2045 §6.8)'
           const b64 = Buffer.from(data).toString('base64');
           const text = Buffer.from(b64.replace(new RegExp(`(.{${every}})`, 'g'), `$1${noise}`), 'latin1');
           const decoder = new Base64Decoder(announced);
-          for (const c of chunks(text, cuts)) decoder.push(c);
+          for (const c of splitAt(text, cuts)) decoder.push(c);
           const out = decoder.end();
           expect(out.equals(decodeBase64(text))).toBe(true);
           if (noise === '') expect(out.equals(Buffer.from(data))).toBe(true);

@@ -318,52 +318,50 @@ export class MessageStore {
   }
 
   /** `<queueId>.eml` of `prefix` and `file`[from, end): created exclusively, synced once written, its directory fsynced. */
-  private async copyIntoFile(queueId: string, prefix: readonly Uint8Array[], file: string, from: number, end: number): Promise<void> {
-    const path = this.bodyPath(queueId);
-    let fd: number;
-    try {
-      fd = await openAsync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    } catch (err) {
-      throw ioError(`cannot create ${path}`, err);
-    }
-    let input: number | undefined;
-    try {
+  private copyIntoFile(queueId: string, prefix: readonly Uint8Array[], file: string, from: number, end: number): Promise<void> {
+    return this.createBodyFile(queueId, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, async (fd) => {
       for (const p of prefix) for (let off = 0; off < p.byteLength; ) off += await writeAsync(fd, p, off, p.byteLength - off);
-      input = await openAsync(file, constants.O_RDONLY);
-      const chunk = Buffer.allocUnsafe(Math.min(1024 * 1024, Math.max(1, end - from)));
-      for (let at = from; at < end; ) {
-        const n = await readAsync(input, chunk, Math.min(chunk.length, end - at), at);
-        if (n === 0) throw new Error(`the received message ended at octet ${at} of ${end}`);
-        for (let off = 0; off < n; ) off += await writeAsync(fd, chunk, off, n - off);
-        at += n;
+      const input = await openAsync(file, constants.O_RDONLY);
+      try {
+        const chunk = Buffer.allocUnsafe(Math.min(1024 * 1024, Math.max(1, end - from)));
+        for (let at = from; at < end; ) {
+          const n = await readAsync(input, chunk, Math.min(chunk.length, end - at), at);
+          if (n === 0) throw new Error(`the received message ended at octet ${at} of ${end}`);
+          for (let off = 0; off < n; ) off += await writeAsync(fd, chunk, off, n - off);
+          at += n;
+        }
+      } finally {
+        await closeAsync(input).catch(() => undefined);
       }
       await fdatasyncAsync(fd);
-      await closeAsync(fd);
-      await this.dirSync.sync();
-    } catch (err) {
-      await closeAsync(fd).catch(() => undefined);
-      await unlink(path).catch(() => undefined);
-      throw ioError(`cannot write ${path}`, err);
-    } finally {
-      if (input !== undefined) await closeAsync(input).catch(() => undefined);
-    }
+    });
   }
 
   /**
    * `<queueId>.eml`, created exclusively with O_DSYNC, its directory fsynced: durable on return.
    * `replace`: a file of that name is overwritten (only for a name no committed row refers to).
    */
-  private async writeFile(queueId: string, body: Uint8Array, replace = false): Promise<void> {
+  private writeFile(queueId: string, body: Uint8Array, replace = false): Promise<void> {
+    return this.createBodyFile(queueId, replace ? REPLACE_DURABLE : CREATE_DURABLE, async (fd) => {
+      // O_DSYNC: each write returns once its data, and the size needed to read it back, are on disk.
+      for (let off = 0; off < body.byteLength; ) off += await writeAsync(fd, body, off, body.byteLength - off);
+    });
+  }
+
+  /**
+   * Creates `<queueId>.eml` (mode 0600) with `flags`, lets `fill` write it (and make its data
+   * durable), closes it and fsyncs the folder; on any failure the file is removed (HISP_IO).
+   */
+  private async createBodyFile(queueId: string, flags: number, fill: (fd: number) => Promise<void>): Promise<void> {
     const path = this.bodyPath(queueId);
     let fd: number;
     try {
-      fd = await openAsync(path, replace ? REPLACE_DURABLE : CREATE_DURABLE, 0o600);
+      fd = await openAsync(path, flags, 0o600);
     } catch (err) {
       throw ioError(`cannot create ${path}`, err);
     }
     try {
-      // O_DSYNC: each write returns once its data, and the size needed to read it back, are on disk.
-      for (let off = 0; off < body.byteLength; ) off += await writeAsync(fd, body, off, body.byteLength - off);
+      await fill(fd);
       await closeAsync(fd);
       await this.dirSync.sync();
     } catch (err) {
