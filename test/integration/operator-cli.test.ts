@@ -172,6 +172,8 @@ describe('hisp status', () => {
       finishedAt: at(T0 - 2 * H),
       lastReply: { code: 250, enhanced: '2.0.0', text: 'queued as ABC' },
       dsnQueuedAt: null,
+      dsnError: null,
+      dsnRetryAt: null,
       mdn: {
         state: 'dispatched',
         dispatchedRequested: true,
@@ -186,6 +188,7 @@ describe('hisp status', () => {
         timedOut: null,
         timedOutAt: null,
         nextDeadline: null,
+        noticeError: null,
       },
     });
     expect(clerk?.mdn).toMatchObject({ state: 'timed-out', timedOut: 'processed', timedOutAt: at(times.clerkTimedOut), processedAt: at(T0 - 20 * M), processedLate: true });
