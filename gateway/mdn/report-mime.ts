@@ -1,7 +1,8 @@
 import { isAscii, isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import libmime from 'libmime';
-import { DirectAddress } from '../core/direct-address.js';
+import addressparser from 'nodemailer/lib/addressparser';
+import { DirectAddress, MAX_ADDRESS_FIELD } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { decodeBase64, MimeEntity, splitMultipart, toCanonicalCrlf, type ContentType } from '../agent/mime-entity.js';
 
@@ -496,8 +497,10 @@ export function assembleMultipart(head: string, boundary: string, parts: readonl
 
 /** The mailboxes of an address-list value (`a@b, "C, D" <c@d>`), as `local@domain`; HISP_USAGE when one is not a mailbox. */
 export function mailboxes(value: string, what: string): string[] {
-  const masked = oneLine(value).replace(/"(?:[^"\\]|\\.)*"/g, (q) => q.replace(/,/g, ' ')).replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
-  const list = masked.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (value.length > MAX_ADDRESS_FIELD) throw new HispError('HISP_USAGE', `${what} is longer than ${MAX_ADDRESS_FIELD} characters`);
+  // Split as the grammar says, in one linear pass (regular expressions over quotes and comments
+  // were quadratic on an unclosed one).
+  const list = addressparser(oneLine(value), { flatten: true });
   if (list.length === 0) throw new HispError('HISP_USAGE', `${what} is empty`);
-  return list.map((item) => mailbox(item, what));
+  return list.map((item) => mailbox(item.address === '' ? item.name : `<${item.address}>`, what));
 }

@@ -8,6 +8,7 @@ import type { GatewayContext } from '../flows/gateway-context.js';
 import type { MessageEnvelope } from '../store/message-store.js';
 import type { SmtpTransaction } from './smtp-listener.js';
 import { MimeEntity } from '../agent/mime-entity.js';
+import { DirectAddress } from '../core/direct-address.js';
 import { replyForError } from './reply-mapping.js';
 import { checkOriginators, mayUse, submissionHandlers } from './submission-edge.js';
 
@@ -189,7 +190,7 @@ describe('checkOriginators: every From and Sender mailbox is the user\'s (issue 
   const refusal = (header: string) => hispError(() => check(header));
 
   it('takes the user\'s own mailbox, however written (display name, quoted, comment)', () => {
-    for (const from of ['alice@direct.example.org', 'Dr. Alice <alice@direct.example.org>', '"bob@direct.example.org" <alice@direct.example.org>', '<alice@direct.example.org> (bob@direct.example.org)', 'ALICE@DIRECT.EXAMPLE.ORG']) {
+    for (const from of ['alice@direct.example.org', 'Dr. Alice <alice@direct.example.org>', '"Alice @ the clinic" <alice@direct.example.org>', '<alice@direct.example.org> (alice@direct.example.org)', 'ALICE@DIRECT.EXAMPLE.ORG', '=?utf-8?q?Alice_M=C3=BCller?= <alice@direct.example.org>']) {
       expect(check(`From: ${from}\r\n`).toString().toLowerCase()).toBe('alice@direct.example.org');
     }
     expect(check('From: alice@direct.example.org\r\nSender: Alice <alice@direct.example.org>\r\n').toString()).toBe('alice@direct.example.org');
@@ -211,8 +212,22 @@ describe('checkOriginators: every From and Sender mailbox is the user\'s (issue 
       'From: <alice@direct.example.org>\r\n\t<bob@direct.example.org>\r\n',
       'From: alice@direct.example.org\r\nSender: bob@direct.example.org\r\n',
       'From: alice@other.test\r\n',
+      // A display name or comment that shows another address (after RFC 2047 decoding).
+      'From: "bob@direct.example.org" <alice@direct.example.org>\r\n',
+      'From: <alice@direct.example.org> (bob@direct.example.org)\r\n',
+      'From: (") bob@direct.example.org (") <alice@direct.example.org>\r\n',
+      'From: =?utf-8?q?bob=40direct.example.org?= <alice@direct.example.org>\r\n',
+      'From: "<bob@direct.example.org>" alice@direct.example.org\r\n',
     ]) {
       expect(refusal(header), header).toMatchObject({ code: 'HISP_SMTP_SENDER_NOT_ALLOWED' });
+    }
+  });
+
+  it('reads pathological fields in linear time and refuses overlong ones (a quadratic parser froze the gateway)', () => {
+    for (const evil of ['"\\'.repeat(100_000), '(\\'.repeat(100_000), 'a'.repeat(200_000), '<'.repeat(100_000)]) {
+      expect(refusal(`From: ${evil}\r\n`).code).toBe('HISP_SMTP_SENDER_NOT_ALLOWED');
+      expect(hispError(() => DirectAddress.fromHeader(evil)).code).toBe('HISP_MIME_MALFORMED');
+      expect(hispError(() => DirectAddress.fromHeader(evil.slice(0, 16_000))).code).toBe('HISP_MIME_MALFORMED');
     }
   });
 

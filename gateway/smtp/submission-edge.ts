@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { SMTPServerSession } from 'smtp-server';
 import { MimeEntity } from '../agent/mime-entity.js';
+import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { SubmissionUser } from '../config/schema.js';
-import { DirectAddress } from '../core/direct-address.js';
+import { DirectAddress, MAX_ADDRESS_FIELD } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { rfc5322Date } from '../core/rfc5322-date.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
@@ -142,16 +143,18 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
   };
 }
 
-/** Anything that looks like an addr-spec, outside quoted strings and comments. */
-const ADDRESS_LIKE = /[^\s<>(),;:"\\]+@[^\s<>(),;:"\\]+/g;
+/** The octets that end an address-like token inside a display name (white space and RFC 5322 specials but `@` and `.`). */
+const TOKEN_BREAK = /[\s<>(),;:"\\[\]]+/;
 
 /**
  * The originator fields of a submitted message (RFC 5322 §3.6.2, issue 14, item 2): exactly one
  * From field (§3.6: it occurs once) and at most one Sender field; every mailbox of both is one the
- * user may use, in a local domain. Every address-like token of those fields, outside quoted
- * strings and comments, counts as a mailbox: `From: <alice@x> <bob@x>` or an unquoted display name
- * `bob@x <alice@x>` would let a reader's software show bob. Returns the first From mailbox (the
- * one the relay signs as). Refusals are 553 5.7.1 (HISP_SMTP_SENDER_NOT_ALLOWED).
+ * user may use, in a local domain. The fields are read with the parser every receiving hisp uses
+ * (DirectAddress.fromHeader: nodemailer's addressparser, linear), and an address-like token in a
+ * display name or comment (after RFC 2047 decoding) counts as a mailbox too: `From: <alice@x>
+ * <bob@x>`, `From: bob@x <alice@x>` or `From: "bob@x" <alice@x>` would let a reader's software
+ * show bob. Returns the first From mailbox (the one the relay signs as). Refusals are 553 5.7.1
+ * (HISP_SMTP_SENDER_NOT_ALLOWED).
  */
 export function checkOriginators(entity: MimeEntity, user: SubmissionUser, isLocalDomain: (domain: string) => boolean): DirectAddress {
   const refuse = (why: string): never => {
@@ -166,10 +169,15 @@ export function checkOriginators(entity: MimeEntity, user: SubmissionUser, isLoc
   let first: DirectAddress | undefined;
   for (const field of [...froms, ...senders]) {
     const name = field.name.toLowerCase() === 'from' ? 'From' : 'Sender';
+    if (field.value.length > MAX_ADDRESS_FIELD) refuse(`the ${name} field is longer than ${MAX_ADDRESS_FIELD} characters`);
     const mailboxes = addressparser(field.value, { flatten: true });
     if (mailboxes.length === 0) refuse(`the ${name} field holds no address`);
-    const bare = field.value.replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
-    const tokens = [...mailboxes.map((m) => m.address), ...(bare.match(ADDRESS_LIKE) ?? [])];
+    const tokens: string[] = [];
+    for (const m of mailboxes) {
+      tokens.push(m.address);
+      const shown = m.name.includes('=?') ? decodeWords(m.name) : m.name;
+      for (const t of shown.split(TOKEN_BREAK)) if (/[^@]@[^@]/.test(t)) tokens.push(t);
+    }
     for (const token of tokens) {
       let address: DirectAddress;
       try {
@@ -183,6 +191,15 @@ export function checkOriginators(entity: MimeEntity, user: SubmissionUser, isLoc
     }
   }
   return first ?? refuse('the From field holds no address');
+}
+
+/** RFC 2047 encoded words decoded (libmime); what cannot be decoded stays as it is. */
+function decodeWords(text: string): string {
+  try {
+    return libmime.decodeWords(text);
+  } catch {
+    return text;
+  }
 }
 
 /**
