@@ -63,8 +63,11 @@ export class ReceiveWorker {
     const message = this.ctx.queue.messages.get(d.queueId);
     if (!message) return;
     // A large message waits for memory (issue 14, item 6): a worker holds it decoded and decrypted.
-    const leave = await (this.ctx.memoryGate?.enter(message.size) ?? Promise.resolve(() => undefined));
+    const gate = this.ctx.memoryGate;
+    const leave = await (gate?.enter(message.size) ?? Promise.resolve(() => undefined));
     try {
+      // Waiting for room may have outlasted the lease: renewed, or left to the worker that took it.
+      if (gate && message.size > gate.thresholdBytes && !(await this.ctx.queue.extendLease(d, LEASE_MS))) return;
       await this.process(d, message);
     } finally {
       leave();

@@ -92,9 +92,17 @@ export class RelayWorker {
     const message = known ?? this.ctx.queue.messages.get(first.queueId);
     if (!message) return;
     // A large message waits for memory (issue 14, item 6): signed and encrypted, it is held 2-3 times.
-    const leave = await (this.ctx.memoryGate?.enter(message.size) ?? Promise.resolve(() => undefined));
+    const gate = this.ctx.memoryGate;
+    const leave = await (gate?.enter(message.size) ?? Promise.resolve(() => undefined));
     try {
-      await this.relayMessage(group, first, message);
+      // Waiting for room may have outlasted the leases: renewed, and a delivery whose lease another
+      // worker took meanwhile is that worker's (never relayed twice).
+      let held = group;
+      if (gate && message.size > gate.thresholdBytes) {
+        held = [];
+        for (const d of group) if (await this.ctx.queue.extendLease(d, RELAY_LEASE_MS)) held.push(d);
+      }
+      if (held[0]) await this.relayMessage(held, held[0], message);
     } finally {
       leave();
     }

@@ -62,11 +62,26 @@ export class AuthLimiter {
       locked = true;
     }
     this.keys.set(key, f);
-    if (this.keys.size > this.maxKeys) {
-      const oldest = this.keys.keys().next().value;
-      if (oldest !== undefined) this.keys.delete(oldest);
-    }
+    if (this.keys.size > this.maxKeys) this.evict(now);
     return locked;
+  }
+
+  /**
+   * Forgets one key to stay within maxKeys: the least recently failed one that is not locked (a
+   * flood of fresh keys must not push a lock out), looking at the 64 oldest; all locked: the oldest.
+   */
+  private evict(now: number): void {
+    let seen = 0;
+    let oldest: string | undefined;
+    for (const [key, f] of this.keys) {
+      oldest ??= key;
+      if (f.lockedUntil <= now) {
+        this.keys.delete(key);
+        return;
+      }
+      if (++seen >= 64) break;
+    }
+    if (oldest !== undefined) this.keys.delete(oldest);
   }
 
   /** A success: the key's failures are forgotten (a lock, being a decision already made, stays). */

@@ -32,6 +32,8 @@ export class PasswordVerifier {
   private readonly key = randomBytes(32);
   private readonly remembered = new Map<string, number>();
   private readonly waiting: (() => void)[] = [];
+  /** Client keys with a check waiting in line. */
+  private readonly waitingClients = new Set<string>();
   private running = 0;
   private readonly concurrency: number;
   private readonly maxWaiting: number;
@@ -58,7 +60,7 @@ export class PasswordVerifier {
    * True when `password` matches `hash`. Throws HISP_SMTP_AUTH_TEMPORARY (transient) when too many
    * checks are waiting already.
    */
-  async verify(user: string, password: string, hash: string): Promise<boolean> {
+  async verify(user: string, password: string, hash: string, client = ''): Promise<boolean> {
     const token = this.rememberMs > 0 ? this.token(user, password, hash) : undefined;
     if (token !== undefined) {
       const until = this.remembered.get(token);
@@ -69,7 +71,7 @@ export class PasswordVerifier {
       }
       if (until !== undefined) this.remembered.delete(token);
     }
-    await this.turn();
+    await this.turn(client);
     let ok: boolean;
     try {
       ok = await this.check(password, hash).catch(() => false);
@@ -90,16 +92,26 @@ export class PasswordVerifier {
     return createHmac('sha256', this.key).update(`${user.toLowerCase()}\u0000${hash}\u0000`).update(password.normalize('NFC'), 'utf8').digest('base64');
   }
 
-  private turn(): Promise<void> {
+  /**
+   * A turn to run scrypt. Waiting in line is fair between clients: one check of each client key
+   * waits at most (a flood from one client cannot fill the line and keep the others out).
+   */
+  private turn(client: string): Promise<void> {
     if (this.running < this.concurrency) {
       this.running++;
       return Promise.resolve();
     }
-    if (this.waiting.length >= this.maxWaiting) {
+    if (this.waiting.length >= this.maxWaiting || this.waitingClients.has(client)) {
       return Promise.reject(new HispError('HISP_SMTP_AUTH_TEMPORARY', 'too many authentications in progress: try again later', { transient: true }));
     }
+    this.waitingClients.add(client);
     // The slot is handed over by release(): `running` stays counted.
-    return new Promise((resolve) => this.waiting.push(resolve));
+    return new Promise((resolve) =>
+      this.waiting.push(() => {
+        this.waitingClients.delete(client);
+        resolve();
+      }),
+    );
   }
 
   private release(): void {

@@ -284,6 +284,17 @@ describe('AUTH failures (item 3)', () => {
     expect(await d.send(`AUTH PLAIN ${authPlain('ehr', 'secret')}\r\n`)).toMatch(/^235 /);
   });
 
+  it('per client: a success with an account of its own does not reset the client\'s count of failures', async () => {
+    const r = recorder();
+    const l = await start(listenerConfig(), r.handlers, { auth: true, authLimits: { maxFailuresPerConnection: 10, maxFailuresPerClient: 4, maxFailuresPerUser: 0 } });
+    const c = await session(l.port);
+    for (let i = 0; i < 3; i++) expect(await c.send(`AUTH PLAIN ${authPlain(`victim${i}`, 'guess')}\r\n`)).toMatch(/^535 /);
+    const d = await session(l.port);
+    expect(await d.send(`AUTH PLAIN ${authPlain('ehr', 'secret')}\r\n`)).toMatch(/^235 /);
+    expect(await c.send(`AUTH PLAIN ${authPlain('victim3', 'guess')}\r\n`)).toMatch(/^535 /);
+    expect(await c.send(`AUTH PLAIN ${authPlain('victim4', 'guess')}\r\n`)).toMatch(/^454 4\.7\.0 /);
+  });
+
   it('per user name: maxFailuresPerUser failures lock that name, whatever the client, not the others', async () => {
     const r = recorder();
     const l = await start(listenerConfig(), r.handlers, {

@@ -34,8 +34,8 @@ export interface SmtpTransaction {
 
 /** What a listener does at each step; a step refuses by throwing a HispError (mapped in reply-mapping.ts). */
 export interface SmtpEdgeHandlers {
-  /** Submission only: true when the credentials are good; the user name becomes session.user. */
-  authenticate?(username: string, password: string, session: SMTPServerSession): Promise<boolean>;
+  /** Submission only: true when the credentials are good; the user name becomes session.user. `client`: client-key.ts. */
+  authenticate?(username: string, password: string, session: SMTPServerSession, client: string): Promise<boolean>;
   mailFrom(address: string, session: SMTPServerSession): void | Promise<void>;
   rcptTo(address: string, session: SMTPServerSession): void | Promise<void>;
   /** Stores the message durably and returns the text of the 250 reply. */
@@ -280,10 +280,11 @@ export class SmtpListener {
       failure = new HispError('HISP_SMTP_AUTH_TEMPORARY', `too many failed authentications: try again in ${Math.ceil(locked / 60_000)} minutes`, { transient: true });
       state.log.warn({ user: username, lockedForMs: locked }, 'authentication refused: locked out');
     } else {
-      const ok = await this.handlers.authenticate(username, auth.password ?? '', session);
+      const ok = await this.handlers.authenticate(username, auth.password ?? '', session, client);
       state.log.info({ user: username, ok }, 'authentication');
       if (ok) {
-        this.authByClient.succeed(client);
+        // The user name's failures are forgotten (its owner is back); the client's are not: an
+        // account of its own must not let a client reset its count between guesses at others.
         this.authByUser.succeed(user);
         return username;
       }

@@ -53,9 +53,9 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
     return user;
   };
   return {
-    async authenticate(username, password) {
+    async authenticate(username, password, _session, client) {
       const user = users.get(username.toLowerCase());
-      const ok = await passwords.verify(username, password, user?.passwordHash ?? UNKNOWN_USER_HASH);
+      const ok = await passwords.verify(username, password, user?.passwordHash ?? UNKNOWN_USER_HASH, client);
       return ok && user !== undefined;
     },
     mailFrom(address, session) {
