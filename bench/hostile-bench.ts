@@ -54,10 +54,11 @@ async function setUp(dir: string): Promise<{ gateway: GatewayProcess; inboundPor
   raw.submission = {
     ...submission,
     requireTls: false,
+    maxClients: 200,
     perClient: { maxConnections: 100, messagesPerMinute: 0, bytesPerMinute: 0 },
     authLimits: { maxFailuresPerClient: 0, maxFailuresPerUser: 0 },
   };
-  raw.inbound = { ...(raw.inbound as Record<string, unknown>), perClient: { maxConnections: 100, messagesPerMinute: 0, bytesPerMinute: 0 } };
+  raw.inbound = { ...(raw.inbound as Record<string, unknown>), maxClients: 200, perClient: { maxConnections: 100, messagesPerMinute: 0, bytesPerMinute: 0 } };
   raw.log = { level: 'warn' };
   raw.queue = { workers: 20 };
   const configFile = join(dir, 'hisp.toml');

@@ -21,7 +21,27 @@ export interface EnvelopeFromFile {
 }
 
 const ENVELOPE_TYPES = new Set(['application/pkcs7-mime', 'application/x-pkcs7-mime']);
+/** Where a header section read from a file must end (as at the SMTP edges, mail-data.ts). */
+const HEADER_BYTES = 256 * 1024;
 const CHUNK = 1024 * 1024;
+
+/** The first `maxBytes` octets of a file (a header section, without reading a large body). */
+export async function readFileHead(path: string, maxBytes = HEADER_BYTES): Promise<Buffer> {
+  let fd: number;
+  try {
+    fd = await openAsync(path, 'r');
+  } catch (err) {
+    throw new HispError('HISP_IO', `cannot read ${path}: ${(err as Error).message}`, { transient: true, cause: err });
+  }
+  try {
+    const head = Buffer.allocUnsafe(maxBytes);
+    return head.subarray(0, await readAsync(fd, head, maxBytes, 0));
+  } catch (err) {
+    throw new HispError('HISP_IO', `cannot read ${path}: ${(err as Error).message}`, { transient: true, cause: err });
+  } finally {
+    await closeAsync(fd).catch(() => undefined);
+  }
+}
 
 /**
  * The outer message of a large received message, from its file, without holding the file's octets
@@ -30,7 +50,7 @@ const CHUNK = 1024 * 1024;
  * The decoded DER is the caller's: unwrapMessage decrypts it in place. A message whose header does
  * not name an S/MIME envelope gets no body read at all (unwrapMessage refuses it from the header).
  */
-export async function readEnvelopeFile(path: string, maxHeaderBytes = 256 * 1024): Promise<EnvelopeFromFile> {
+export async function readEnvelopeFile(path: string, maxHeaderBytes = HEADER_BYTES): Promise<EnvelopeFromFile> {
   let fd: number;
   try {
     fd = await openAsync(path, 'r');
@@ -52,12 +72,14 @@ export async function readEnvelopeFile(path: string, maxHeaderBytes = 256 * 1024
     // DER as it is (binary transfer), recognised as withBody does: a SEQUENCE's first octet.
     if (cte !== 'base64' && ['', 'binary', '8bit', '7bit'].includes(cte) && outer.body[0] === 0x30) {
       const der = Buffer.allocUnsafe(size - from);
-      for (let at = from; at < size; ) {
+      let at = from;
+      while (at < size) {
         const n = await readAsync(fd, der.subarray(at - from), size - at, at);
         if (n === 0) break;
         at += n;
       }
-      return { outer, der, notBase64: false };
+      // A file that shrank meanwhile: only what was read, never uninitialised memory.
+      return { outer, der: der.subarray(0, at - from), notBase64: false };
     }
     if (cte !== 'base64' && !['', 'binary', '8bit', '7bit'].includes(cte)) {
       throw new HispError('HISP_MIME_MALFORMED', `the enveloped body has unsupported Content-Transfer-Encoding ${cte}`);

@@ -363,7 +363,7 @@ describe('loadConfig: every class of error names its key path', () => {
     expectError(minimal('[domains.policy]\nminRsaBits = 512'), 'domains[0].policy.minRsaBits', 'must be from 1024 to 16384 (got 512)');
     expectError(minimal('[domains.mdn]\nprocessedTimeoutMinutes = 0'), 'domains[0].mdn.processedTimeoutMinutes', 'must be from 0.01');
     // Issue 14: one client may never take every connection; the AUTH limits have sane ranges.
-    expectError(minimal('', '[inbound]\nmaxClients = 10\n[inbound.perClient]\nmaxConnections = 11\n'), 'inbound.perClient.maxConnections', 'must not exceed maxClients (10)');
+    expectError(minimal('', '[inbound]\nmaxClients = 10\n[inbound.perClient]\nmaxConnections = 10\n'), 'inbound.perClient.maxConnections', 'must be below maxClients (10)');
     expectError(minimal('', '[inbound.perClient]\nmessagesPerMinute = -1\n'), 'inbound.perClient.messagesPerMinute', 'must be from 0');
     expectError(minimal('', '[submission.authLimits]\nconcurrentChecks = 0\n').replace('[submission]\nrequireTls', '[submission]\nrequireTls'), 'submission.authLimits.concurrentChecks', 'must be from 1 to 64');
   });

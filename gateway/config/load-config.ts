@@ -367,8 +367,8 @@ function readListener(s: Section, d: typeof DEFAULTS.submission | typeof DEFAULT
     maxClients: s.int('maxClients', d.maxClients, 1, 100_000),
     perClient: readPerClient(s.section('perClient'), d.perClient),
   };
-  if (listener.perClient.maxConnections > listener.maxClients) {
-    s.issues.error(childPath(s.at('perClient'), 'maxConnections'), `must not exceed maxClients (${listener.maxClients}): one client could otherwise take every connection`);
+  if (listener.perClient.maxConnections >= listener.maxClients) {
+    s.issues.error(childPath(s.at('perClient'), 'maxConnections'), `must be below maxClients (${listener.maxClients}): one client could otherwise take every connection`);
   }
   if (tlsCert !== undefined && tlsKey !== undefined) {
     const loaded = tryLoadCredentials(ctx.issues, s.path, { key: tlsKey, cert: tlsCert, keyKey: 'tlsKey', certKey: 'tlsCert' });

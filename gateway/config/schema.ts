@@ -112,7 +112,7 @@ export interface SmtpListenerConfig {
 
 /** What one client may hold and send (issue 14, items 5 and 9). */
 export interface PerClientLimitsConfig {
-  /** Simultaneous connections of one client, at most maxClients; more are answered 421 4.7.0. */
+  /** Simultaneous connections of one client, below maxClients; more are answered 421 4.7.0. */
   readonly maxConnections: number;
   /** Messages a minute (DATA that reached its end, taken or not); 0: no limit. Beyond: 451 4.7.0 at MAIL. */
   readonly messagesPerMinute: number;
@@ -416,8 +416,8 @@ export const DEFAULTS = {
     dataTimeoutMs: 600_000,
     maxClients: 100,
     // Anyone may connect here: one client may not take more than a fifth of the connections, nor
-    // fill the quarantine faster than 10 messages or 1 GiB a minute (a large HISP relays more from
-    // several addresses; raise it for a known peer's busy gateway).
+    // fill the quarantine faster than 600 messages (10 a second) or 1 GiB a minute (a large HISP
+    // relays more from several addresses; raise it for a known peer's busy gateway).
     perClient: { maxConnections: 20, messagesPerMinute: 600, bytesPerMinute: 1024 * MiB },
   },
   api: { enabled: false, host: '127.0.0.1', port: 5580 },

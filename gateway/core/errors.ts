@@ -75,6 +75,7 @@ export const ERROR_CODES = {
   HISP_SMTP_TLS_UNAVAILABLE: 'STARTTLS was asked for on a listener without a certificate (RFC 3207 §4, 454 4.7.0).',
   HISP_SMTP_BUSY: 'The listener has as many connections as it takes (maxClients): try again later (421 4.3.2).',
   HISP_SMTP_TOO_MANY_CONNECTIONS: 'This client has as many connections open as one client may (perClient.maxConnections): 421 4.7.0.',
+  HISP_SMTP_STORAGE_FULL: 'The file system of the data folder has too little free space to take the message now (452 4.3.1); it is dropped as it arrives, never written to the last of the disk.',
   HISP_SMTP_RATE_LIMITED: 'This client sent more messages or octets within the last minute than the listener takes from one client (perClient): try again later (451 4.7.0).',
 } as const;
 

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { readFileHead } from '../agent/envelope-file.js';
 import { MimeEntity } from '../agent/mime-entity.js';
 import { isHispError } from '../core/errors.js';
 import { failedRecipient } from '../queue/dsn.js';
@@ -72,9 +73,14 @@ export class Notifier {
    * failure. A body that cannot be read at all (HISP_IO) is a failure of the notice.
    */
   private async originalHeaders(queueId: string): Promise<Buffer | undefined> {
-    const body = await this.ctx.queue.body(queueId);
+    // A large body is not read whole for its header section (outside the memory gate).
+    const file = this.ctx.queue.messages.fileOf(queueId);
+    const body = file === undefined ? await this.ctx.queue.body(queueId) : await readFileHead(file);
     try {
-      return MimeEntity.parse(body).headerSection;
+      const entity = MimeEntity.parse(body);
+      // Read from the file's first octets: a header section that does not end there is not returned cut.
+      if (file !== undefined && entity.body.length === 0 && entity.headerSection.length === body.length) throw new Error('the header section is longer than the octets read');
+      return entity.headerSection;
     } catch (err) {
       this.log.warn({ queueId, err: describeError(err) }, 'the header section of the original message cannot be read: the DSN goes without it');
       return undefined;

@@ -16,6 +16,7 @@ export interface SmtpConnectionInternals {
   handler_HELO(command: Buffer, callback: () => void): void;
   handler_AUTH(command: Buffer, callback: () => void): void;
   handler_STARTTLS(command: Buffer, callback: () => void): void;
+  _onCommand(command: Buffer, callback?: () => void): void;
 }
 
 export interface ConnectionGuardOptions {
@@ -34,7 +35,26 @@ export interface ConnectionGuardOptions {
   commandLineTimeoutMs: number;
   /** Told when a line took too long (the connection is then answered 421 and closed). */
   onLineTimeout?: () => void;
+  /**
+   * A session that sends no message is not kept forever (Postfix's smtpd_junk_command_limit and
+   * smtpd_hard_error_limit): more than `maxJunkCommands` (NOOP, RSET, VRFY, EXPN, HELP) or more
+   * than `maxErrors` refusals since the last message taken end it with 421 4.7.0. Defaults 100, 20.
+   */
+  maxJunkCommands?: number;
+  maxErrors?: number;
+  /** Told when the session is ended for either limit. */
+  onLimit?: (which: 'junk commands' | 'errors') => void;
 }
+
+/** What the listener tells a guarded connection, and what it holds. */
+export interface ConnectionGuard {
+  /** A message was taken: the counts of junk commands and errors start again. */
+  messageAccepted(): void;
+  /** The socket is now the TLS one (after STARTTLS): the command-line deadline follows it. */
+  secured(socket: Socket): void;
+}
+
+const JUNK = new Set(['NOOP', 'RSET', 'VRFY', 'EXPN', 'HELP']);
 
 /** An RFC 3463 enhanced status code at the start of a reply text (class.subject.detail). */
 const ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3}(?: |$)/;
@@ -61,11 +81,32 @@ export function connectionOf(server: SMTPServer, session: SMTPServerSession): Sm
  * - A command line that has not been completed within commandLineTimeoutMs of its first byte
  *   ends the session (421 4.4.2).
  */
-export function guardConnection(conn: SmtpConnectionInternals, options: ConnectionGuardOptions): void {
+export function guardConnection(conn: SmtpConnectionInternals, options: ConnectionGuardOptions): ConnectionGuard {
+  const maxJunk = options.maxJunkCommands ?? 100;
+  const maxErrors = options.maxErrors ?? 20;
+  let junk = 0;
+  let errors = 0;
+  let ended = false;
+  const end = (which: 'junk commands' | 'errors'): void => {
+    ended = true;
+    options.onLimit?.(which);
+    send(421, `4.7.0 too many ${which} without a message: closing the connection`, false);
+  };
   const send = conn.send.bind(conn);
   conn.send = (code, data, context) => {
     if (typeof data === 'string' && ENHANCED_CODE.test(data)) send(code, data, false);
     else send(code, data, context);
+    if (code >= 400 && code !== 421 && !ended && ++errors > maxErrors) end('errors');
+  };
+  const onCommand = conn._onCommand.bind(conn);
+  conn._onCommand = (command, callback) => {
+    if (ended) return;
+    const name = command.toString('latin1', 0, Math.min(command.length, 8)).split(' ')[0]!.trim().toUpperCase();
+    if (JUNK.has(name) && ++junk > maxJunk) {
+      end('junk commands');
+      return;
+    }
+    onCommand(command, callback);
   };
 
   if (!options.tlsAvailable) {
@@ -108,15 +149,26 @@ export function guardConnection(conn: SmtpConnectionInternals, options: Connecti
     };
   }
 
-  watchCommandLines(conn, conn._socket, options);
+  let stopLines = watchCommandLines(conn, conn._socket, options);
+  return {
+    messageAccepted: () => {
+      junk = 0;
+      errors = 0;
+    },
+    secured: (socket) => {
+      // The plain socket's clock must not run on: STARTTLS completed its last line.
+      stopLines();
+      stopLines = watchCommandLines(conn, socket, options);
+    },
+  };
 }
 
 /**
  * Starts the command-line deadline on a socket of the connection: the plain one at connect, the
- * TLS one after STARTTLS (call again with it). Bytes of a message (DATA mode) do not count here:
- * the DATA transfer has its own deadline (SmtpListener).
+ * TLS one after STARTTLS (ConnectionGuard.secured). Bytes of a message (DATA mode) do not count
+ * here: the DATA transfer has its own deadline (SmtpListener). Returns what stops it.
  */
-export function watchCommandLines(conn: SmtpConnectionInternals, socket: Socket, options: Pick<ConnectionGuardOptions, 'commandLineTimeoutMs' | 'onLineTimeout'>): void {
+export function watchCommandLines(conn: SmtpConnectionInternals, socket: Socket, options: Pick<ConnectionGuardOptions, 'commandLineTimeoutMs' | 'onLineTimeout'>): () => void {
   let timer: NodeJS.Timeout | undefined;
   const stop = (): void => {
     clearTimeout(timer);
@@ -147,4 +199,5 @@ export function watchCommandLines(conn: SmtpConnectionInternals, socket: Socket,
     timer.unref();
   });
   socket.once('close', stop);
+  return stop;
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { close, constants, open, unlink, write } from 'node:fs';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MimeEntity } from '../agent/mime-entity.js';
@@ -21,10 +22,33 @@ export interface MailDataOptions {
   memoryBytes?: number;
   /** SIZE (RFC 1870): past it, the rest is read and dropped (the client is still sending). */
   maxBytes: number;
+  /**
+   * Free space the file system of `dir` must keep: checked before a message goes to a file and at
+   * every 8 MiB written; below it, the rest of the message is dropped (fault `storage`), so that
+   * messages in transfer never fill the disk the store needs. Default 256 MiB; 0: not checked.
+   */
+  minFreeBytes?: number;
+  /** Free octets of the file system of `dir` (tests). Default statfs. */
+  freeBytes?: (dir: string) => Promise<number>;
 }
 
+/** statfs(2): octets available to an unprivileged writer. */
+async function statfsFree(dir: string): Promise<number> {
+  const s = await statfs(dir);
+  return s.bavail * s.bsize;
+}
+
+const FREE_SPACE_EVERY = 8 * 1024 * 1024;
+
 /** Why the data cannot be taken, found while it arrived: reported once the client has sent all of it. */
-export type MailDataFault = { kind: 'too-big' } | { kind: 'bare-line-end'; at: number; octet: 'CR' | 'LF' } | { kind: 'nul'; at: number };
+export type MailDataFault =
+  | { kind: 'too-big' }
+  | { kind: 'bare-line-end'; at: number; octet: 'CR' | 'LF' }
+  | { kind: 'nul'; at: number }
+  /** Too little free space for it (minFreeBytes). */
+  | { kind: 'storage' }
+  /** The caller refused the rest (the client's rate). */
+  | { kind: 'rate' };
 
 /**
  * The mail data of one SMTP transaction (RFC 5321 §4.1.1.4, already dot-unstuffed), received as
@@ -43,6 +67,8 @@ export class MailData {
   private fd: number | undefined;
   private path: string | undefined;
   private lastWasCr = false;
+  /** `size` when the free space was last checked. */
+  private checkedAt = 0;
   private fault: MailDataFault | undefined;
   private ended = false;
 
@@ -61,13 +87,7 @@ export class MailData {
     const offset = this.size;
     this.size += chunk.length;
     if (this.fault !== undefined) return;
-    if (this.size > this.options.maxBytes) {
-      this.fault = { kind: 'too-big' };
-      await this.dropFile();
-      this.chunks.length = 0;
-      this.held = 0;
-      return;
-    }
+    if (this.size > this.options.maxBytes) return this.refuse({ kind: 'too-big' });
     this.scan(chunk, offset);
     if (this.fault !== undefined) return;
     if (this.fd === undefined && this.held + chunk.length <= this.memoryBytes) {
@@ -75,8 +95,30 @@ export class MailData {
       this.held += chunk.length;
       return;
     }
+    if (this.fd === undefined || this.size - this.checkedAt >= FREE_SPACE_EVERY) {
+      if (!(await this.roomFor())) return this.refuse({ kind: 'storage' });
+      this.checkedAt = this.size;
+    }
     if (this.fd === undefined) await this.spill();
     await this.writeAll(chunk);
+  }
+
+  /** The rest of the message is dropped (what is held goes now); `end` reports `fault`. */
+  async refuse(fault: MailDataFault): Promise<void> {
+    this.fault ??= fault;
+    this.chunks.length = 0;
+    this.held = 0;
+    await this.dropFile();
+  }
+
+  private async roomFor(): Promise<boolean> {
+    const floor = this.options.minFreeBytes ?? 256 * 1024 * 1024;
+    if (floor <= 0) return true;
+    try {
+      return (await (this.options.freeBytes ?? statfsFree)(this.options.dir)) >= floor;
+    } catch {
+      return true; // the write itself will tell
+    }
   }
 
   /**

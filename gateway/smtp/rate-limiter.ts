@@ -1,8 +1,9 @@
 /**
  * Per-client rates of a listener (issue 14, item 5): messages and bytes a minute per client key
- * (client-key.ts), as token buckets refilled continuously. A bucket may go into debt by one
- * message's size (a message's bytes are known only at its end), and a client in debt is refused
- * at its next MAIL until the bucket has refilled, as Postfix's anvil does with
+ * (client-key.ts), as token buckets refilled continuously. Octets are counted as they arrive; the
+ * bytes bucket may go into debt by up to a minute's worth (a message in progress is let finish),
+ * beyond which the client's transfers are cut; a client in debt is refused at its next MAIL until
+ * the bucket has refilled, as Postfix's anvil does with
  * smtpd_client_message_rate_limit: refused with a transient reply, so that a legitimate peer
  * retries later (RFC 5321 §4.5.4.1) and nothing is lost.
  *
@@ -53,12 +54,24 @@ export class RateLimiter {
     return undefined;
   }
 
-  /** Counts a message (accepted or not: what a client sent is what costs) of `bytes` octets. */
-  record(key: string, bytes: number): void {
-    if (!this.enabled) return;
-    const b = this.refill(key);
-    b.messages -= 1;
-    b.bytes -= bytes;
+  /** Counts octets of DATA as they arrive (taken or not: what a client sends is what costs). */
+  consume(key: string, bytes: number): void {
+    if (this.options.bytesPerMinute <= 0) return;
+    this.refill(key).bytes -= bytes;
+  }
+
+  /** Counts a message whose DATA ended (taken or not). */
+  countMessage(key: string): void {
+    if (this.options.messagesPerMinute <= 0) return;
+    this.refill(key).messages -= 1;
+  }
+
+  /**
+   * True when the client owes more than a minute's worth of octets: its transfers in progress are
+   * cut (the debt of one message is allowed; several at once over parallel connections are not).
+   */
+  overdrawn(key: string): boolean {
+    return this.options.bytesPerMinute > 0 && this.refill(key).bytes < -this.options.bytesPerMinute;
   }
 
   /** The buckets of `key`, refilled for the time since they were last seen (and seen now). */

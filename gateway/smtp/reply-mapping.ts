@@ -66,6 +66,7 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_SMTP_BUSY: { code: 421, enhanced: '4.3.2' }, // system not accepting network messages
   HISP_SMTP_TOO_MANY_CONNECTIONS: { code: 421, enhanced: '4.7.0' }, // other security or policy status
   HISP_SMTP_RATE_LIMITED: { code: 451, enhanced: '4.7.0' },
+  HISP_SMTP_STORAGE_FULL: { code: 452, enhanced: '4.3.1' }, // insufficient system storage; mail system full
 };
 
 /** Any error to an SMTP reply; errors that are not HispErrors are local failures (451 4.3.0). */

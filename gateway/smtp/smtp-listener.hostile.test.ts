@@ -28,7 +28,7 @@ function listenerConfig(overrides: Partial<SmtpListenerConfig> = {}): SmtpListen
     maxMessageBytes: 8 * 1024 * 1024,
     commandTimeoutMs: 10_000,
     dataTimeoutMs: 10_000,
-    maxClients: 20,
+    maxClients: 30,
     perClient: { maxConnections: 20, messagesPerMinute: 0, bytesPerMinute: 0 },
     ...overrides,
   };
@@ -358,6 +358,45 @@ describe('connections per client and in all (item 9)', () => {
   });
 });
 
+describe('sessions that send no message (item 9)', () => {
+  it('more than 100 junk commands (NOOP, RSET, VRFY…) without a message end the session with 421 4.7.0; a message starts the count again', async () => {
+    const l = await start(listenerConfig(), recorder().handlers);
+    const c = await session(l.port);
+    for (let i = 0; i < 90; i++) expect(await c.send('NOOP\r\n')).toMatch(/^250 /);
+    expect(await sendMessage(c, MESSAGE)).toMatch(/^250 /);
+    // sendMessage's RSET-free transaction reset the count: 100 more are allowed.
+    for (let i = 0; i < 100; i++) expect(await c.send(i % 2 ? 'RSET\r\n' : 'NOOP\r\n')).toMatch(/^250 /);
+    expect(await c.send('NOOP\r\n')).toBe('421 4.7.0 too many junk commands without a message: closing the connection');
+    expect(await closedBy(c)).toMatch(/^closed/);
+  });
+
+  it('more than 20 refusals without a message end the session with 421 4.7.0', async () => {
+    const l = await start(listenerConfig(), recorder({ rcptTo: () => { throw new HispError('HISP_SMTP_UNKNOWN_RECIPIENT', 'no such recipient'); } }).handlers);
+    const c = await session(l.port);
+    expect(await c.send('MAIL FROM:<sender@a.test>\r\n')).toMatch(/^250 /);
+    for (let i = 0; i < 20; i++) expect(await c.send(`RCPT TO:<nobody${i}@b.test>\r\n`)).toMatch(/^550 5\.1\.1 /);
+    const last = await c.send('RCPT TO:<nobody@b.test>\r\n');
+    expect(last).toMatch(/^550 5\.1\.1 /);
+    expect(await c.read()).toBe('421 4.7.0 too many errors without a message: closing the connection');
+  });
+
+  it('a command line left open before STARTTLS does not cut the TLS session that follows', async () => {
+    const l = await start(listenerConfig({ ...TLS, commandTimeoutMs: 600 }), recorder().handlers);
+    const c = await connect(l.port);
+    await c.read();
+    await c.send('EHLO client.test\r\n');
+    // STARTTLS and the start of a plaintext line in one write: the line is discarded with the
+    // plaintext parser (RFC 3207 §4.2); its clock must go with it.
+    c.write('STARTTLS\r\nNO');
+    await c.startTlsAfterReply();
+    // Complete lines, past the 600 ms the left-over plaintext clock would have run for.
+    for (let i = 0; i < 8; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await c.send('NOOP\r\n')).toMatch(/^250 /);
+    }
+  });
+});
+
 describe('rates per client (item 5)', () => {
   it('messagesPerMinute: the next MAIL is 451 4.7.0 until the bucket has refilled', async () => {
     let now = Date.parse('2026-12-07T12:00:00Z');
@@ -373,6 +412,14 @@ describe('rates per client (item 5)', () => {
     now += 30_000; // half a minute: one message's worth
     expect(await sendMessage(d, MESSAGE)).toMatch(/^250 /);
     expect(r.messages).toHaveLength(3);
+  });
+
+  it('bytesPerMinute: a transfer that runs a minute\'s worth into debt is cut (451 4.7.0), nothing stored', async () => {
+    const r = recorder();
+    const l = await start(listenerConfig({ perClient: { maxConnections: 20, messagesPerMinute: 0, bytesPerMinute: 1000 } }), r.handlers);
+    const c = await session(l.port);
+    expect(await sendMessage(c, `${MESSAGE}${'x'.repeat(5000)}\r\n`)).toMatch(/^451 4\.7\.0 too many octets/);
+    expect(r.messages).toEqual([]);
   });
 
   it('bytesPerMinute: a client in debt is refused at its next MAIL', async () => {

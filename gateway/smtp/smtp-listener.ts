@@ -12,7 +12,7 @@ import { TLS_PROFILE } from '../core/tls-profile.js';
 import { DEFAULTS, type AuthLimitsConfig, type SmtpListenerConfig } from '../config/schema.js';
 import { AuthLimiter } from './auth-limiter.js';
 import { clientKey } from './client-key.js';
-import { connectionOf, guardConnection, watchCommandLines } from './connection-guard.js';
+import { connectionOf, guardConnection, type ConnectionGuard } from './connection-guard.js';
 import { installDataFastPath } from './data-fast-path.js';
 import { MailData, type MailDataFault, type ReceivedMessage } from './mail-data.js';
 import { RateLimiter } from './rate-limiter.js';
@@ -68,6 +68,8 @@ interface SessionState {
   /** The client's key (client-key.ts); undefined when the session was refused at connect. */
   client: string | undefined;
   authFailures: number;
+  /** The adaptations of smtp-server's connection (connection-guard.ts). */
+  guard?: ConnectionGuard;
 }
 
 /**
@@ -168,23 +170,17 @@ export class SmtpListener {
         }
         const conn = connectionOf(this.server, session);
         if (conn) {
-          guardConnection(conn, {
+          state.guard = guardConnection(conn, {
             ...guard,
             onLineTimeout: () => state.log.warn({ commandTimeoutMs: config.commandTimeoutMs }, 'command line not completed in time: connection closed'),
+            onLimit: (which) => state.log.warn({ limit: which }, 'too many commands or errors without a message: connection closed'),
           });
         }
         state.log.debug('connected');
         callback();
       },
       onSecure: (socket, session, callback) => {
-        const conn = connectionOf(this.server, session);
-        const state = this.sessions.get(session);
-        if (conn) {
-          watchCommandLines(conn, socket, {
-            commandLineTimeoutMs: config.commandTimeoutMs,
-            onLineTimeout: () => state?.log.warn({ commandTimeoutMs: config.commandTimeoutMs }, 'command line not completed in time: connection closed'),
-          });
-        }
+        this.sessions.get(session)?.guard?.secured(socket);
         callback();
       },
       onClose: (session) => this.release(session),
@@ -212,11 +208,14 @@ export class SmtpListener {
       onData: (stream, session, callback) => {
         const l = this.stateOf(session).log;
         this.receive(stream, session, l).then(
-          (text) => callback(null, text),
+          (text) => {
+            this.stateOf(session).guard?.messageAccepted();
+            callback(null, text);
+          },
           (err: unknown) => {
             if (!isHispError(err) || !err.transient) l.warn({ err: err instanceof Error ? err.message : String(err) }, 'message refused');
             else l.warn({ err: err.message }, 'message deferred');
-            callback(this.smtpError(err, l));
+            callback(err instanceof AnsweredError ? err.answer : this.smtpError(err, l));
           },
         );
       },
@@ -339,15 +338,29 @@ export class SmtpListener {
       const reply = publicReplyForError(new HispError('HISP_SMTP_TIMEOUT', `the message took longer than ${this.config.dataTimeoutMs} ms to transfer: closing the connection`, { transient: true }), '');
       this.closeSession(session.id, `${reply.enhanced} ${reply.text}`);
     }, this.config.dataTimeoutMs);
+    const client = this.stateOf(session).client;
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) await data.write(chunk);
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        // Octets count as they arrive: parallel transfers of one client cannot run up an
+        // unbounded debt before any of them ends (item 5).
+        if (client !== undefined) {
+          this.rates.consume(client, chunk.length);
+          if (this.rates.overdrawn(client)) await data.refuse({ kind: 'rate' });
+        }
+        await data.write(chunk);
+      }
     } catch (err) {
       await data.discard();
-      if (!cut) throw err;
+      if (!cut) {
+        // A failed write (ENOSPC, EMFILE): the client is still sending and nothing would bound the
+        // rest of its DATA but the idle time-out: answered now and closed.
+        const answer = this.smtpError(err, log);
+        this.closeSession(session.id, answer.message);
+        throw new AnsweredError(answer);
+      }
     } finally {
       clearTimeout(timer);
-      const client = this.stateOf(session).client;
-      if (client !== undefined) this.rates.record(client, data.received);
+      if (client !== undefined) this.rates.countMessage(client);
     }
     if (cut || Date.now() - started > this.config.dataTimeoutMs) {
       await data.discard();
@@ -403,8 +416,19 @@ export class SmtpListener {
   }
 }
 
+/** A failure already answered (and the session closed): its reply, not to be logged twice. */
+class AnsweredError extends Error {
+  constructor(readonly answer: Error & { responseCode: number }) {
+    super(answer.message);
+  }
+}
+
 function faultError(fault: MailDataFault, maxBytes: number): HispError {
   switch (fault.kind) {
+    case 'storage':
+      return new HispError('HISP_SMTP_STORAGE_FULL', 'insufficient system storage: try again later', { transient: true });
+    case 'rate':
+      return new HispError('HISP_SMTP_RATE_LIMITED', 'too many octets from your address within the last minute: try again later', { transient: true });
     case 'too-big':
       return new HispError('HISP_SMTP_MESSAGE_TOO_BIG', `message exceeds the fixed maximum size of ${maxBytes} bytes`);
     case 'bare-line-end':

@@ -301,7 +301,12 @@ export class MessageStore {
           if (code === 'EXDEV') break;
           throw ioError('cannot store the received message', err);
         }
-        await this.dirSync.sync();
+        try {
+          await this.dirSync.sync();
+        } catch (err) {
+          await unlink(this.bodyPath(queueId)).catch(() => undefined);
+          throw ioError('cannot store the received message', err);
+        }
         return { queueId, size };
       }
     }

@@ -271,7 +271,9 @@ export async function gatewayConfigObject(spec: GatewaySpec, dnsAddress: string)
       tlsKey: spec.credential.keyFile,
       users: [{ username: EDGE_USER, passwordHash: await edgeHash(), mayUseAddresses: [`@${spec.domain}`] }],
     },
-    inbound: { host: '127.0.0.1', port: spec.inboundPort },
+    // Every peer of the test network is 127.0.0.1: the per-client limits, meant for a network
+    // where a peer HISP is one client among many, would count all of them as one.
+    inbound: { host: '127.0.0.1', port: spec.inboundPort, maxClients: 200, perClient: { maxConnections: 100, messagesPerMinute: 0, bytesPerMinute: 0 } },
     remoteDomains,
     queue: { retrySchedule: [0.02], giveUpHours: 0.01, workers: 2 },
     domains: [

@@ -14,6 +14,8 @@ export interface RawSmtp {
   write(bytes: string | Buffer): void;
   /** STARTTLS, then EHLO again over TLS. */
   startTls(ehloName?: string): Promise<void>;
+  /** The TLS handshake and EHLO, when STARTTLS was written already (its 220 not yet read). */
+  startTlsAfterReply(ehloName?: string): Promise<void>;
   close(): void;
 }
 
@@ -60,7 +62,11 @@ export async function rawSmtp(port: number, host = '127.0.0.1'): Promise<RawSmtp
       return read();
     },
     async startTls(ehloName = 'raw.test') {
-      const r = await client.send('STARTTLS\r\n');
+      socket.write('STARTTLS\r\n');
+      await client.startTlsAfterReply(ehloName);
+    },
+    async startTlsAfterReply(ehloName = 'raw.test') {
+      const r = await read();
       if (!r.startsWith('220')) throw new Error(`STARTTLS refused: ${r}`);
       socket.removeAllListeners('data');
       const secure = tls.connect({ socket, rejectUnauthorized: false });
