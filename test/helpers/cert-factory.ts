@@ -40,6 +40,10 @@ export interface CertSpec {
   dnsNames?: readonly string[];
   /** Hash of the issuer's signature; default SHA-256. */
   digest?: Digest;
+  /** AIA caIssuers URLs (R-TRU-4). */
+  caIssuers?: readonly string[];
+  /** CRL distribution point URLs (R-TRU-3). */
+  crlUrls?: readonly string[];
   /** Put SKI and AKI extensions; default true. */
   keyIds?: boolean;
   /** The key to certify (default: a new one of `key`). */
@@ -74,6 +78,8 @@ export async function makeCertificate(spec: CertSpec): Promise<MadeCertificate> 
   if (usage !== null) extensions.push(new x509.KeyUsagesExtension(usage, true));
   const san = [...(spec.emails ?? []).map((value) => ({ type: 'email' as const, value })), ...(spec.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value }))];
   if (san.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(san));
+  if (spec.caIssuers?.length) extensions.push(new x509.AuthorityInfoAccessExtension({ caIssuers: spec.caIssuers.map((url) => new x509.GeneralName('url', url)) }));
+  if (spec.crlUrls?.length) extensions.push(new x509.CRLDistributionPointsExtension([...spec.crlUrls]));
   if (spec.keyIds ?? true) {
     extensions.push(await x509.SubjectKeyIdentifierExtension.create(keys.publicKey));
     if (spec.issuer) extensions.push(await x509.AuthorityKeyIdentifierExtension.create(spec.issuer.keys.publicKey));
