@@ -42,6 +42,13 @@ describe('checkBinding: address- and domain-bound certificates (R-CRT-1)', () =>
     expect(e.message).toContain('not to patient@direct.example.test');
   });
 
+  it('the refusal lists every name the certificate is bound to', async () => {
+    const { cert } = await leaf('CN=two names', { emails: ['doctor@direct.example.test', 'nurse@direct.example.test'], dnsNames: ['other.test'] });
+    expect(hispError(() => checkBinding(cert, patient)).message).toBe(
+      'CN=two names is bound to rfc822Name doctor@direct.example.test, rfc822Name nurse@direct.example.test, dNSName other.test, not to patient@direct.example.test or its domain',
+    );
+  });
+
   it('a dNSName of a parent or sub domain, or a wildcard, does not bind (no wildcards, Applicability Statement 1.3)', async () => {
     for (const dns of ['example.test', 'sub.direct.example.test', '*.example.test']) {
       const { cert } = await leaf(`CN=${dns}`, { dnsNames: [dns] });

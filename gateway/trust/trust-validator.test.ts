@@ -3,6 +3,7 @@
 // still demands of it), and what AIA adds to a path (R-TRU-4). Revocation over HTTP is in
 // test/integration/trust-revocation-aia.test.ts.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { signCrl, trustCert } from '../../test/fixtures/trust/trust-pki.js';
 import { hispRejection } from '../../test/helpers/hisp-error.js';
 import { KeyUsageFlags, makeCaPair, makeCertificate, type CertSpec, type MadeCertificate } from '../../test/helpers/cert-factory.js';
 import type { Fetcher } from './http-fetch.js';
@@ -168,12 +169,47 @@ describe('TrustValidator.validate: AIA completes the path (R-TRU-4)', () => {
     expect(given.aiaFetched).toEqual([ca1.cert]);
   });
 
+  it('four missing issuers are fetched in the four default rounds; a fifth is one too many (HISP_TRUST_NO_ANCHOR)', async () => {
+    const chainBelowRoot = async (n: number) => {
+      const table: Record<string, Buffer> = {};
+      let issuer = root;
+      for (let i = 0; i < n; i++) {
+        const url = `http://aia.validator.test/${n}-${i}.cer`;
+        table[url] = issuer === root ? Buffer.alloc(0) : issuer.cert.der;
+        issuer = await makeCertificate({ subject: `CN=Depth ${n} CA ${i}`, issuer, ca: true, ...validity, caIssuers: [url] });
+      }
+      const leafUrl = `http://aia.validator.test/${n}-leaf.cer`;
+      table[leafUrl] = issuer.cert.der;
+      return { leaf: await leafUnder(issuer, { caIssuers: [leafUrl] }), table };
+    };
+    const options = { anchors: [root.cert], purpose: 'encryption' as const, revocation: 'off' as const, at: AT };
+    const four = await chainBelowRoot(4);
+    const r = await new TrustValidator({ fetcher: tableFetcher(four.table), clock: () => AT }).validate(four.leaf.cert, options);
+    expect(r.path).toHaveLength(6);
+    expect(r.aiaFetched).toHaveLength(4);
+    const five = await chainBelowRoot(5);
+    const e = await hispRejection(new TrustValidator({ fetcher: tableFetcher(five.table), clock: () => AT }).validate(five.leaf.cert, options));
+    expect(e.code).toBe('HISP_TRUST_NO_ANCHOR');
+  });
+
+  it('an AIA answer that also holds the anchor: only the missing intermediate counts as fetched', async () => {
+    const leaf = await leafUnder(intermediate, { caIssuers: ['http://aia.validator.test/bundle.pem'] });
+    const pem = Buffer.from(intermediate.cert.toPem() + root.cert.toPem());
+    const r = await new TrustValidator({ fetcher: tableFetcher({ 'http://aia.validator.test/bundle.pem': pem }), clock: () => AT }).validate(leaf.cert, {
+      anchors: [root.cert],
+      purpose: 'encryption',
+      revocation: 'off',
+    });
+    expect(r.path).toEqual([leaf.cert, intermediate.cert, root.cert]);
+    expect(r.aiaFetched).toEqual([intermediate.cert]);
+  });
+
   it('an AIA fetch that fails: HISP_TRUST_AIA_FAILED, naming the subject and the failure', async () => {
     const leaf = await leafUnder(intermediate, { caIssuers: ['http://aia.validator.test/missing.cer'] });
     const e = await hispRejection(new TrustValidator({ fetcher: tableFetcher(), clock: () => AT }).validate(leaf.cert, { anchors: [root.cert], purpose: 'encryption', revocation: 'off' }));
     expect(e.code).toBe('HISP_TRUST_AIA_FAILED');
     expect(e.message).toMatch(/^no path from CN=patient to a trust anchor, and AIA failed: /);
-    expect(e.details).toMatchObject({ subject: 'CN=patient' });
+    expect(e.details).toEqual({ subject: 'CN=patient', notes: [expect.stringContaining('HTTP 404')] });
   });
 
   it('a chain problem other than a missing issuer is not sent to AIA', async () => {
@@ -187,7 +223,36 @@ describe('TrustValidator.validate: AIA completes the path (R-TRU-4)', () => {
   });
 });
 
+describe('TrustValidator.validate: the SHA-1 switch governs CRLs too (requirements §5.7)', () => {
+  it('a CRL signed with SHA-1 is not used without the switch (revocation unavailable), and is with it', async () => {
+    const at = new Date('2026-03-01T00:00:00Z');
+    const crl = async (ca: 'root-ca' | 'intermediate-ca') =>
+      signCrl(ca, { thisUpdate: new Date('2026-02-28T00:00:00Z'), nextUpdate: new Date('2026-03-07T00:00:00Z'), hash: 'SHA-1' });
+    const table = { 'http://crl.hisp.test/intermediate-ca.crl': await crl('intermediate-ca'), 'http://crl.hisp.test/root-ca.crl': await crl('root-ca') };
+    const options = { anchors: [trustCert('root-ca')], intermediates: [trustCert('intermediate-ca')], purpose: 'encryption' as const };
+    const without = await new TrustValidator({ fetcher: tableFetcher(table), clock: () => at }).validate(trustCert('leaf-good'), options);
+    expect(without.revocation).toBe('unavailable');
+    expect(without.warnings.join(' ')).toMatch(/SHA-1/);
+    const withSwitch = await new TrustValidator({ fetcher: tableFetcher(table), clock: () => at }).validate(trustCert('leaf-good'), { ...options, allowSha1: true });
+    expect(withSwitch.revocation).toBe('checked');
+  });
+});
+
 describe('missingIssuers', () => {
+  it('an intermediate that is an anchor ends the walk: nothing above it is missing', async () => {
+    const leaf = await leafUnder(intermediate);
+    expect(missingIssuers(leaf.cert, [intermediate.cert], [])).toEqual([]);
+  });
+
+  it('a certificate reached twice is reported once', async () => {
+    // two same-named CAs under one issuer Y whose own issuer is missing: Y is reached through both
+    const other = await makeCaPair('Diamond');
+    const x1 = await makeCertificate({ subject: 'CN=Diamond X', issuer: other.intermediate, ca: true, keyIds: false });
+    const x2 = await makeCertificate({ subject: 'CN=Diamond X', issuer: other.intermediate, ca: true, keyIds: false });
+    const leaf = await makeCertificate({ subject: 'CN=diamond leaf', issuer: x1, keyIds: false });
+    expect(missingIssuers(leaf.cert, [], [x1.cert, x2.cert, other.intermediate.cert])).toEqual([other.intermediate.cert]);
+  });
+
   it('the certificates whose issuer is nowhere, walking up through what is known; anchors and self-issued ones end the walk', async () => {
     const leaf = await leafUnder(intermediate);
     expect(missingIssuers(leaf.cert, [root.cert], [])).toEqual([leaf.cert]);
