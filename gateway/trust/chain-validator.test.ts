@@ -203,6 +203,29 @@ describe('validateChain: issuers (RFC 5280 §4.2.1.9, §6.1.4)', () => {
     }
   });
 
+  it('of a defective issuer and a forged one, the defect is reported, not the forged signature (the most specific reason)', async () => {
+    // Two intermediates of one name and key: I1 issued by the root with a defect, I2 "issued by the
+    // root" but signed by another key. The operator must read I1's defect, whatever the order tried.
+    const fakeRoot = await makeCertificate({ subject: 'CN=Chain Root CA', ca: true, keyIds: false });
+    const cases: [string, Partial<CertSpec>][] = [
+      ['HISP_TRUST_WEAK_SIGNATURE', { digest: 'SHA-1', key: { kind: 'rsa', bits: 2048 } }],
+      ['HISP_TRUST_WEAK_KEY', { key: { kind: 'rsa', bits: 1024 } }],
+      ['HISP_TRUST_KEY_USAGE', { keyUsage: KeyUsageFlags.cRLSign }],
+      ['HISP_TRUST_BASIC_CONSTRAINTS', { ca: false, keyUsage: KeyUsageFlags.keyCertSign }],
+    ];
+    for (const [code, defect] of cases) {
+      const i1 = await makeCertificate({ subject: 'CN=Twin I', issuer: root, ca: true, keyIds: false, ...defect });
+      const i2 = await makeCertificate({ subject: 'CN=Twin I', issuer: fakeRoot, keys: i1.keys, ca: true, keyIds: false, key: defect.key });
+      const under = await makeCertificate({ subject: 'CN=twin leaf', issuer: i1, keyIds: false });
+      for (const order of [
+        [i1.cert, i2.cert],
+        [i2.cert, i1.cert],
+      ]) {
+        expect(hispError(() => validate(under.cert, { intermediates: order })).code, code).toBe(code);
+      }
+    }
+  });
+
   it('a loop of cross-certified CAs without an anchor ends: HISP_TRUST_NO_ANCHOR', async () => {
     const aKeys = await makeCertificate({ subject: 'CN=Loop A', ca: true, keyIds: false });
     const bKeys = await makeCertificate({ subject: 'CN=Loop B', ca: true, keyIds: false });
