@@ -54,6 +54,11 @@ describe('TrustValidator.validateUnanchored: what is still demanded without an a
     expect(await validator().validateUnanchored(leaf.cert, options)).toEqual({ path: [leaf.cert], warnings: [], revocation: 'off' });
   });
 
+  it('an end entity without basicConstraints is an end entity', async () => {
+    const leaf = await leafUnder(intermediate, { ca: null });
+    expect((await validator().validateUnanchored(leaf.cert, options)).path).toEqual([leaf.cert]);
+  });
+
   it('a CA certificate is refused: HISP_TRUST_BASIC_CONSTRAINTS', async () => {
     const e = await hispRejection(validator().validateUnanchored(intermediate.cert, options));
     expect(e.code).toBe('HISP_TRUST_BASIC_CONSTRAINTS');
@@ -114,6 +119,7 @@ describe('TrustValidator.validateUnanchored: revocation needs the issuer', () =>
     // the CRL could not be had: soft-fail says so
     expect(r.revocation).toBe('unavailable');
     expect(r.warnings.length).toBeGreaterThan(0);
+    for (const w of r.warnings) expect(w).toMatch(/http:\/\/crl\.validator\.test\/i\.crl/);
   });
 
   it('no issuer to be found: soft-fail accepts with a warning, hard-fail refuses (transient)', async () => {
