@@ -44,7 +44,9 @@ describe('parseMdn: what is not an MDN (HISP_MIME_MALFORMED, with the reason)', 
 
   it('a report without a disposition-notification part', () => {
     const other = mdn([]).toString('latin1').replace('report-type=disposition-notification', 'report-type=x-other').replace('message/disposition-notification', 'text/x-other');
-    expect(hispError(() => parseMdn(Buffer.from(other, 'latin1'))).message).toBe('not an MDN: the report has no message/disposition-notification part');
+    const e = hispError(() => parseMdn(Buffer.from(other, 'latin1')));
+    expect(e.code).toBe('HISP_MIME_MALFORMED');
+    expect(e.message).toBe('not an MDN: the report has no message/disposition-notification part');
   });
 
   it('an MDN whose Disposition is missing or blank', () => {
@@ -60,7 +62,9 @@ describe('parseMdn: what is not an MDN (HISP_MIME_MALFORMED, with the reason)', 
     const base = 'automatic-action/MDN-sent-automatically; processed (';
     const value = (n: number) => `${base}${'x'.repeat(n - base.length - 1)})`;
     expect(value(1001)).toHaveLength(1001);
-    expect(hispError(() => parse(FR, OMID, `Disposition: ${value(1001)}`)).message).toBe('the Disposition field is longer than 1000 characters');
+    const e = hispError(() => parse(FR, OMID, `Disposition: ${value(1001)}`));
+    expect(e.code).toBe('HISP_MIME_MALFORMED');
+    expect(e.message).toBe('the Disposition field is longer than 1000 characters');
     expect(parse(FR, OMID, `Disposition: ${value(1000)}`).disposition).toBe('processed');
   });
 
@@ -107,6 +111,8 @@ describe('parseMdn: the Disposition field (RFC 8098 §3.2.6) as peers write it',
     const half = parse(FR, OMID, 'Disposition: automatic-action/sent-by-robot; processed');
     expect(half.dispositionMode).toBe('automatic-action/sent-by-robot');
     expect(half.warnings).toEqual(['unknown disposition mode "automatic-action/sent-by-robot"']);
+    const long = parse(FR, OMID, `Disposition: ${'m'.repeat(100)}/x; processed`);
+    expect(long.warnings).toEqual([`unknown disposition mode "${'m'.repeat(80)}"`]);
     const bare = parse(FR, OMID, 'Disposition: automatic-action; processed');
     expect(bare.dispositionMode).toBe('automatic-action/');
   });
@@ -120,6 +126,7 @@ describe('parseMdn: recipients, Reporting-UA and texts', () => {
     });
     const r = parse('Final-Recipient: rfc822; not a mailbox', OMID, DISP);
     expect(r.warnings).toEqual(['final-recipient is not a mailbox']);
+    expect(parse('Final-Recipient: not a mailbox', OMID, DISP).warnings).toEqual(['final-recipient without address type', 'final-recipient is not a mailbox']);
     // another address type is not expected to be a mailbox
     expect(parse('Final-Recipient: x400; /C=us/O=hospital/', OMID, DISP).warnings).toEqual([]);
   });
