@@ -11,7 +11,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { MessageParser, SearchEntry } from 'ldapts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTlv } from '../agent/der.js';
 import { DirectAddress } from '../core/direct-address.js';
@@ -23,6 +22,7 @@ import {
   certsOnlySignedData,
   controls,
   ldapMessage,
+  ldaptsParse,
   searchResultDone,
   searchResultEntry,
   searchResultReference,
@@ -235,20 +235,6 @@ describe('searchLdapCertificates against a random directory (R-DIS-8)', () => {
 
 // ------------------------------------------------------------------------------------------------
 // The guard between the socket and ldapts
-
-/** Feeds `messages` to ldapts's own parser; counts what it built (entries' attributes and values). */
-function ldaptsParse(messages: readonly Buffer[]): { events: number; parsedElements: number } {
-  const parser = new MessageParser();
-  let events = 0;
-  let parsedElements = 0;
-  parser.on('message', (m) => {
-    events++;
-    if (m instanceof SearchEntry) for (const a of m.attributes) parsedElements += 1 + a.parsedBuffers.length;
-  });
-  parser.on('error', () => events++);
-  for (const m of messages) parser.read(m, new Map());
-  return { events, parsedElements };
-}
 
 /** Splits `bytes` at the given cut points (TCP may deliver any segmentation). */
 function chunks(bytes: Buffer, cuts: readonly number[]): Buffer[] {

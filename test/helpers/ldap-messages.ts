@@ -2,6 +2,7 @@
 // answers hisp's certificate discovery with them: the property tests of gateway/discovery and the
 // fuzz run (bench/fuzz.ts) play a hostile or broken directory with these.
 import net from 'node:net';
+import { MessageParser, SearchEntry } from 'ldapts';
 import { ctxConstructed, encode, int, lengthOctets, oid, raw, readTlv, seq, set } from '../../gateway/agent/der.js';
 import { OID } from '../../gateway/agent/algorithms.js';
 
@@ -116,4 +117,18 @@ export async function startScriptedLdapServer(answer: (req: LdapRequest) => Buff
         server.close(() => resolve());
       }),
   };
+}
+
+/** Feeds `messages` to ldapts's own parser: events (messages or errors) and what it built of entries (attributes and values). */
+export function ldaptsParse(messages: readonly Buffer[]): { events: number; parsedElements: number } {
+  const parser = new MessageParser();
+  let events = 0;
+  let parsedElements = 0;
+  parser.on('message', (m) => {
+    events++;
+    if (m instanceof SearchEntry) for (const a of m.attributes) parsedElements += 1 + a.parsedBuffers.length;
+  });
+  parser.on('error', () => events++);
+  for (const m of messages) parser.read(m, new Map());
+  return { events, parsedElements };
 }
