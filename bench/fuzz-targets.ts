@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { decodeBer, decodeOid, type Tlv } from '../gateway/agent/der.js';
@@ -32,7 +32,7 @@ import {
   tlv,
 } from '../test/helpers/ldap-messages.js';
 import { NASTY_BER, NASTY_TEXT } from '../test/helpers/mutations.js';
-import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
+import { benchCredentials, pkiPath, REPO_ROOT } from './agent-workload.js';
 import { mutateSeeds, type FuzzRunner, type FuzzTarget, type Outcome, type Rng } from './fuzz-core.js';
 import { smtpCommandTarget } from './fuzz-smtp.js';
 
@@ -68,15 +68,48 @@ interface AgentSeeds {
   decrypt: DecryptionCredential[];
 }
 
+/**
+ * Wrapped messages are not reproducible (random content keys, IVs and RSA padding), and an input
+ * must be made again from its number alone (--replay): the seeds are files, written once by
+ * `node dist/bench/fuzz.js --write-seeds` (signer sender-rsa, recipient recipient-rsa of the test PKI).
+ */
+const AGENT_SEED_FILES = { cbc: 'wrapped-aes256-cbc.eml', gcm: 'wrapped-aes128-gcm.eml' } as const;
+const SEED_DIR = join(REPO_ROOT, 'test', 'fixtures', 'fuzz');
+
+/** A message that is always the same octets: headers and a base64 body of about 1.5 KB. */
+function fixedMessage(): Buffer {
+  const body = Buffer.alloc(1100);
+  for (let i = 0; i < body.length; i++) body[i] = (i * 131 + 7) & 0xff;
+  const lines = body.toString('base64').match(/.{1,76}/g)!.join('\r\n');
+  return Buffer.from(
+    'From: Sender <sender@sender.test>\r\nTo: patient@recipient.test\r\nSubject: Continuity of care document\r\n' +
+      'Message-ID: <fuzz@sender.test>\r\nDate: Wed, 25 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n' +
+      `Content-Type: application/xml; name=ccda.xml\r\nContent-Transfer-Encoding: base64\r\n\r\n${lines}\r\n`,
+    'latin1',
+  );
+}
+
+/** Writes the wrapped-message seeds (see AGENT_SEED_FILES). */
+export function writeAgentSeeds(): string[] {
+  const { signers, recipients } = benchCredentials();
+  const signingTime = new Date(Date.UTC(2026, 0, 1));
+  const made = {
+    cbc: wrapMessage(fixedMessage(), { signers, recipients, signingTime }).message,
+    gcm: wrapMessage(fixedMessage(), { signers, recipients, signingTime, cipher: 'aes128-gcm', keyTransport: 'rsa-pkcs1', recipientIdentifier: 'subjectKeyIdentifier' }).message,
+  };
+  mkdirSync(SEED_DIR, { recursive: true });
+  return (Object.keys(made) as (keyof typeof made)[]).map((k) => {
+    const p = join(SEED_DIR, AGENT_SEED_FILES[k]);
+    writeFileSync(p, made[k]);
+    return p;
+  });
+}
+
 let agentSeeds: AgentSeeds | undefined;
 function agent(): AgentSeeds {
   if (agentSeeds) return agentSeeds;
-  const { signers, recipients, decrypt } = benchCredentials();
-  const inner = makeMessage(1500);
-  const messages = [
-    wrapMessage(inner, { signers, recipients }).message,
-    wrapMessage(inner, { signers, recipients, cipher: 'aes128-gcm', keyTransport: 'rsa-pkcs1', recipientIdentifier: 'subjectKeyIdentifier' }).message,
-  ];
+  const { decrypt } = benchCredentials();
+  const messages = Object.values(AGENT_SEED_FILES).map((f) => readFileSync(join(SEED_DIR, f)));
   const envelopes = messages.map((m) => decodeBase64(MimeEntity.parse(m).body));
   const signedEntity = openEnvelope(envelopes[0]!, decrypt).content;
   const signed = MimeEntity.parse(signedEntity);
@@ -274,7 +307,8 @@ function ldapSearchTarget(): FuzzTarget {
 function mdnSeeds(): Buffer[] {
   const original = { messageId: '<o@s.example>', from: 'a@s.example', to: 'b@r.example', subject: 'S', headers: Buffer.from('From: a@s.example\r\nSubject: S\r\n\r\n') };
   const built = (['processed', 'dispatched', 'failed'] as const).map(
-    (disposition) => buildMdn({ original, disposition, reportingUa: { name: 'r.example', product: 'hisp' }, finalDeliveryExtension: disposition !== 'processed', messageId: '<m@r.example>', date: new Date(0) }).message,
+    (disposition) =>
+      buildMdn({ original, disposition, reportingUa: { name: 'r.example', product: 'hisp' }, finalDeliveryExtension: disposition !== 'processed', messageId: '<m@r.example>', date: new Date(0), boundary: `mdn-${disposition}` }).message,
   );
   return [...built, ...vectorFiles(/disposition-notification/i)];
 }
@@ -297,6 +331,7 @@ function dsnSeeds(): Buffer[] {
     from: 'postmaster@sender.example',
     date: new Date(Date.UTC(2026, 0, 2, 2)),
     messageId: '<dsn@sender.example>',
+    boundary: 'dsn-boundary',
   }).message;
   return [built, ...vectorFiles(/delivery-status/i)];
 }
@@ -308,7 +343,7 @@ export const FUZZ_TARGETS: Readonly<Record<string, FuzzTarget>> = {
   mime: fromSeeds(
     'MIME (agent/mime-entity.ts): MimeEntity.parse, header, contentType, splitMultipart, decodeBase64',
     200_000,
-    () => [...agent().messages, agent().signedEntity, ...mdnSeeds(), ...dsnSeeds(), makeMessage(800)],
+    () => [...agent().messages, agent().signedEntity, ...mdnSeeds(), ...dsnSeeds(), fixedMessage()],
     readMime,
     NASTY_TEXT,
   ),

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { REPO_ROOT } from './agent-workload.js';
 import { feed, Rng, type Failure, type SliceResult } from './fuzz-core.js';
-import { FUZZ_TARGETS, SELF_TEST_TARGET } from './fuzz-targets.js';
+import { FUZZ_TARGETS, SELF_TEST_TARGET, writeAgentSeeds } from './fuzz-targets.js';
 import type { FuzzWorkerData } from './fuzz-worker.js';
 
 /**
@@ -25,6 +25,7 @@ import type { FuzzWorkerData } from './fuzz-worker.js';
 const USAGE = `usage: node dist/bench/fuzz.js [--total N] [--only T1,T2] [--seed S] [--watchdog-ms MS] [--out FILE | --no-write]
        node dist/bench/fuzz.js --replay TARGET:INDEX [--seed S]
        node dist/bench/fuzz.js --self-test [--watchdog-ms MS] [--out FILE | --no-write]
+       node dist/bench/fuzz.js --write-seeds   (the wrapped messages in test/fixtures/fuzz/)
 targets: ${Object.keys(FUZZ_TARGETS).join(', ')}`;
 
 interface TargetReport {
@@ -39,13 +40,14 @@ interface TargetReport {
   failureKinds: Record<string, number>;
 }
 
+/** One figure of bench/results/latest.json, its keys in the order bench/run.ts writes them. */
 interface Figure {
   name: string;
   value: number;
   unit: string;
   reference: number | null;
-  ratio: number | null;
   target: string | null;
+  ratio: number | null;
   pass: boolean | null;
   machine: string;
 }
@@ -60,11 +62,16 @@ const { values: args } = parseArgs({
     'no-write': { type: 'boolean', default: false },
     'self-test': { type: 'boolean', default: false },
     replay: { type: 'string' },
+    'write-seeds': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (args.help) {
   console.log(USAGE);
+  process.exit(0);
+}
+if (args['write-seeds']) {
+  for (const p of writeAgentSeeds()) console.log(`written: ${p}`);
   process.exit(0);
 }
 const seed = Number(args.seed);
@@ -184,8 +191,8 @@ const figure = (name: string, value: number, unit: string, target: string | null
   value: Math.round(value * 1000) / 1000,
   unit,
   reference: null,
-  ratio: null,
   target,
+  ratio: null,
   pass: target === null ? null : target === '= 0' ? value === 0 : value >= Number(target.replace(/[^0-9]/g, '')),
   machine,
 });
