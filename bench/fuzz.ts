@@ -120,7 +120,7 @@ async function fuzzTarget(name: string, count: number): Promise<TargetReport> {
         clearInterval(watch);
         resolve({ kind: 'done', result });
       });
-      worker.once('error', (err) => {
+      worker.once('error', (err: Error) => {
         clearInterval(watch);
         resolve({ kind: 'crash', error: `${err.name}: ${err.message}` });
       });
