@@ -1,10 +1,13 @@
-import { createCipheriv, createHash, randomBytes, type Cipher, type CipherGCM } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes, type CipherGCM } from 'node:crypto';
 import type { Certificate } from '../core/certificate.js';
 import { HispError } from '../core/errors.js';
 import { cipherByName, OID, type KeyTransportName, type SendCipher } from './algorithms.js';
 import { algorithm } from './asn1.js';
 import { ctxConstructed, ctxPrimitive, encode, encodePieces, int, lengthOctets, octets, oid, raw, seq, set, type Der } from './der.js';
 import { keyTransportAlgorithm, wrapContentKey } from './key-transport.js';
+
+/** createCipheriv's result: `Cipheriv` in @types/node 22+, `Cipher` before (the un-iv'd createCipher is gone since Node 22). */
+type Cipher = ReturnType<typeof createCipheriv>;
 
 export type RecipientIdentifierForm = 'issuerAndSerialNumber' | 'subjectKeyIdentifier';
 

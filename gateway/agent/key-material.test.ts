@@ -30,18 +30,13 @@ import {
   type PrivateCredential,
 } from './key-material.js';
 import { hispError } from '../../test/helpers/hisp-error.js';
+import { missingExecutable, requirePeer, skipOrFail } from '../../test/helpers/require-peer.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const vectors = path.resolve(repoRoot, '../shared/vectors');
-const haveVectors = existsSync(vectors);
-const haveOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+// openssl and the interop vectors: with CI=true a missing one fails the run (test/helpers/require-peer.ts).
+const vectorsGate = requirePeer(existsSync(vectors) ? undefined : `the interop vectors are not found at ${vectors}`);
+const opensslGate = requirePeer(missingExecutable('openssl'));
 
 const vec = (rel: string): string => path.join(vectors, rel);
 
@@ -158,7 +153,7 @@ function pfxInfo(file: string, password: string): string {
   return `${r.stdout}${r.stderr}`;
 }
 
-describe.skipIf(!haveOpenssl)(`generated keys and PKCS#12${haveOpenssl ? '' : ' — SKIPPED: openssl not on PATH'}`, () => {
+describe.skipIf(opensslGate.skip)(opensslGate.title('generated keys and PKCS#12'), () => {
   beforeAll(() => {
     const dir = mkdtempSync(path.join(tmpdir(), 'hisp-key-material-'));
     const rsaKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
@@ -251,8 +246,7 @@ describe.skipIf(!haveOpenssl)(`generated keys and PKCS#12${haveOpenssl ? '' : ' 
           '-provider', 'legacy', '-provider', 'default',
         ]);
       } catch {
-        ctx.skip(); // this OpenSSL has no legacy provider
-        return;
+        return skipOrFail(ctx, 'this OpenSSL has no legacy provider (Debian: openssl with libssl3, ossl-modules/legacy.so)');
       }
       expect(() => createPrivateKey({ key: der, format: 'der', type: 'pkcs8', passphrase: 'rc2pw' })).toThrow();
       const read = readPrivateKey(der, { password: 'rc2pw' });
@@ -512,7 +506,7 @@ describe.skipIf(!haveOpenssl)(`generated keys and PKCS#12${haveOpenssl ? '' : ' 
         Buffer.from(g().rsa.key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-128-cbc', passphrase: 'pw' })),
         g().rsa.key.export({ type: 'pkcs1', format: 'der' }),
       ];
-      if (haveVectors) seeds.push(readFileSync(vec('dotnet-ri/keys/redmond.pfx')));
+      if (!vectorsGate.skip) seeds.push(readFileSync(vec('dotnet-ri/keys/redmond.pfx')));
       const mutation = fc.record({
         seed: fc.nat({ max: seeds.length - 1 }),
         edits: fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 8 }),
@@ -554,8 +548,8 @@ const PFX_VECTORS: { file: string; password: string; count: number }[] = [
   { file: 'ett/certs/xdr-tls/goodKeystore_goodKeystore.p12', password: 'changeit', count: 1 },
 ];
 
-describe.skipIf(!haveVectors)(
-  `real PKCS#12 and key vectors${haveVectors ? '' : ` — SKIPPED: interop vectors not found at ${vectors}`}`,
+describe.skipIf(vectorsGate.skip)(
+  vectorsGate.title('real PKCS#12 and key vectors'),
   () => {
     for (const { file, password, count } of PFX_VECTORS) {
       it(`opens ${file} (${count} credential${count > 1 ? 's' : ''}) with working keys and untouched certificate DER`, () => {
@@ -565,7 +559,7 @@ describe.skipIf(!haveVectors)(
           expect(keyMatchesCertificate(cred.key, cred.certificate)).toBe(true);
           expectWorkingCredential(cred);
         }
-        if (haveOpenssl) {
+        if (!opensslGate.skip) {
           const hashes = opensslCertHashes(vec(file), password);
           for (const cred of creds) expect(hashes).toContain(cred.certificate.sha256);
           const keys = opensslKeys(vec(file), password).map((k) => k.export({ type: 'pkcs1', format: 'der' }).toString('hex'));

@@ -1,4 +1,4 @@
-import { createDecipheriv, type Decipher, type KeyObject } from 'node:crypto';
+import { createDecipheriv, type KeyObject } from 'node:crypto';
 import type { Certificate } from '../core/certificate.js';
 import { HispError } from '../core/errors.js';
 import { cipherFromOid, OID, type CipherInfo, type CipherName, type KeyTransportName } from './algorithms.js';
@@ -20,6 +20,9 @@ import {
 } from './asn1.js';
 import { subjectKeyIdentifierOf } from './create-envelope.js';
 import { parseKeyTransportAlgorithm, unwrapContentKey } from './key-transport.js';
+
+/** createDecipheriv's result: `Decipheriv` in @types/node 22+, `Decipher` before. */
+type Decipher = ReturnType<typeof createDecipheriv>;
 
 /** A private key and the certificate it decrypts for. */
 export interface DecryptionCredential {

@@ -59,7 +59,7 @@ export class WrapPool {
       worker.on('message', (reply: WrapReply) => this.settle(reply));
       // A thread that fails takes no more work (wrap() falls back to the event loop when none is
       // left); what it held is rejected, and the relay retries those deliveries.
-      worker.on('error', (err) => this.lose(i, new HispError('HISP_IO', `wrap thread failed: ${err.message}`, { transient: true, cause: err })));
+      worker.on('error', (err: Error) => this.lose(i, new HispError('HISP_IO', `wrap thread failed: ${err.message}`, { transient: true, cause: err })));
       worker.on('exit', (code) => this.lose(i, new HispError('HISP_IO', `wrap thread ${this.closed ? 'closed' : `exited (${code})`}`, { transient: true })));
       this.workers.push(entry);
     }

@@ -3,10 +3,20 @@ import { Client, EqualityFilter } from 'ldapts';
 import type { DirectAddress } from '../core/direct-address.js';
 import { OID } from '../agent/algorithms.js';
 import { children, decodeBer, expectSequence, isContext, readOid } from '../agent/asn1.js';
+import { guardLdapSocket } from './ldap-response-guard.js';
 import type { SrvRecord } from './srv-order.js';
 
 /** Attributes that may carry a Direct certificate (CD-IG; R-DIS-8). */
 const CERT_ATTRIBUTES = ['userCertificate', 'userCertificate;binary', 'userSMIMECertificate', 'userSMIMECertificate;binary'];
+/** The same, as compared: attribute descriptions are case-insensitive (RFC 4512 §2.5). */
+const CERT_ATTRIBUTES_LC = new Set(CERT_ATTRIBUTES.map((a) => a.toLowerCase()));
+/**
+ * Naming contexts searched per server: a directory has a few (Active Directory five); a server that
+ * lists thousands would otherwise get two searches, and their time-outs, for each.
+ */
+export const MAX_BASE_DNS = 8;
+/** Certificates taken from one server's answers: an address publishes a handful. */
+export const MAX_LDAP_CERTIFICATES = 64;
 
 export interface LdapSearchOptions {
   /** Resolves target host names (the discovery's DNS client, so that `--dns` covers LDAP hosts too). */
@@ -62,12 +72,12 @@ export async function searchLdapCertificates(
       connectTimeout: options.connectTimeoutMs ?? 10_000,
       timeout: options.timeoutMs ?? 5_000,
       strictDN: false,
-      ...(options.lookup ? { createConnection: connectWith(options.lookup) } : {}),
+      createConnection: guardedConnect(`${host}:${t.port}`, options.lookup),
     });
     try {
       await client.bind('', '');
       const root = await client.search('', { scope: 'base', filter: '(objectClass=*)', attributes: ['namingContexts'] });
-      const baseDns = root.searchEntries.flatMap((e) => asStrings(e.namingContexts));
+      const baseDns = root.searchEntries.flatMap((e) => asStrings(attributeValues(e, 'namingcontexts'))).slice(0, MAX_BASE_DNS);
       attempt.baseDns = baseDns;
       attempt.status = 'answered';
       for (const [binding, mail] of [
@@ -83,10 +93,12 @@ export async function searchLdapCertificates(
             explicitBufferAttributes: CERT_ATTRIBUTES,
           });
           for (const entry of r.searchEntries) {
-            for (const attr of CERT_ATTRIBUTES) {
-              for (const v of asBuffers(entry[attr])) certificates.push(...certificatesOfValue(v));
+            for (const [name, value] of Object.entries(entry)) {
+              if (!CERT_ATTRIBUTES_LC.has(name.toLowerCase())) continue;
+              for (const v of asBuffers(value)) certificates.push(...certificatesOfValue(v));
             }
           }
+          certificates.splice(MAX_LDAP_CERTIFICATES);
         }
         if (certificates.length > 0) {
           return { status: 'found', transient: false, binding, certificates, server: { target: host, port: t.port }, attempts };
@@ -103,13 +115,22 @@ export async function searchLdapCertificates(
   return { status: 'unavailable', transient, certificates: [], attempts };
 }
 
-/** net.connect as ldapts calls it (port, host) or (options), with host names resolved by `lookup`. */
-function connectWith(lookup: LookupFunction): typeof connect {
+/**
+ * net.connect as ldapts calls it, (port, host) or (options): host names resolved by `lookup` when
+ * given, and what the server sends checked before ldapts reads it (guardLdapSocket).
+ */
+function guardedConnect(server: string, lookup: LookupFunction | undefined): typeof connect {
   return ((...args: unknown[]) => {
     const options: NetConnectOpts =
       typeof args[0] === 'object' && args[0] !== null ? (args[0] as NetConnectOpts) : { port: Number(args[0]), host: String(args[1]) };
-    return connect({ ...options, lookup });
+    return guardLdapSocket(connect({ ...options, ...(lookup ? { lookup } : {}) }), server);
   });
+}
+
+/** The values of an attribute of an entry, whatever the case of its name in the answer (RFC 4512 §2.5). */
+function attributeValues(entry: Record<string, unknown>, lowerCaseName: string): unknown {
+  for (const [name, value] of Object.entries(entry)) if (name.toLowerCase() === lowerCaseName) return value;
+  return undefined;
 }
 
 function classify(attempt: LdapAttempt, err: unknown): void {
@@ -126,10 +147,17 @@ function asStrings(v: unknown): string[] {
   return list.map((x) => (Buffer.isBuffer(x) ? x.toString('utf8') : typeof x === 'string' ? x : ''));
 }
 
+/**
+ * Values as octets. ldapts hands values as Buffers for the names it was asked for in that exact case,
+ * and as strings (decoded from UTF-8, which the octets then were) when a server spells the name in
+ * another case: those are encoded back.
+ */
 function asBuffers(v: unknown): Buffer[] {
   if (v === undefined) return [];
-  const list = Array.isArray(v) ? v : [v];
-  return list.filter((x): x is Buffer => Buffer.isBuffer(x) && x.length > 0);
+  const list: unknown[] = Array.isArray(v) ? v : [v];
+  return list
+    .map((x) => (Buffer.isBuffer(x) ? x : typeof x === 'string' ? Buffer.from(x, 'utf8') : Buffer.alloc(0)))
+    .filter((x) => x.length > 0);
 }
 
 /**

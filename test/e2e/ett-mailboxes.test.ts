@@ -22,7 +22,6 @@ import type { TrackingEntry } from '../../gateway/store/tracking-store.js';
 import {
   certRecord,
   gatewayConfigObject,
-  knotAvailable,
   startDirectNetwork,
   startGateway,
   startKnot,
@@ -34,6 +33,7 @@ import {
   edgeTransport,
 } from '../helpers/direct-network.js';
 import { EttSimulator, type EttBehaviour, type MdnStep } from '../helpers/ett-simulator.js';
+import { missingExecutable, requirePeer } from '../helpers/require-peer.js';
 
 /** The scaled MDN time-outs (processed and dispatched): 0.08 min = 4.8 s instead of 60 min. */
 const TIMEOUT_MINUTES = 0.08;
@@ -89,7 +89,10 @@ function message(to: string, messageId: string, subject: string): Buffer {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
-describe.skipIf(!knotAvailable())('ETT delivery-notification mailboxes against a sending hisp (requirements §2.2, R-MDN-7)', () => {
+/** knotd serves the test zones: with CI=true its absence fails the run (test/helpers/require-peer.ts). */
+const knot = requirePeer(missingExecutable('knotd'));
+
+describe.skipIf(knot.skip)(knot.title('ETT delivery-notification mailboxes against a sending hisp (requirements §2.2, R-MDN-7)'), () => {
   let net: DirectNetwork;
   let dns: KnotServer | undefined;
   let sim: EttSimulator;

@@ -19,7 +19,6 @@ import {
   EDGE_PASSWORD,
   EDGE_USER,
   gatewayConfigObject,
-  knotAvailable,
   maildirMessages,
   startDirectNetwork,
   startGateway,
@@ -31,20 +30,18 @@ import {
 import {
   freePort,
   postfixUnavailableReason,
-  smtpSinkAvailable,
   startPostfix,
   startSmtpSink,
   swaksPath,
   type PostfixMailbox,
   type SmtpSink,
 } from '../helpers/postfix.js';
+import { firstMissing, missingExecutable, requirePeer } from '../helpers/require-peer.js';
 
 const execFileAsync = promisify(execFile);
 
-const skipReason = !knotAvailable()
-  ? 'knotd is not installed: run scripts/install-test-peers.sh'
-  : (postfixUnavailableReason() ?? (!smtpSinkAvailable() ? 'smtp-sink is not installed' : swaksPath() === undefined ? 'swaks is not installed' : undefined));
-if (skipReason !== undefined) console.warn(`postfix-interop: skipping the Postfix interop tests: ${skipReason}`);
+/** knotd, Postfix (as root), smtp-sink and swaks: with CI=true a missing one fails the run (test/helpers/require-peer.ts). */
+const peers = requirePeer(firstMissing(missingExecutable('knotd'), postfixUnavailableReason(), missingExecutable('smtp-sink'), missingExecutable('swaks')));
 
 /** A submitted message (CRLF) with a leading-dot line, which both SMTP hops must dot-stuff and undo. */
 function message(from: string, to: string, subject: string): { crlf: Buffer; messageId: string; headerLines: string[]; body: string } {
@@ -72,7 +69,7 @@ function fieldNames(header: string): string[] {
     .map((f) => f.slice(0, f.indexOf(':')).toLowerCase());
 }
 
-describe.skipIf(skipReason !== undefined)('Postfix around hisp: downstream over SMTP and LMTP, relay in front of the submission port', () => {
+describe.skipIf(peers.skip)(peers.title('Postfix around hisp: downstream over SMTP and LMTP, relay in front of the submission port'), () => {
   let net: DirectNetwork;
   let mx: PostfixMailbox;
   let lmtp: SmtpSink;

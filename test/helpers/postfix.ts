@@ -8,7 +8,8 @@
 //   try { …send to 127.0.0.1:mx.port…; const [m] = await mx.waitForMessages(1); } finally { await mx.stop(); }
 //
 // Postfix needs root (master(8) refuses to run otherwise; its daemons drop to the `postfix` user):
-// guard the tests with `describe.skipIf(!postfixAvailable())`. smtp-sink runs as any user.
+// gate the tests with `requirePeer(postfixUnavailableReason())` (test/helpers/require-peer.ts: skipped
+// with the reason, or failed with CI=true). smtp-sink runs as any user.
 //
 // What a private instance needs (Postfix 3.7, Debian 12), found the hard way:
 // - `postfix -c DIR check` (postfix-script check-fatal → `post-install create-missing`) creates the
@@ -77,11 +78,6 @@ export function postfixUnavailableReason(): string | undefined {
   // master(8) runs as root and drops privileges per daemon; there is no unprivileged mode.
   if (!isRoot()) return 'Postfix runs only as root (master(8) refuses other users)';
   return undefined;
-}
-
-/** Postfix is installed and this process may run it (root): `describe.skipIf(!postfixAvailable())`. */
-export function postfixAvailable(): boolean {
-  return postfixUnavailableReason() === undefined;
 }
 
 /** /usr/sbin/smtp-sink (from the postfix package) is installed. */

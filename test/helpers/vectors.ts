@@ -1,11 +1,13 @@
 // Access to the third-party interoperability vectors in ../shared/vectors (beside the repository).
 // They are not part of the repository: CI copies shared/ next to it, a developer may not have it.
-// Every group is therefore optional; tests ask `vectorGroup()` and skip visibly when it is absent.
+// Every group is therefore optional; tests ask `vectorGroup()` and skip visibly when it is absent,
+// except with CI=true, where an absent group fails the run (test/helpers/require-peer.ts).
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { isHispError, type HispError } from '../../gateway/core/errors.js';
+import { requirePeer } from './require-peer.js';
 
 /** The repository root (this file is test/helpers/vectors.ts). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -29,11 +31,10 @@ export interface VectorGroup {
   title(title: string): string;
 }
 
-const warned = new Set<string>();
-
 /**
- * A vector group with the files a test needs. When something is missing the group is not
- * present, the reason goes into the describe title and is printed once on stderr.
+ * A vector group with the files a test needs. When something is missing: with CI=true a
+ * MissingPeerError names it (the run fails: test/helpers/require-peer.ts); otherwise the group is
+ * not present, and the reason goes into the describe title and is printed once on stderr.
  */
 export function vectorGroup(name: VectorGroupName, required: readonly string[] = []): VectorGroup {
   const dir = path.join(VECTORS_DIR, name);
@@ -45,13 +46,10 @@ export function vectorGroup(name: VectorGroupName, required: readonly string[] =
     const missing = required.filter((rel) => !existsSync(path.join(dir, rel)));
     if (missing.length > 0) reason = `${display} lacks ${missing.join(', ')}`;
   }
-  if (reason !== '' && !warned.has(reason)) {
-    warned.add(reason);
-    console.warn(`[vectors] skipping ${name} conformance tests: ${reason}`);
-  }
+  const gate = requirePeer(reason === '' ? undefined : `the ${name} conformance vectors: ${reason}`);
   return {
     name,
-    present: reason === '',
+    present: !gate.skip,
     reason,
     path: (rel) => path.join(dir, rel),
     read: (rel) => readFileSync(path.join(dir, rel)),

@@ -14,21 +14,20 @@ import { relayMessage } from '../../gateway/delivery/smtp-relay.js';
 import {
   postfixUnavailableReason,
   smtpGreets,
-  smtpSinkAvailable,
   startPostfix,
   startSmtpSink,
   swaksPath,
 } from '../helpers/postfix.js';
+import { firstMissing, missingExecutable, requirePeer } from '../helpers/require-peer.js';
 
 const execFileAsync = promisify(execFile);
 
 const TLS_KEY = new URL('../fixtures/trust/tls-server.key.pem', import.meta.url);
 const TLS_CERT = new URL('../fixtures/trust/tls-server.cert.pem', import.meta.url);
 
-const postfixSkip = postfixUnavailableReason() ?? (swaksPath() === undefined ? 'swaks is not installed' : undefined);
-if (postfixSkip !== undefined) console.warn(`postfix-harness: skipping the Postfix tests: ${postfixSkip}`);
-const sinkSkip = smtpSinkAvailable() ? undefined : 'smtp-sink is not installed';
-if (sinkSkip !== undefined) console.warn(`postfix-harness: skipping the smtp-sink tests: ${sinkSkip}`);
+// Postfix (as root) with swaks, and smtp-sink: with CI=true a missing one fails the run (test/helpers/require-peer.ts).
+const postfix = requirePeer(firstMissing(postfixUnavailableReason(), missingExecutable('swaks')));
+const sink = requirePeer(missingExecutable('smtp-sink'));
 
 /** Servers and folders of the current test, released after it whatever happened. */
 let cleanups: (() => Promise<void> | void)[] = [];
@@ -79,7 +78,7 @@ async function swaks(port: number, args: readonly string[]): Promise<{ code: num
   }
 }
 
-describe.skipIf(postfixSkip !== undefined)('startPostfix, mailbox mode', () => {
+describe.skipIf(postfix.skip)(postfix.title('startPostfix, mailbox mode'), () => {
   it('stores what swaks sends in the recipient Maildir, body bytes intact; other domains are refused', async () => {
     const mx = await startPostfix({ mode: 'mailbox', domains: ['dest.test', 'other.test'] });
     cleanups.push(() => mx.stop());
@@ -204,7 +203,7 @@ async function waitFor<T>(get: () => T | undefined, timeoutMs: number, what: str
   }
 }
 
-describe.skipIf(postfixSkip !== undefined)('startPostfix, relay mode', () => {
+describe.skipIf(postfix.skip)(postfix.title('startPostfix, relay mode'), () => {
   it.each(['PLAIN', 'LOGIN'] as const)('relays to a relayhost that wants AUTH %s over STARTTLS, with the credentials given', async (mechanism) => {
     const username = 'hisp-relay';
     const password = 'pa:ss wörd'; // a colon and a blank: sasl_passwd splits at the first colon only
@@ -251,7 +250,7 @@ describe.skipIf(postfixSkip !== undefined)('startPostfix, relay mode', () => {
   });
 });
 
-describe.skipIf(sinkSkip !== undefined)('startSmtpSink', () => {
+describe.skipIf(sink.skip)(sink.title('startSmtpSink'), () => {
   it.each([
     { lmtp: false, proto: 'ESMTP' },
     { lmtp: true, proto: 'LMTP' },
