@@ -26,13 +26,17 @@ export function smtpCommandTarget(): FuzzTarget {
         rcptTo: (address) => {
           if (!/@fuzz\.test$/i.test(address)) throw new HispError('HISP_SMTP_RELAY_DENIED', 'relay denied');
         },
-        message: (tx) => Promise.resolve(`queued (${tx.body.length} octets)`),
+        message: (tx) => Promise.resolve(`queued (${tx.data.size} octets)`),
       };
       const logger = pino({ level: 'silent' });
       const common = { hostname: 'fuzz.hisp.test', logger, closeTimeoutMs: 100 };
+      // Every connection comes from 127.0.0.1: the per-client caps and AUTH lock-outs, which would
+      // only shut the fuzzer out, are lifted; the per-session limits stay (they answer 421).
+      const unlimited = { maxClients: 1000, perClient: { maxConnections: 500, messagesPerMinute: 0, bytesPerMinute: 0 } };
+      const authLimits = { ...DEFAULTS.submission.authLimits, maxFailuresPerClient: 0, maxFailuresPerUser: 0 };
       const listeners = [
-        new SmtpListener({ ...DEFAULTS.inbound, host: '127.0.0.1', port: 0 }, handlers, { ...common, name: 'inbound', auth: false }),
-        new SmtpListener({ ...DEFAULTS.submission, host: '127.0.0.1', port: 0 }, handlers, { ...common, name: 'submission', auth: true }),
+        new SmtpListener({ ...DEFAULTS.inbound, host: '127.0.0.1', port: 0, ...unlimited }, handlers, { ...common, name: 'inbound', auth: false }),
+        new SmtpListener({ ...DEFAULTS.submission, host: '127.0.0.1', port: 0, ...unlimited }, handlers, { ...common, name: 'submission', auth: true, authLimits }),
       ];
       const ports: number[] = [];
       for (const l of listeners) ports.push((await l.listen()).port);

@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { REPO_ROOT } from './agent-workload.js';
+import { writeFigures, type Figure } from './figure.js';
 import { feed, Rng, type Failure, type SliceResult } from './fuzz-core.js';
 import { FUZZ_TARGETS, SELF_TEST_TARGET, writeAgentSeeds } from './fuzz-targets.js';
 import type { FuzzWorkerData } from './fuzz-worker.js';
@@ -38,18 +38,6 @@ interface TargetReport {
   seconds: number;
   failures: Failure[];
   failureKinds: Record<string, number>;
-}
-
-/** One figure of bench/results/latest.json, its keys in the order bench/run.ts writes them. */
-interface Figure {
-  name: string;
-  value: number;
-  unit: string;
-  reference: number | null;
-  target: string | null;
-  ratio: number | null;
-  pass: boolean | null;
-  machine: string;
 }
 
 const { values: args } = parseArgs({
@@ -217,10 +205,7 @@ figures.push(
 const out = args.out ?? (args['no-write'] || args['self-test'] ? undefined : join(REPO_ROOT, 'bench', 'results', 'latest.json'));
 if (out !== undefined) {
   // Merged: the fuzz figures of an earlier run are replaced, every other figure is kept as it was.
-  const previous: Figure[] = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Figure[]) : [];
-  const merged = [...previous.filter((f) => !f.name.startsWith('fuzz.')), ...figures];
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(merged, null, 2)}\n`);
-  console.log(`written: ${out} (${figures.length} fuzz figures, ${merged.length - figures.length} others kept)`);
+  const kept = writeFigures(out, figures, (f) => !f.name.startsWith('fuzz.'));
+  console.log(`written: ${out} (${figures.length} fuzz figures, ${kept} others kept)`);
 }
 process.exitCode = total.crashes + total.hangs === 0 ? 0 : 1;

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createCipheriv, createHash, randomBytes, sign } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { unwrapMessage } from '../gateway/agent/unwrap-message.js';
@@ -8,6 +8,7 @@ import { wrapMessage } from '../gateway/agent/wrap-message.js';
 import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
 import { benchDiscovery } from './discovery-bench.js';
 import { benchE2e } from './e2e-bench.js';
+import { writeFigures, type Figure } from './figure.js';
 import { benchHostile } from './hostile-bench.js';
 import { benchQueue } from './queue-bench.js';
 
@@ -17,19 +18,6 @@ import { benchQueue } from './queue-bench.js';
  * primitives of a message), printed as a table and written to bench/results/latest.json, one object
  * per figure, so that a regression is visible without reading prose.
  */
-
-interface Figure {
-  name: string;
-  value: number;
-  unit: string;
-  reference: number | null;
-  /** value / reference */
-  ratio: number | null;
-  /** e.g. ">= 1000" (value) or "ratio <= 4"; null when the figure is informative. */
-  target: string | null;
-  pass: boolean | null;
-  machine: string;
-}
 
 const machine = `${cpus()[0]?.model.trim() ?? 'cpu'} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ${execFileSync('openssl', ['version']).toString().trim()}`;
 const figures: Figure[] = [];
@@ -192,7 +180,7 @@ console.log('            cpu_ms_per_msg: hisp gateway process vs all Postfix pro
 console.log(line(header));
 for (const r of rows) console.log(line(r));
 const dir = join(REPO_ROOT, 'bench', 'results');
-mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, 'latest.json'), `${JSON.stringify(figures, null, 2)}\n`);
-console.log(`written: ${join(dir, 'latest.json')}`);
+// The figures of `npm run fuzz` (fuzz.*) are kept: that run is apart from this one.
+const kept = writeFigures(join(dir, 'latest.json'), figures, (f) => f.name.startsWith('fuzz.'));
+console.log(`written: ${join(dir, 'latest.json')} (${kept} fuzz figures kept)`);
 

@@ -313,10 +313,10 @@ class Threshold {
   }
 }
 
-describe.skipIf(knot.skip)(knot.title('durability: both gateways killed with SIGKILL while 500 messages are submitted, relayed and delivered'), () => {
 /** knotd serves the test zones: with CI=true its absence fails the run (test/helpers/require-peer.ts). */
 const knot = requirePeer(missingExecutable('knotd'));
 
+describe.skipIf(knot.skip)(knot.title('durability: both gateways killed with SIGKILL while 500 messages are submitted, relayed and delivered'), () => {
   let net_: DirectNetwork;
   let a: GatewayProcess;
   let b: GatewayProcess;
