@@ -118,7 +118,9 @@ function authFlood(port: number, connections = 16): { stop: () => void; attempts
   let stopped = false;
   let attempts = 0;
   const sockets = new Set<net.Socket>();
-  const wrong = Buffer.from(`\u0000${EDGE_USER}\u0000not the password`).toString('base64');
+  // A different guess every time, as a brute force sends (identical checks in flight share one scrypt).
+  let guesses = 0;
+  const wrong = (): string => Buffer.from(`\u0000${EDGE_USER}\u0000guess ${guesses++}`).toString('base64');
   const open = (): void => {
     if (stopped) return;
     const s = net.connect(port, '127.0.0.1');
@@ -126,7 +128,7 @@ function authFlood(port: number, connections = 16): { stop: () => void; attempts
     s.on('data', (d: Buffer) => {
       for (const line of d.toString('latin1').split('\r\n')) if (/^(535|454|421) /.test(line)) attempts++;
     });
-    s.once('connect', () => s.write(`EHLO flood.test\r\n${`AUTH PLAIN ${wrong}\r\n`.repeat(10)}`));
+    s.once('connect', () => s.write(`EHLO flood.test\r\n${Array.from({ length: 10 }, () => `AUTH PLAIN ${wrong()}\r\n`).join('')}`));
     s.on('error', () => undefined);
     s.once('close', () => {
       sockets.delete(s);

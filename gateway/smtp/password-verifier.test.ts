@@ -26,12 +26,12 @@ function gatedCheck() {
 const settle = () => new Promise((r) => setImmediate(r));
 
 describe('PasswordVerifier: scrypt never holds the thread pool (issue 14, item 3)', () => {
-  it('runs at most `concurrency` checks; one waits per client; the rest are refused 454 at once', async () => {
+  it('runs at most `concurrency` checks; a client holds at most a quarter of the line; the rest are refused 454 at once', async () => {
     const g = gatedCheck();
-    const v = new PasswordVerifier({ concurrency: 1, maxWaiting: 32, rememberMs: 0, verify: g.verify });
-    const first = v.verify('ehr', 'wrong', 'h', 'client-a');
-    const waiting = v.verify('ehr', 'wrong', 'h', 'client-b');
-    const again = await hispRejection(v.verify('ehr', 'wrong', 'h', 'client-b'));
+    const v = new PasswordVerifier({ concurrency: 1, maxWaiting: 4, rememberMs: 0, verify: g.verify });
+    const first = v.verify('ehr', 'wrong1', 'h', 'client-a');
+    const waiting = v.verify('ehr', 'wrong2', 'h', 'client-b');
+    const again = await hispRejection(v.verify('ehr', 'wrong3', 'h', 'client-b'));
     expect(again).toMatchObject({ code: 'HISP_SMTP_AUTH_TEMPORARY', transient: true });
     await settle();
     expect(g.stats()).toMatchObject({ running: 1, calls: 1 });
@@ -46,15 +46,25 @@ describe('PasswordVerifier: scrypt never holds the thread pool (issue 14, item 3
   it('refuses when the line is full, whoever asks', async () => {
     const g = gatedCheck();
     const v = new PasswordVerifier({ concurrency: 1, maxWaiting: 2, rememberMs: 0, verify: g.verify });
-    const running = v.verify('u', 'x', 'h', 'c0');
-    const w1 = v.verify('u', 'x', 'h', 'c1');
-    const w2 = v.verify('u', 'x', 'h', 'c2');
-    expect(await hispRejection(v.verify('u', 'x', 'h', 'c3'))).toMatchObject({ code: 'HISP_SMTP_AUTH_TEMPORARY' });
+    const running = v.verify('u', 'x0', 'h', 'c0');
+    const w1 = v.verify('u', 'x1', 'h', 'c1');
+    const w2 = v.verify('u', 'x2', 'h', 'c2');
+    expect(await hispRejection(v.verify('u', 'x3', 'h', 'c3'))).toMatchObject({ code: 'HISP_SMTP_AUTH_TEMPORARY' });
     for (let i = 0; i < 3; i++) {
       await settle();
       g.release();
     }
     await Promise.all([running, w1, w2]);
+  });
+
+  it('an EHR that opens several connections at once costs one check: identical checks in flight share it', async () => {
+    const g = gatedCheck();
+    const v = new PasswordVerifier({ concurrency: 1, maxWaiting: 4, rememberMs: 0, verify: g.verify });
+    const all = Array.from({ length: 10 }, () => v.verify('ehr', 'right', 'h', 'engine'));
+    await settle();
+    g.release();
+    expect(await Promise.all(all)).toEqual(Array.from({ length: 10 }, () => true));
+    expect(g.stats().calls).toBe(1);
   });
 
   it('remembers a success (no second check) but never a failure, and not across a changed hash', async () => {

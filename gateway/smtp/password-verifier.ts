@@ -32,8 +32,10 @@ export class PasswordVerifier {
   private readonly key = randomBytes(32);
   private readonly remembered = new Map<string, number>();
   private readonly waiting: (() => void)[] = [];
-  /** Client keys with a check waiting in line. */
-  private readonly waitingClients = new Set<string>();
+  /** Checks waiting in line, per client key. */
+  private readonly waitingBy = new Map<string, number>();
+  /** Checks running or waiting, by their token: a second identical one shares the first's answer. */
+  private readonly inFlight = new Map<string, Promise<boolean>>();
   private running = 0;
   private readonly concurrency: number;
   private readonly maxWaiting: number;
@@ -71,13 +73,15 @@ export class PasswordVerifier {
       }
       if (until !== undefined) this.remembered.delete(token);
     }
-    await this.turn(client);
-    let ok: boolean;
-    try {
-      ok = await this.check(password, hash).catch(() => false);
-    } finally {
-      this.release();
+    // The same check in flight already (an EHR that opens several connections at once): its
+    // answer is this one's too, for one scrypt.
+    const key = token ?? this.token(user, password, hash);
+    let flight = this.inFlight.get(key);
+    if (flight === undefined) {
+      flight = this.run(password, hash, client).finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, flight);
     }
+    const ok = await flight;
     if (ok && token !== undefined) {
       this.remembered.set(token, this.now() + this.rememberMs);
       if (this.remembered.size > this.rememberMax) {
@@ -88,27 +92,40 @@ export class PasswordVerifier {
     return ok;
   }
 
+  private async run(password: string, hash: string, client: string): Promise<boolean> {
+    await this.turn(client);
+    try {
+      return await this.check(password, hash).catch(() => false);
+    } finally {
+      this.release();
+    }
+  }
+
   private token(user: string, password: string, hash: string): string {
     return createHmac('sha256', this.key).update(`${user.toLowerCase()}\u0000${hash}\u0000`).update(password.normalize('NFC'), 'utf8').digest('base64');
   }
 
   /**
-   * A turn to run scrypt. Waiting in line is fair between clients: one check of each client key
-   * waits at most (a flood from one client cannot fill the line and keep the others out).
+   * A turn to run scrypt. Waiting in line is shared between clients: one client key holds at most
+   * a quarter of the places (a flood from one client cannot fill the line and keep the others out;
+   * an EHR's few parallel connections still wait their turn).
    */
   private turn(client: string): Promise<void> {
     if (this.running < this.concurrency) {
       this.running++;
       return Promise.resolve();
     }
-    if (this.waiting.length >= this.maxWaiting || this.waitingClients.has(client)) {
+    const mine = this.waitingBy.get(client) ?? 0;
+    if (this.waiting.length >= this.maxWaiting || mine >= Math.max(1, Math.floor(this.maxWaiting / 4))) {
       return Promise.reject(new HispError('HISP_SMTP_AUTH_TEMPORARY', 'too many authentications in progress: try again later', { transient: true }));
     }
-    this.waitingClients.add(client);
+    this.waitingBy.set(client, mine + 1);
     // The slot is handed over by release(): `running` stays counted.
     return new Promise((resolve) =>
       this.waiting.push(() => {
-        this.waitingClients.delete(client);
+        const n = (this.waitingBy.get(client) ?? 1) - 1;
+        if (n <= 0) this.waitingBy.delete(client);
+        else this.waitingBy.set(client, n);
         resolve();
       }),
     );
