@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { decodeBer, decodeOid, type Tlv } from '../gateway/agent/der.js';
-import { decodeBase64, MimeEntity, splitMultipart } from '../gateway/agent/mime-entity.js';
+import { decodeBase64, MimeEntity, splitMultipart } from '../gateway/mime/mime-entity.js';
 import { openEnvelope, type DecryptionCredential } from '../gateway/agent/open-envelope.js';
 import { unwrapMessage } from '../gateway/agent/unwrap-message.js';
 import { verifySignature } from '../gateway/agent/verify-signature.js';

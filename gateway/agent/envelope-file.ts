@@ -1,8 +1,8 @@
 import { close, fstat, open, read } from 'node:fs';
 import { promisify } from 'node:util';
 import { HispError } from '../core/errors.js';
-import { Base64Decoder } from './base64-decoder.js';
-import { MimeEntity } from './mime-entity.js';
+import { Base64Decoder } from '../mime/base64-decoder.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 
 const openAsync = promisify(open);
 const closeAsync = promisify(close);

@@ -1,7 +1,7 @@
 import type { Certificate } from '../core/certificate.js';
 import { HispError, type HispErrorCode } from '../core/errors.js';
 import { parseMicalg, type CipherName, type DigestName, type KeyTransportName } from './algorithms.js';
-import { decodeBase64, isValidBase64, MimeEntity, splitMultipart, toCanonicalCrlf } from './mime-entity.js';
+import { decodeBase64, isValidBase64, MimeEntity, splitMultipart, toCanonicalCrlf } from '../mime/mime-entity.js';
 import type { EnvelopeFromFile } from './envelope-file.js';
 import { openEnvelope, type DecryptionCredential } from './open-envelope.js';
 import { verifySignature, type SignerResult } from './verify-signature.js';

@@ -3,7 +3,7 @@ import { credentialPaths } from '../../test/helpers/pki.js';
 import { hispError } from '../../test/helpers/hisp-error.js';
 import { rfc5322Date } from '../core/rfc5322-date.js';
 import { loadCredential } from './key-material.js';
-import { MimeEntity, splitMultipart } from './mime-entity.js';
+import { MimeEntity, splitMultipart } from '../mime/mime-entity.js';
 import { unwrapMessage } from './unwrap-message.js';
 import { wrapMessage, wrapMessageAsync, type WrapOptions } from './wrap-message.js';
 

@@ -12,7 +12,7 @@ import {
   type SigningDigest,
 } from './algorithms.js';
 import { createEnvelopePieces, type RecipientIdentifierForm } from './create-envelope.js';
-import { base64LinesLength, encodeBase64Lines, MimeEntity, toCanonicalCrlf, writeBase64Lines } from './mime-entity.js';
+import { base64LinesLength, encodeBase64Lines, MimeEntity, toCanonicalCrlf, writeBase64Lines } from '../mime/mime-entity.js';
 import { prepareSignedData, signInThreadPool, signNow, type PreparedSignedData, type SigningCredential } from './sign-detached.js';
 import { rfc5322Date } from '../core/rfc5322-date.js';
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { MimeEntity } from '../agent/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { HispError, isHispError } from '../core/errors.js';
 import type { QuarantineDropCause, QuarantineDropTally, QuarantineEntry, QuarantineRemoved, QuarantineStore } from '../store/quarantine-store.js';
 import { writeOutput } from './cli-io.js';

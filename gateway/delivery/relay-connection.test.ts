@@ -3,7 +3,7 @@ import DataStream from 'nodemailer/lib/smtp-connection/data-stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { describe, expect, it } from 'vitest';
 import { splitAt } from '../../test/helpers/split-at.js';
-import { encodeBase64Lines } from '../agent/mime-entity.js';
+import { encodeBase64Lines } from '../mime/mime-entity.js';
 import { isTransparent, RelayConnection, TRANSPARENT_FAST_PATH, vouchTransparent, withTransparentFastPath } from './relay-connection.js';
 
 interface Counted {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { readFileHead } from '../agent/envelope-file.js';
-import { MimeEntity } from '../agent/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { isHispError } from '../core/errors.js';
 import { failedRecipient } from '../queue/dsn.js';
 import type { GatewayContext } from './gateway-context.js';

@@ -3,7 +3,7 @@ import { DirectAddress } from '../core/direct-address.js';
 import { HispError, type HispErrorCode } from '../core/errors.js';
 import type { EnvelopeFromFile } from '../agent/envelope-file.js';
 import type { DecryptionCredential } from '../agent/open-envelope.js';
-import { MimeEntity } from '../agent/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { unwrapMessage, type UnwrapResult } from '../agent/unwrap-message.js';
 import type { FetchBudget } from '../trust/fetch-budget.js';
 import { checkPolicy, type CertificatePolicy } from '../policy/cert-policy.js';

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Certificate } from '../core/certificate.js';
-import { MimeEntity } from '../agent/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { wrapMessageAsync } from '../agent/wrap-message.js';
 import { remoteDomainSettings } from '../config/schema.js';
 import { DirectAddress } from '../core/direct-address.js';

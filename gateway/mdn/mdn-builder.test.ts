@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findBareLineEnd, MimeEntity } from '../agent/mime-entity.js';
+import { findBareLineEnd, MimeEntity } from '../mime/mime-entity.js';
 import { HispError } from '../core/errors.js';
 import { hispError } from '../../test/helpers/hisp-error.js';
 import { multipartParts } from '../../test/helpers/vectors.js';

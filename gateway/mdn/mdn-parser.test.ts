@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HispError } from '../core/errors.js';
-import { MimeEntity } from '../agent/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { hispError } from '../../test/helpers/hisp-error.js';
 import { isNotification, notificationKind, parseMdn } from './mdn-parser.js';
 

@@ -1,4 +1,4 @@
-import type { MimeEntity } from '../agent/mime-entity.js';
+import type { MimeEntity } from '../mime/mime-entity.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { FINAL_DELIVERY_OPTION } from './notification-options.js';

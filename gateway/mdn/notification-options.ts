@@ -1,5 +1,5 @@
-import type { HeaderField } from '../agent/mime-entity.js';
-import { MimeEntity } from '../agent/mime-entity.js';
+import type { HeaderField } from '../mime/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { mailbox, stripBom } from './report-mime.js';
 
 /**

@@ -4,7 +4,7 @@ import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
 import { DirectAddress, MAX_ADDRESS_FIELD } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
-import { decodeBase64, MimeEntity, splitMultipart, toCanonicalCrlf, type ContentType } from '../agent/mime-entity.js';
+import { decodeBase64, MimeEntity, splitMultipart, toCanonicalCrlf, type ContentType } from '../mime/mime-entity.js';
 
 /**
  * What MDNs (RFC 8098, formerly RFC 3798) and DSNs (RFC 3464) share: the multipart/report container

@@ -1,4 +1,4 @@
-import { MimeEntity } from '../agent/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findBareLineEnd, MimeEntity } from '../agent/mime-entity.js';
+import { findBareLineEnd, MimeEntity } from '../mime/mime-entity.js';
 import { HispError } from '../core/errors.js';
 import { isNotification, notificationKind } from '../mdn/mdn-parser.js';
 import { notificationOptionsOf } from '../mdn/notification-options.js';

@@ -1,4 +1,4 @@
-import { MimeEntity } from '../agent/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { HispError } from '../core/errors.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
 import type { BodySource } from '../store/message-store.js';

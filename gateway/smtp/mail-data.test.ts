@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { splitAt } from '../../test/helpers/split-at.js';
-import { findBareLineEnd } from '../agent/mime-entity.js';
+import { findBareLineEnd } from '../mime/mime-entity.js';
 import { MailData, type MailDataFault } from './mail-data.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hisp-mail-data-'));

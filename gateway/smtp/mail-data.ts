@@ -3,7 +3,7 @@ import { close, constants, open, unlink, write } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { MimeEntity } from '../agent/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { HispError } from '../core/errors.js';
 
 const openAsync = promisify(open);

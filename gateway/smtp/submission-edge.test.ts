@@ -7,7 +7,7 @@ import { createLogger } from '../core/logger.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
 import type { MessageEnvelope } from '../store/message-store.js';
 import type { SmtpTransaction } from './smtp-listener.js';
-import { MimeEntity } from '../agent/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { replyForError } from './reply-mapping.js';
 import { checkOriginators, mayUse, submissionHandlers } from './submission-edge.js';

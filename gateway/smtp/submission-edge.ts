@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { SMTPServerSession } from 'smtp-server';
-import { MimeEntity } from '../agent/mime-entity.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { SubmissionUser } from '../config/schema.js';

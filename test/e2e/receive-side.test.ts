@@ -24,7 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CIPHER, DEFAULT_KEY_TRANSPORT } from '../../gateway/agent/algorithms.js';
 import { createEnvelope } from '../../gateway/agent/create-envelope.js';
 import { loadCredential, type PrivateCredential } from '../../gateway/agent/key-material.js';
-import { decodeBase64, MimeEntity } from '../../gateway/agent/mime-entity.js';
+import { decodeBase64, MimeEntity } from '../../gateway/mime/mime-entity.js';
 import { openEnvelope } from '../../gateway/agent/open-envelope.js';
 import { unwrapMessage } from '../../gateway/agent/unwrap-message.js';
 import { wrapMessage } from '../../gateway/agent/wrap-message.js';

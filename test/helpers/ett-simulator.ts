@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
-import { MimeEntity } from '../../gateway/agent/mime-entity.js';
+import { MimeEntity } from '../../gateway/mime/mime-entity.js';
 import { loadCredential, readCertificates, type PrivateCredential } from '../../gateway/agent/key-material.js';
 import { wrapMessage } from '../../gateway/agent/wrap-message.js';
 import type { Certificate } from '../../gateway/core/certificate.js';

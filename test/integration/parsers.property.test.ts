@@ -14,7 +14,7 @@ import { Certificate } from '../../gateway/core/certificate.js';
 import { HispError } from '../../gateway/core/errors.js';
 import { createEnvelope } from '../../gateway/agent/create-envelope.js';
 import { loadCredential, readCertificates, type PrivateCredential } from '../../gateway/agent/key-material.js';
-import { decodeBase64 as decodeBase64Impl, MimeEntity, splitMultipart } from '../../gateway/agent/mime-entity.js';
+import { decodeBase64 as decodeBase64Impl, MimeEntity, splitMultipart } from '../../gateway/mime/mime-entity.js';
 import { openEnvelope, type DecryptionCredential } from '../../gateway/agent/open-envelope.js';
 import { signDetached } from '../../gateway/agent/sign-detached.js';
 import { unwrapMessage } from '../../gateway/agent/unwrap-message.js';
