@@ -14,9 +14,11 @@
 # master(8) in the foreground, loopback ports only), never the system instance: with "No
 # configuration" the package writes no /etc/postfix/main.cf and its init script starts nothing, so
 # neither systemd nor a running service is needed (CI is a container).
+# Issue 15 (API, documents): chromium, headless, driven by playwright-core (never a downloaded
+# browser) to prove that a rendered C-CDA runs no script and sends no request.
 set -euo pipefail
 # libnet-ssleay-perl and libio-socket-ssl-perl: swaks's STARTTLS (--tls), used to submit to hisp.
-packages=(openssl ca-certificates knot slapd ldap-utils postfix swaks libsasl2-modules libnet-ssleay-perl libio-socket-ssl-perl)
+packages=(openssl ca-certificates knot slapd ldap-utils postfix swaks libsasl2-modules libnet-ssleay-perl libio-socket-ssl-perl chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,3 +39,4 @@ knotd --version
 slapd -VV 2>&1 | sed -n 1p
 postconf -d mail_version
 swaks --version | head -1
+chromium --version

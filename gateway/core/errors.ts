@@ -1,7 +1,8 @@
 /**
  * Typed errors of hisp. Every failure that crosses a module boundary is a {@link HispError} with a
  * stable `HISP_…` code: the CLI prints it, the SMTP edges map it to a reply through the single table
- * in `gateway/smtp/reply-mapping.ts`, and docs/errors.md lists it (a test keeps the three in sync).
+ * in `gateway/smtp/reply-mapping.ts`, the HTTP API to a problem (RFC 9457) through the single table in
+ * `gateway/api/problem-mapping.ts`, and docs/errors.md lists it (a test keeps the four in sync).
  */
 
 /** Every error code hisp emits, with a one-line meaning (also the documentation source). */
@@ -77,6 +78,22 @@ export const ERROR_CODES = {
   HISP_SMTP_TOO_MANY_CONNECTIONS: 'This client has as many connections open as one client may (perClient.maxConnections): 421 4.7.0.',
   HISP_SMTP_STORAGE_FULL: 'The file system of the data folder has too little free space to take the message now (452 4.3.1); it is dropped as it arrives, never written to the last of the disk.',
   HISP_SMTP_RATE_LIMITED: 'This client sent more messages or octets within the last minute than the listener takes from one client (perClient): try again later (451 4.7.0).',
+
+  // Documents (C-CDA, XDM)
+  HISP_XML_MALFORMED: 'An XML document is not well-formed, declares a DTD or an entity, or exceeds the reader\'s bounds (size, depth, element count).',
+  HISP_CDA_INVALID: 'The XML document is not an HL7 CDA R2 ClinicalDocument (root element ClinicalDocument in the urn:hl7-org:v3 namespace).',
+  HISP_XDM_MALFORMED: 'An XDM package cannot be read: not a zip, a corrupt entry, no METADATA.XML, or metadata that cannot be read (IHE ITI TF-2b 3.32).',
+  HISP_XDM_UNSAFE: 'An XDM package holds an entry that could escape its folder or stand for another: a path with .., an absolute or backslash path, a symbolic link, a duplicate name.',
+  HISP_XDM_TOO_LARGE: 'An XDM package exceeds the unpacking bounds: number of entries, total uncompressed size, or compression ratio (a zip bomb).',
+
+  // HTTP API
+  HISP_API_UNAUTHORIZED: 'The request carries no API key, or one that is unknown or revoked (HTTP 401).',
+  HISP_API_FORBIDDEN: 'The API key may not do this: the action, the sender address or the mailbox is outside its scopes (HTTP 403).',
+  HISP_API_INVALID_REQUEST: 'The request does not match the API\'s schema: an unknown field, a wrong type, a missing field, a malformed value (HTTP 400).',
+  HISP_API_UNSUPPORTED_MEDIA_TYPE: 'The request body is of a media type the route does not take (HTTP 415).',
+  HISP_API_PAYLOAD_TOO_LARGE: 'The request body, a file or a document exceeds the API\'s size limits (HTTP 413).',
+  HISP_API_IDEMPOTENCY_CONFLICT: 'The Idempotency-Key was used before with another request body, or its first request is still in progress (HTTP 422 or 409).',
+  HISP_API_RATE_LIMITED: 'The API key made more requests than it may within the window: try again after Retry-After (HTTP 429).',
 } as const;
 
 export type HispErrorCode = keyof typeof ERROR_CODES;

@@ -67,6 +67,19 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_SMTP_TOO_MANY_CONNECTIONS: { code: 421, enhanced: '4.7.0' }, // other security or policy status
   HISP_SMTP_RATE_LIMITED: { code: 451, enhanced: '4.7.0' },
   HISP_SMTP_STORAGE_FULL: { code: 452, enhanced: '4.3.1' }, // insufficient system storage; mail system full
+  // Documents and the HTTP API: not what an SMTP edge raises today; the rows are what it would say.
+  HISP_XML_MALFORMED: { code: 554, enhanced: '5.6.0' }, // other or undefined media error
+  HISP_CDA_INVALID: { code: 554, enhanced: '5.6.0' },
+  HISP_XDM_MALFORMED: { code: 554, enhanced: '5.6.0' },
+  HISP_XDM_UNSAFE: { code: 554, enhanced: '5.6.0' },
+  HISP_XDM_TOO_LARGE: { code: 552, enhanced: '5.3.4' }, // message too big for system
+  HISP_API_UNAUTHORIZED: { code: 530, enhanced: '5.7.0' },
+  HISP_API_FORBIDDEN: { code: 550, enhanced: '5.7.1' },
+  HISP_API_INVALID_REQUEST: { code: 501, enhanced: '5.5.4' },
+  HISP_API_UNSUPPORTED_MEDIA_TYPE: { code: 554, enhanced: '5.6.1' }, // media not supported
+  HISP_API_PAYLOAD_TOO_LARGE: { code: 552, enhanced: '5.3.4' },
+  HISP_API_IDEMPOTENCY_CONFLICT: { code: 550, enhanced: '5.0.0' },
+  HISP_API_RATE_LIMITED: { code: 451, enhanced: '4.7.0' },
 };
 
 /** Any error to an SMTP reply; errors that are not HispErrors are local failures (451 4.3.0). */
