@@ -7,6 +7,7 @@ import { deliverLocally } from '../delivery/local-delivery.js';
 import { notificationKind, parseMdn } from '../mdn/mdn-parser.js';
 import { notificationOptionsOf, type NotificationOptions } from '../mdn/notification-options.js';
 import { planMdns } from '../mdn/mdn-builder.js';
+import { MimeEntity } from '../mime/mime-entity.js';
 import { parseDsn } from '../queue/dsn-parser.js';
 import type { DsnRecipient } from '../queue/dsn.js';
 import type { Delivery, RemoteReply } from '../queue/outbound-queue.js';
@@ -175,7 +176,7 @@ export class ReceiveWorker {
         if (!mdn.originalMessageId || !mdn.finalRecipient || recordAs === undefined) return forward;
         const { originalMessageId, finalRecipient } = mdn;
         // In the group commit like every write: alone, it would be its own fsync on the event loop.
-        const r = replayed(await this.ctx.db.batch(() => this.ctx.tracking.record(originalMessageId, finalRecipient, recordAs, now)), recordAs, now);
+        const r = replayed(await this.ctx.db.batch(() => this.ctx.tracking.record(originalMessageId, finalRecipient, recordAs, now, undefined, { messageId: messageIdOf(inner), via: 'mdn' })), recordAs, now);
         log.info({ mdn: mdn.disposition, original: mdn.originalMessageId, finalRecipient: mdn.finalRecipient, status: r.status }, 'MDN received');
         if (r.status === 'untracked') return forward;
         if (r.status !== 'timely') return { action: 'drop', why: `MDN ${mdn.disposition} ${r.status}: not passed to the edge` };
@@ -189,7 +190,7 @@ export class ReceiveWorker {
       await this.ctx.db.batch(() => {
         for (const r of dsn.recipients) {
           if (r.action !== 'failed' || !dsn.originalMessageId || !r.finalRecipient) continue;
-          const rec = replayed(this.ctx.tracking.record(dsn.originalMessageId, r.finalRecipient, 'failed', now), 'failed', now);
+          const rec = replayed(this.ctx.tracking.record(dsn.originalMessageId, r.finalRecipient, 'failed', now, undefined, { messageId: messageIdOf(inner), via: 'dsn' }), 'failed', now);
           tracked ||= rec.status !== 'untracked';
           timely ||= rec.status === 'timely';
         }
@@ -240,6 +241,7 @@ export class ReceiveWorker {
     const dsn = parseDsn(raw);
     if (!dsn.originalMessageId) return;
     const note = `unauthenticated DSN from ${dsn.reportingMta ?? 'an unknown MTA'}`;
+    const dsnMessageId = messageIdOf(raw);
     for (const r of dsn.recipients) {
       if ((r.action !== 'failed' && r.action !== 'delayed') || !r.finalRecipient) continue;
       if (r.action === 'delayed') {
@@ -248,7 +250,7 @@ export class ReceiveWorker {
       }
       const original = dsn.originalMessageId;
       const finalRecipient = r.finalRecipient;
-      const rec = await this.ctx.db.batch(() => this.ctx.tracking.record(original, finalRecipient, 'failed', new Date(this.ctx.now()), note));
+      const rec = await this.ctx.db.batch(() => this.ctx.tracking.record(original, finalRecipient, 'failed', new Date(this.ctx.now()), note, { messageId: dsnMessageId, via: 'dsn' }));
       log.info({ original: dsn.originalMessageId, recipient: r.finalRecipient, status: rec.status }, `failure reported by an ${note}`);
       if (rec.status !== 'timely' || !rec.entry) continue;
       const sent = trackedMessage(this.ctx, rec.entry);
@@ -368,4 +370,13 @@ export function replayed(r: MdnRecordResult, kind: MdnKind, at: Date): MdnRecord
   // A time-out fired since the first attempt: the sender was told the message failed, and a
   // positive notification after that must not reach the edge.
   return { status: late || e.timedOut !== null ? 'late' : 'timely', entry: e };
+}
+
+/** The Message-ID field of a small message (a DSN), undefined when it has none or cannot be read. */
+function messageIdOf(raw: Buffer): string | undefined {
+  try {
+    return MimeEntity.parse(raw).header('message-id');
+  } catch {
+    return undefined;
+  }
 }

@@ -1,3 +1,4 @@
+import { failureReasonForError } from '../events/failure-reason.js';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Certificate } from '../core/certificate.js';
@@ -117,7 +118,7 @@ export class RelayWorker {
       ({ sender, finalDelivery: requested } = headerFacts(message, body));
       if (!this.ctx.registry.isLocalDomain(sender.domain)) throw new HispError('HISP_CONFIG_INVALID', `${sender.domain} is not a local domain: nothing to sign with`);
     } catch (err) {
-      for (const d of group) await this.fail(d, replyForError(err), log);
+      for (const d of group) await this.fail(d, failureReply(err), log);
       return;
     }
     const signers = this.ctx.registry.signers(sender.domain);
@@ -150,7 +151,7 @@ export class RelayWorker {
           for (const s of found.selected) if (!certificates.some((c) => c.sha256 === s.certificate.sha256)) certificates.push(s.certificate);
           continue;
         }
-        const reply = replyForError(new HispError(found.code ?? 'HISP_DISCOVERY_NO_CERT', found.reason ?? 'no certificate', { transient: found.status === 'transient' }));
+        const reply = failureReply(new HispError(found.code ?? 'HISP_DISCOVERY_NO_CERT', found.reason ?? 'no certificate', { transient: found.status === 'transient' }));
         if (found.status === 'transient') {
           log.info({ recipient: d.recipient, reason: found.reason }, 'discovery failed for now: deferred');
           await this.retryOrFail(d, reply);
@@ -184,7 +185,7 @@ export class RelayWorker {
       // A message that cannot be wrapped fails; a wrap thread that died meanwhile is tried again.
       for (const d of ready) {
         if (isHispError(err) && err.transient) await this.retryOrFail(d, replyForError(err));
-        else await this.fail(d, replyForError(err), log);
+        else await this.fail(d, failureReply(err), log);
       }
       return;
     }
@@ -213,7 +214,7 @@ export class RelayWorker {
         ? [{ host: settings.route, preference: 0, addresses: isIP(settings.route) ? [settings.route] : await this.ctx.dns.lookupHost(settings.route) }]
         : await resolveNextHops(to.domain, this.ctx.dns);
     } catch (err) {
-      const reply = replyForError(err);
+      const reply = failureReply(err);
       for (const d of ready) {
         if (isHispError(err) && !err.transient) await this.fail(d, reply, log);
         else await this.retryOrFail(d, reply);
@@ -297,6 +298,11 @@ export class RelayWorker {
   private async retryOrFail(d: Delivery, reply: RemoteReply): Promise<void> {
     const next = this.ctx.schedule.next(d.attempts + 1, d.receivedAt, new Date(this.ctx.now()));
     if (next.action === 'retry') await this.ctx.queue.defer(d, reply, next.at);
-    else await this.fail(d, reply, this.log);
+    else await this.fail(d, { ...reply, reason: 'expired' }, this.log);
   }
+}
+
+/** The reply a local failure is recorded with, and its reason in the API's words (no-certificate, untrusted, no-route…). */
+function failureReply(err: unknown): RemoteReply {
+  return { ...replyForError(err), reason: failureReasonForError(err) };
 }

@@ -1,3 +1,4 @@
+import type { FailureReason } from '../events/failure-reason.js';
 import type { SqliteConnection } from '../store/database.js';
 import { LimitedStatement } from '../store/limited-statement.js';
 import type { MessageDirection } from '../store/message-store.js';
@@ -24,6 +25,7 @@ interface DeliveryRow {
   dsn_attempts: number;
   dsn_retry_at: number | null;
   dsn_error: string | null;
+  failure_reason: FailureReason | null;
 }
 
 interface LeasedRow {
@@ -138,9 +140,9 @@ export class DeliveryTable {
       `UPDATE deliveries SET attempts = attempts + 1, lease_owner = NULL, next_attempt_at = @at, last_attempt_at = @now, ${reply}
        WHERE ${guard}`,
     );
-    this.failStmt = sqlite.prepare<Guard & ReplyParams & { now: number }>(
+    this.failStmt = sqlite.prepare<Guard & ReplyParams & { now: number; reason: string }>(
       `UPDATE deliveries SET state = 'failed', attempts = attempts + 1, lease_owner = NULL, next_attempt_at = NULL,
-         last_attempt_at = @now, finished_at = @now, ${reply}
+         last_attempt_at = @now, finished_at = @now, failure_reason = @reason, ${reply}
        WHERE ${guard}`,
     );
     this.releaseStmt = sqlite.prepare<Guard & { now: number }>(
@@ -154,7 +156,7 @@ export class DeliveryTable {
     );
     this.retryAllStmt = sqlite.prepare<{ now: number }>(`UPDATE deliveries SET next_attempt_at = @now WHERE ${waiting}`);
     this.bounceStmt = sqlite.prepare<{ id: string; now: number; code: number; enhanced: string; text: string }>(
-      `UPDATE deliveries SET state = 'failed', lease_owner = NULL, next_attempt_at = NULL, finished_at = @now,
+      `UPDATE deliveries SET state = 'failed', lease_owner = NULL, next_attempt_at = NULL, finished_at = @now, failure_reason = 'bounced',
          reply_text = @text || CASE WHEN reply_code IS NULL THEN ''
            ELSE ' (last reply: ' || reply_code || ' ' || COALESCE(reply_enhanced || ' ', '') || reply_text || ')' END,
          reply_code = @code, reply_enhanced = @enhanced
@@ -278,7 +280,7 @@ export class DeliveryTable {
   }
 
   fail(d: Delivery, reply: RemoteReply, now: number): boolean {
-    return this.failStmt.run({ ...guardOf(d), ...replyParams(reply), now }).changes > 0;
+    return this.failStmt.run({ ...guardOf(d), ...replyParams(reply), now, reason: reply.reason ?? 'rejected' }).changes > 0;
   }
 
   release(d: Delivery, now: number): boolean {
@@ -413,6 +415,7 @@ function toStatus(row: DeliveryRow, now: number): DeliveryStatus {
     lastAttemptAt: date(row.last_attempt_at),
     finishedAt: date(row.finished_at),
     lastReply: toReply(row),
+    failureReason: row.state === 'failed' ? (row.failure_reason ?? null) : null,
     dsnQueuedAt: row.dsn_error !== null && row.dsn_queued_at !== null ? null : date(row.dsn_queued_at),
     dsnAttempts: row.dsn_attempts,
     dsnRetryAt: date(row.dsn_retry_at),

@@ -1,3 +1,4 @@
+import type { FailureReason } from '../events/failure-reason.js';
 import type { BodySource, MessageDirection, MessageEnvelope, StoredMessage } from '../store/message-store.js';
 
 /** The id of a queued message (its body and envelope); the CLI's `hisp queue retry ID`. */
@@ -13,6 +14,8 @@ export interface RemoteReply {
   code: number;
   enhanced?: string;
   text: string;
+  /** For a failure: why, in the API's words (gateway/events/failure-reason.ts); default `rejected`. */
+  reason?: FailureReason;
 }
 
 /** A delivery leased to a worker: one recipient of one message. */
@@ -57,6 +60,8 @@ export interface DeliveryStatus {
   lastAttemptAt: Date | null;
   finishedAt: Date | null;
   lastReply: RemoteReply | null;
+  /** Failed: why, in the API's words (gateway/events/failure-reason.ts); null for failures recorded before it was kept. */
+  failureReason: FailureReason | null;
   /** Failed: when the DSN to the sender was queued (null: still to do, or it could not be). */
   dsnQueuedAt: Date | null;
   /** Failed attempts to queue the DSN (issue 14, item 1). */

@@ -191,4 +191,141 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE mdn_tracking ADD COLUMN notice_error TEXT;
     `,
   },
+  {
+    version: 6,
+    description: 'the event outbox: every state change of a recipient, written by triggers in the commit of the change; failure reasons and evidence; idempotency keys',
+    up: `
+      -- Why a delivery failed, in the API's words (gateway/events/failure-reason.ts): no-certificate,
+      -- untrusted, no-route, rejected, expired, bounced, local-error. Set with the failure.
+      ALTER TABLE deliveries ADD COLUMN failure_reason TEXT;
+      -- The notification that moved a tracked recipient on: its Message-ID (the evidence the API
+      -- shows), and whether a failure came as an MDN or as a DSN.
+      ALTER TABLE mdn_tracking ADD COLUMN processed_evidence TEXT;
+      ALTER TABLE mdn_tracking ADD COLUMN dispatched_evidence TEXT;
+      ALTER TABLE mdn_tracking ADD COLUMN failed_evidence TEXT;
+      ALTER TABLE mdn_tracking ADD COLUMN failed_via TEXT CHECK (failed_via IN ('mdn', 'dsn'));
+
+      -- The outbox (issue 15, "Events"). seq is the cursor (?after=): AUTOINCREMENT never reuses a
+      -- value, and SQLite has one writer at a time, so seq grows in commit order: a reader that has
+      -- seen seq n has seen every event committed before it. Rows are written only by
+      -- the triggers below, inside the transaction of the change they announce: an event cannot be
+      -- lost between the change and its delivery, nor announce a change that was rolled back.
+      -- address: whose event it is (the sender of an outbound message, the mailbox of a received
+      -- one); an API key sees the events of the addresses and domains of its scopes.
+      CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        type       TEXT NOT NULL,
+        queue_id   TEXT NOT NULL,
+        recipient  TEXT NOT NULL,
+        address    TEXT NOT NULL,
+        domain     TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        data       TEXT NOT NULL
+      );
+      CREATE INDEX events_by_queue_id ON events (queue_id, seq);
+      CREATE INDEX events_by_domain ON events (domain, seq);
+      CREATE INDEX events_by_at ON events (at);
+
+      -- queued: a delivery created for an outbound message with a sender (not our own notices,
+      -- whose reverse-path is null: RFC 3798 §3, RFC 3464 §2).
+      CREATE TRIGGER events_queued AFTER INSERT ON deliveries
+      WHEN NEW.direction = 'outbound' AND (SELECT mail_from FROM messages WHERE queue_id = NEW.queue_id) <> ''
+      BEGIN
+        INSERT INTO events (id, type, queue_id, recipient, address, domain, at, data)
+        SELECT 'evt_' || lower(hex(randomblob(12))), 'message.queued', NEW.queue_id, NEW.recipient, lower(m.mail_from),
+               lower(substr(m.mail_from, instr(m.mail_from, '@') + 1)), m.received_at,
+               json_object('state', 'queued', 'messageId', m.message_id)
+        FROM messages AS m WHERE m.queue_id = NEW.queue_id;
+      END;
+
+      -- relayed (outbound, the remote HISP took it) and received (inbound, delivered to the mailbox).
+      CREATE TRIGGER events_delivered AFTER UPDATE OF state ON deliveries
+      WHEN NEW.state = 'delivered' AND OLD.state <> 'delivered'
+        AND (NEW.direction = 'inbound' OR (SELECT mail_from FROM messages WHERE queue_id = NEW.queue_id) <> '')
+      BEGIN
+        INSERT INTO events (id, type, queue_id, recipient, address, domain, at, data)
+        SELECT 'evt_' || lower(hex(randomblob(12))),
+               CASE NEW.direction WHEN 'outbound' THEN 'message.relayed' ELSE 'message.received' END,
+               NEW.queue_id, NEW.recipient,
+               CASE NEW.direction WHEN 'outbound' THEN lower(m.mail_from) ELSE lower(NEW.recipient) END,
+               CASE NEW.direction WHEN 'outbound' THEN lower(substr(m.mail_from, instr(m.mail_from, '@') + 1)) ELSE NEW.domain END,
+               COALESCE(NEW.finished_at, 0),
+               CASE NEW.direction WHEN 'outbound'
+                 THEN json_object('state', 'relayed', 'messageId', m.message_id,
+                        'evidence', json_object('reply', trim(NEW.reply_code || ' ' || COALESCE(NEW.reply_enhanced || ' ', '') || COALESCE(NEW.reply_text, ''))))
+                 ELSE json_object('state', 'received', 'messageId', m.message_id, 'from', m.mail_from)
+               END
+        FROM messages AS m WHERE m.queue_id = NEW.queue_id;
+      END;
+
+      CREATE TRIGGER events_failed AFTER UPDATE OF state ON deliveries
+      WHEN NEW.state = 'failed' AND OLD.state <> 'failed' AND NEW.direction = 'outbound'
+        AND (SELECT mail_from FROM messages WHERE queue_id = NEW.queue_id) <> ''
+      BEGIN
+        INSERT INTO events (id, type, queue_id, recipient, address, domain, at, data)
+        SELECT 'evt_' || lower(hex(randomblob(12))), 'message.failed', NEW.queue_id, NEW.recipient, lower(m.mail_from),
+               lower(substr(m.mail_from, instr(m.mail_from, '@') + 1)), COALESCE(NEW.finished_at, 0),
+               json_object('state', 'failed', 'messageId', m.message_id, 'reason', COALESCE(NEW.failure_reason, 'rejected'),
+                 'detail', trim(COALESCE(NEW.reply_code || ' ', '') || COALESCE(NEW.reply_enhanced || ' ', '') || COALESCE(NEW.reply_text, '')),
+                 'evidence', json_object('reply', trim(COALESCE(NEW.reply_code || ' ', '') || COALESCE(NEW.reply_enhanced || ' ', '') || COALESCE(NEW.reply_text, ''))))
+        FROM messages AS m WHERE m.queue_id = NEW.queue_id;
+      END;
+
+      -- processed, dispatched, a failure MDN or DSN, and the two time-outs (R-MDN-7, decision 6).
+      CREATE TRIGGER events_processed AFTER UPDATE OF processed_at ON mdn_tracking
+      WHEN NEW.processed_at IS NOT NULL AND OLD.processed_at IS NULL
+      BEGIN
+        INSERT INTO events (id, type, queue_id, recipient, address, domain, at, data)
+        VALUES ('evt_' || lower(hex(randomblob(12))), 'message.processed', NEW.queue_id, NEW.recipient, lower(NEW.sender),
+                lower(substr(NEW.sender, instr(NEW.sender, '@') + 1)), NEW.processed_at,
+                json_object('state', 'processed', 'messageId', NEW.message_id, 'late', json(CASE NEW.processed_late WHEN 1 THEN 'true' ELSE 'false' END),
+                  'evidence', json_object('mdnMessageId', NEW.processed_evidence)));
+      END;
+      CREATE TRIGGER events_dispatched AFTER UPDATE OF dispatched_at ON mdn_tracking
+      WHEN NEW.dispatched_at IS NOT NULL AND OLD.dispatched_at IS NULL
+      BEGIN
+        INSERT INTO events (id, type, queue_id, recipient, address, domain, at, data)
+        VALUES ('evt_' || lower(hex(randomblob(12))), 'message.dispatched', NEW.queue_id, NEW.recipient, lower(NEW.sender),
+                lower(substr(NEW.sender, instr(NEW.sender, '@') + 1)), NEW.dispatched_at,
+                json_object('state', 'dispatched', 'messageId', NEW.message_id, 'late', json(CASE NEW.dispatched_late WHEN 1 THEN 'true' ELSE 'false' END),
+                  'evidence', json_object('mdnMessageId', NEW.dispatched_evidence)));
+      END;
+      CREATE TRIGGER events_mdn_failed AFTER UPDATE OF failed_at ON mdn_tracking
+      WHEN NEW.failed_at IS NOT NULL AND OLD.failed_at IS NULL
+      BEGIN
+        INSERT INTO events (id, type, queue_id, recipient, address, domain, at, data)
+        VALUES ('evt_' || lower(hex(randomblob(12))), 'message.failed', NEW.queue_id, NEW.recipient, lower(NEW.sender),
+                lower(substr(NEW.sender, instr(NEW.sender, '@') + 1)), NEW.failed_at,
+                json_object('state', 'failed', 'messageId', NEW.message_id,
+                  'reason', CASE WHEN NEW.failed_via = 'dsn' OR NEW.failure_note IS NOT NULL THEN 'dsn' ELSE 'failure-mdn' END,
+                  'detail', COALESCE(NEW.failure_note, CASE WHEN NEW.failed_via = 'dsn' THEN 'a delivery status notification reported a failure' ELSE 'a signed MDN reported a failure' END),
+                  'late', json(CASE NEW.failed_late WHEN 1 THEN 'true' ELSE 'false' END),
+                  'evidence', json_object(CASE WHEN NEW.failed_via = 'dsn' OR NEW.failure_note IS NOT NULL THEN 'dsnMessageId' ELSE 'mdnMessageId' END, NEW.failed_evidence)));
+      END;
+      CREATE TRIGGER events_timed_out AFTER UPDATE OF timed_out ON mdn_tracking
+      WHEN NEW.timed_out IS NOT NULL AND OLD.timed_out IS NULL
+      BEGIN
+        INSERT INTO events (id, type, queue_id, recipient, address, domain, at, data)
+        VALUES ('evt_' || lower(hex(randomblob(12))), 'message.failed', NEW.queue_id, NEW.recipient, lower(NEW.sender),
+                lower(substr(NEW.sender, instr(NEW.sender, '@') + 1)), COALESCE(NEW.timed_out_at, 0),
+                json_object('state', 'failed', 'messageId', NEW.message_id, 'reason', NEW.timed_out || '-timeout',
+                  'detail', CASE NEW.timed_out WHEN 'processed' THEN 'no processed MDN came in time' ELSE 'no dispatched MDN came in time' END,
+                  'evidence', json_object()));
+      END;
+
+      -- Idempotency-Key of a send (issue 15): the first response, kept in the commit that stores
+      -- the message; the same key with another body is refused. Scoped by API key. Kept 24 h.
+      CREATE TABLE idempotency_keys (
+        api_key_id   TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        queue_id     TEXT NOT NULL,
+        response     TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        PRIMARY KEY (api_key_id, key)
+      ) WITHOUT ROWID;
+      CREATE INDEX idempotency_keys_by_created_at ON idempotency_keys (created_at);
+    `,
+  },
 ];

@@ -108,6 +108,18 @@ interface Row {
   notice_attempts: number;
   notice_retry_at: number | null;
   notice_error: string | null;
+  processed_evidence: string | null;
+  dispatched_evidence: string | null;
+  failed_evidence: string | null;
+  failed_via: 'mdn' | 'dsn' | null;
+}
+
+/** What reported an outcome (issue 15: the evidence the API shows with each state). */
+export interface MdnEvidence {
+  /** The Message-ID of the MDN or DSN, without angle brackets. */
+  messageId?: string | undefined;
+  /** A failure: reported by a signed MDN, or by a DSN. */
+  via: 'mdn' | 'dsn';
 }
 
 /**
@@ -154,7 +166,9 @@ export class TrackingStore {
     this.updateStmt = sql.prepare<Row>(
       `UPDATE mdn_tracking SET dispatched_deadline = @dispatched_deadline, processed_at = @processed_at,
          processed_late = @processed_late, dispatched_at = @dispatched_at, dispatched_late = @dispatched_late,
-         failed_at = @failed_at, failed_late = @failed_late, failure_note = @failure_note, next_deadline = @next_deadline
+         failed_at = @failed_at, failed_late = @failed_late, failure_note = @failure_note, next_deadline = @next_deadline,
+         processed_evidence = @processed_evidence, dispatched_evidence = @dispatched_evidence,
+         failed_evidence = @failed_evidence, failed_via = @failed_via
        WHERE id = @id`,
     );
     this.dueStmt = new LimitedStatement<[{ now: number }], Row>(
@@ -195,12 +209,21 @@ export class TrackingStore {
    * Records an MDN (or a DSN taken as a failed one) for (Original-Message-ID, Final-Recipient)
    * arriving at `at`, and says whether it came in time; see {@link MdnRecordStatus}.
    */
-  record(messageId: string, recipient: string, kind: MdnKind, at: Date, failureNote?: string): MdnRecordResult {
+  record(messageId: string, recipient: string, kind: MdnKind, at: Date, failureNote?: string, evidence?: MdnEvidence): MdnRecordResult {
     const row = this.byKeyStmt.get(normalizeMessageId(messageId) ?? '', normalizeAddress(recipient));
     if (row === undefined) return { status: 'untracked' };
     const t = at.getTime();
     const status = transition(row, kind, t);
     if (kind === 'failed' && status !== 'duplicate' && failureNote !== undefined) row.failure_note = failureNote;
+    if (status !== 'duplicate' && evidence) {
+      const id = evidence.messageId === undefined ? null : (normalizeMessageId(evidence.messageId) ?? null);
+      if (kind === 'processed') row.processed_evidence = id;
+      else if (kind === 'dispatched') row.dispatched_evidence = id;
+      else {
+        row.failed_evidence = id;
+        row.failed_via = evidence.via;
+      }
+    }
     if (status !== 'duplicate') this.updateStmt.run(row);
     return { status, entry: toEntry(row) };
   }
