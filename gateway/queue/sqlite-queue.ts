@@ -85,12 +85,19 @@ export class SqliteQueue implements OutboundQueue {
    * .insertLeased): the worker it is handed to starts on it without the lease query. Resolves once
    * durable, with what that worker needs.
    */
-  async enqueueLeased(envelope: MessageEnvelope, body: BodySource, owner: string, leaseMs: number): Promise<{ message: StoredMessage; deliveries: Delivery[] }> {
+  async enqueueLeased(
+    envelope: MessageEnvelope,
+    body: BodySource,
+    owner: string,
+    leaseMs: number,
+    options: Pick<EnqueueOptions, 'withinCommit'> = {},
+  ): Promise<{ message: StoredMessage; deliveries: Delivery[] }> {
     const prepared = await this.messages.writeBody(body);
     return this.messages.commitOrDiscard([prepared], () =>
       this.db.batch(() => {
         const message = this.messages.insert(envelope, prepared);
         const deliveries = this.deliveries.insertLeased(message, envelope.recipients, owner, this.now() + Math.max(1, Math.floor(leaseMs)));
+        options.withinCommit?.(message);
         return { message, deliveries };
       }),
     );

@@ -8,6 +8,7 @@ import { DirectAddress, MAX_ADDRESS_FIELD } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { rfc5322Date } from '../core/rfc5322-date.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
+import { queueOutbound } from '../flows/queue-outbound.js';
 import type { BodySource, MessageEnvelope } from '../store/message-store.js';
 import { notificationOptionsOf, requestHeaderPieces } from '../mdn/notification-options.js';
 import { receivedField, withProtocol } from './received-field.js';
@@ -118,25 +119,7 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
         receivedAt: now,
         meta: { client: tx.session.remoteAddress, helo: tx.session.hostNameAppearsAs, tls: tx.session.secure, from: from.toString(), finalDelivery },
       };
-      // An idle relay worker takes the message as it is stored, its deliveries leased to it in the
-      // same commit: no lease query, no wake-up of every idle worker. None idle: queued for the next.
-      const claim = ctx.claimRelay?.();
-      let queueId: string;
-      if (claim) {
-        // The worker waits for exactly one give() or cancel(), whatever happens here.
-        let settled = false;
-        try {
-          const stored = await ctx.queue.enqueueLeased(envelope, body, claim.owner, claim.leaseMs);
-          claim.give(stored.message, stored.deliveries);
-          settled = true;
-          queueId = stored.message.queueId;
-        } finally {
-          if (!settled) claim.cancel();
-        }
-      } else {
-        queueId = await ctx.queue.enqueue(envelope, body);
-        ctx.wake('outbound');
-      }
+      const queueId = await queueOutbound(ctx, envelope, body);
       tx.log.info({ queueId, messageId, user: user.username, recipients: tx.recipients.length, size }, 'submitted');
       return `2.0.0 Ok: queued as ${queueId}`;
     },

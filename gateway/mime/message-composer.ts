@@ -1,0 +1,105 @@
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import MailComposer from 'nodemailer/lib/mail-composer/index.js';
+import type Mail from 'nodemailer/lib/mailer/index.js';
+import { HispError } from '../core/errors.js';
+import { FINAL_DELIVERY_REQUEST } from '../mdn/notification-options.js';
+
+/** What a document is (issue 15, `documents[].kind`): it decides its media type and what goes with it. */
+export type DocumentKind = 'ccda' | 'pdf' | 'xdm' | 'fhir' | 'other';
+
+export interface ComposedDocument {
+  filename: string;
+  contentType: string;
+  kind: DocumentKind;
+  /** The octets, or a file that holds them (streamed, never read whole). */
+  content: Buffer | { path: string };
+}
+
+export interface ComposeInput {
+  from: string;
+  to: readonly string[];
+  cc: readonly string[];
+  subject: string;
+  text: string;
+  html?: string | undefined;
+  documents: readonly ComposedDocument[];
+  /** With angle brackets. */
+  messageId: string;
+  date: Date;
+  /** R-MDN-4: ask for the dispatched MDN of timely and reliable delivery (Direct IG for Delivery Notification §3). */
+  finalDelivery: boolean;
+  /** Where the MDNs go (Disposition-Notification-To, RFC 8098 §2.1); the sender by default. */
+  notifyTo?: string;
+  /** Extra header fields (name → value), e.g. `X-Hisp-Client-Ref`. Values must be single-line. */
+  headers?: Readonly<Record<string, string>>;
+}
+
+/** The subject token of XDM in Direct (ETT validator rule 124, R-XDM-2): required when a zip is attached. */
+export const XDM_SUBJECT_TOKEN = 'XDM/1.0/DDM';
+
+/** Media types of the kinds whose type is fixed by the rules Direct messages are judged by. */
+const KIND_TYPES: Partial<Record<DocumentKind, string>> = {
+  // R-FMT-7, R-BB-2: the C-CDA goes as application/xml (Blue Button+ "Transmit", Payload).
+  ccda: 'application/xml',
+  pdf: 'application/pdf',
+  xdm: 'application/zip',
+};
+
+/**
+ * Composes the RFC 5322 message an API send becomes, with nodemailer's MailComposer (MIME
+ * structure, encodings, boundaries of US-ASCII without ':', R-FMT-6): the text (and an HTML
+ * alternative when given), then each document as an attachment of its media type with its file
+ * name. A C-CDA is `application/xml` whatever the client said (R-FMT-7); a zip puts
+ * `XDM/1.0/DDM` in the Subject (R-XDM-2). The MDN request fields of R-MDN-4 are in the header
+ * section already, as the submission edge adds them. No Bcc is ever written (R-FMT-2 rule 120:
+ * the recipients that are not To or Cc are envelope-only).
+ *
+ * Returns a stream of the message: documents given as files are read as it is consumed.
+ */
+export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
+  for (const [name, value] of Object.entries(input.headers ?? {})) {
+    if (/[\r\n]/.test(value) || !/^[A-Za-z0-9-]+$/.test(name)) throw new HispError('HISP_API_INVALID_REQUEST', `header field ${name} is not a single line`);
+  }
+  const zip = input.documents.some((d) => isZip(d));
+  const subject = zip && !input.subject.includes(XDM_SUBJECT_TOKEN) ? `${input.subject} ${XDM_SUBJECT_TOKEN}`.trim() : input.subject;
+  const options: Mail.Options = {
+    from: input.from,
+    to: [...input.to],
+    ...(input.cc.length > 0 ? { cc: [...input.cc] } : {}),
+    subject,
+    text: input.text,
+    ...(input.html !== undefined ? { html: input.html } : {}),
+    messageId: input.messageId,
+    date: input.date,
+    // MailComposer's own X-Mailer would name the library: nothing of our insides goes out.
+    xMailer: false,
+    headers: {
+      'Disposition-Notification-To': input.notifyTo ?? input.from,
+      ...(input.finalDelivery ? { 'Disposition-Notification-Options': FINAL_DELIVERY_REQUEST } : {}),
+      ...input.headers,
+    },
+    attachments: input.documents.map((d) => ({
+      filename: d.filename,
+      contentType: contentTypeOf(d),
+      contentDisposition: 'attachment' as const,
+      ...(Buffer.isBuffer(d.content) ? { content: d.content } : { path: d.content.path }),
+    })),
+  };
+  return new MailComposer(options).compile().createReadStream();
+}
+
+/** {@link composeMessage} into `file`; resolves with its size. */
+export async function composeMessageToFile(input: ComposeInput, file: string): Promise<number> {
+  const out = createWriteStream(file, { mode: 0o600 });
+  await pipeline(composeMessage(input), out);
+  return out.bytesWritten;
+}
+
+function contentTypeOf(d: ComposedDocument): string {
+  return KIND_TYPES[d.kind] ?? d.contentType;
+}
+
+function isZip(d: ComposedDocument): boolean {
+  return d.kind === 'xdm' || /\.zip$/i.test(d.filename) || /^application\/(x-)?zip/i.test(d.contentType);
+}
