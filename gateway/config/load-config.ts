@@ -772,6 +772,10 @@ function readDelivery(s: Section, defaultMaildir: string): DeliveryConfig {
       delivery = { type, host: readHost(s, 'host', ''), port: s.port('port', DEFAULTS.smtp.port, false) };
       break;
     }
+    case 'api': {
+      delivery = { type };
+      break;
+    }
   }
   s.done();
   return delivery;

@@ -39,7 +39,7 @@ export const FORWARD_POSITIVE = ['processed', 'dispatched', 'none'] as const;
  */
 export type ForwardPositive = (typeof FORWARD_POSITIVE)[number];
 
-export const DELIVERY_TYPES = ['maildir', 'webhook', 'lmtp', 'smtp'] as const;
+export const DELIVERY_TYPES = ['maildir', 'webhook', 'lmtp', 'smtp', 'api'] as const;
 export type DeliveryType = (typeof DELIVERY_TYPES)[number];
 
 export { KEY_TRANSPORTS, SEND_CIPHERS };
@@ -246,7 +246,12 @@ export interface SmtpDelivery {
   readonly port: number;
 }
 
-export type DeliveryConfig = MaildirDelivery | WebhookDelivery | LmtpDelivery | SmtpDelivery;
+/** The message waits in hisp's API mailbox until the PHR takes it (issue 15, "Receive"); taking it is the final delivery. */
+export interface ApiDelivery {
+  readonly type: 'api';
+}
+
+export type DeliveryConfig = MaildirDelivery | WebhookDelivery | LmtpDelivery | SmtpDelivery | ApiDelivery;
 
 export interface AddressConfig {
   /** `local@domain`, domain lowercased. */

@@ -1,3 +1,4 @@
+import type { MailboxStore } from '../mailbox/mailbox-store.js';
 import { substituteAddress, type DeliveryConfig, type WebhookDelivery } from '../config/schema.js';
 import { HispError, isHispError } from '../core/errors.js';
 import { deliveryId } from './delivery-id.js';
@@ -35,6 +36,10 @@ export interface LocalDeliveryOptions {
    * skips looking for an earlier copy. Default false: look.
    */
   firstTry?: boolean;
+  /** The API mailboxes (delivery type `api`); a delivery to `api` without them is a configuration error. */
+  mailboxes?: MailboxStore;
+  /** For `api`: the sender asked for the dispatched MDN, which goes when the PHR takes the message. */
+  dispatchedRequested?: boolean;
 }
 
 export interface LocalDeliveryOutcome {
@@ -89,6 +94,8 @@ export async function deliverLocally(target: DeliveryConfig, item: LocalDelivery
         return await toRelay('lmtp', target.host, target.port, item, options, target.socket);
       case 'smtp':
         return await toRelay('smtp', target.host, target.port, item, options);
+      case 'api':
+        return await toMailbox(item, options);
     }
   } catch (err) {
     return failure('local', err);
@@ -115,6 +122,30 @@ async function toMaildir(path: string, item: LocalDeliveryItem, options: LocalDe
     return { outcome: 'delivered', reply: { code: 250, enhanced: '2.0.0', text }, location: r.file };
   } catch (err) {
     return failure('maildir', err);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// API mailbox
+
+/** Once per delivery, as a maildir: the entry is keyed by the delivery id. */
+async function toMailbox(item: LocalDeliveryItem, options: LocalDeliveryOptions): Promise<LocalDeliveryOutcome> {
+  if (!options.mailboxes) return failure('local', new HispError('HISP_CONFIG_INVALID', 'delivery type api, but the API mailboxes are not open', { transient: true }));
+  try {
+    const entry = await options.mailboxes.deliver({
+      deliveryId: deliveryId(item.queueId, item.recipient),
+      mailbox: item.recipient,
+      queueId: item.queueId,
+      mailFrom: item.sender,
+      messageId: item.messageId,
+      receivedAt: item.receivedAt,
+      message: item.message,
+      security: item.metadata ?? {},
+      dispatchedRequested: options.dispatchedRequested ?? false,
+    });
+    return { outcome: 'delivered', reply: { code: 250, enhanced: '2.0.0', text: 'api mailbox: waiting for the recipient' }, location: entry.id };
+  } catch (err) {
+    return failure('local', err);
   }
 }
 

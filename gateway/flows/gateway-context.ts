@@ -10,6 +10,7 @@ import type { SmtpConnectionCache } from '../delivery/smtp-relay.js';
 import type { RetrySchedule } from '../queue/retry-schedule.js';
 import type { Delivery } from '../queue/outbound-queue.js';
 import type { SqliteQueue } from '../queue/sqlite-queue.js';
+import type { MailboxStore } from '../mailbox/mailbox-store.js';
 import type { HispDatabase } from '../store/database.js';
 import type { InboundDedupe } from '../store/inbound-dedupe.js';
 import type { StoredMessage } from '../store/message-store.js';
@@ -37,6 +38,8 @@ export interface GatewayContext {
   readonly relayConnections: SmtpConnectionCache;
   /** Large messages held in memory by the workers at once (queue.largeMessageMemoryBytes); none: no limit. */
   readonly memoryGate?: MemoryGate;
+  /** The API mailboxes (delivery type `api`). */
+  readonly mailboxes?: MailboxStore;
   /** Threads that sign and encrypt for the relay workers (none: on the event loop). */
   readonly wrapPool?: WrapPool;
   readonly logger: Logger;

@@ -16,6 +16,7 @@ import { DataFolderLock } from '../store/data-folder-lock.js';
 import { openDatabase } from '../store/database.js';
 import { DiskReserve } from '../store/disk-reserve.js';
 import { InboundDedupe } from '../store/inbound-dedupe.js';
+import { MailboxStore } from '../mailbox/mailbox-store.js';
 import { QuarantineStore } from '../store/quarantine-store.js';
 import { HISP_MIGRATIONS } from '../store/schema.js';
 import { TrackingStore } from '../store/tracking-store.js';
@@ -140,6 +141,7 @@ export class HispGateway {
         logger: logger.child({ component: 'quarantine' }),
       }),
       dedupe: new InboundDedupe(db),
+      mailboxes: new MailboxStore(db),
       dns,
       discovery,
       validator,
@@ -178,6 +180,8 @@ export class HispGateway {
     const segments = await this.ctx.queue.messages.reclaimSpool();
     if (segments > 0) logger.info({ segments }, 'removed spool segments no message refers to');
     await this.ctx.quarantine.housekeeping(); // retention, size cap, disk reserve (logs; never throws)
+    const strays = (await this.ctx.mailboxes?.sweep()) ?? 0;
+    if (strays > 0) logger.info({ strays }, 'removed API mailbox files of deliveries that never committed');
     for (let i = 0; i < config.queue.workers; i++) {
       const relay = new RelayWorker(this.ctx, `relay-${process.pid}-${i}`);
       const receive = new ReceiveWorker(this.ctx, `receive-${process.pid}-${i}`);

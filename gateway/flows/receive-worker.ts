@@ -286,12 +286,20 @@ export class ReceiveWorker {
       target,
       { recipient: d.recipient, sender: message.mailFrom, messageId: message.messageId, queueId: d.queueId, receivedAt: message.receivedAt, message: bytes, ...(metadata ? { metadata } : {}) },
       // The first lease of this delivery cannot find a copy of an earlier try (issue 14, item 7).
-      { hostname: this.ctx.config.hostname, tryNumber: d.attempts + 1, firstTry: d.attempt === 1 },
+      {
+        hostname: this.ctx.config.hostname,
+        tryNumber: d.attempts + 1,
+        firstTry: d.attempt === 1,
+        ...(this.ctx.mailboxes ? { mailboxes: this.ctx.mailboxes } : {}),
+        dispatchedRequested: mdn !== undefined && planMdns(mdn.options).dispatched,
+      },
     );
     if (outcome.outcome === 'delivered') {
       log.info({ endpoint: target.type, location: outcome.location }, 'delivered');
       await this.ctx.queue.complete(d, outcome.reply);
-      if (mdn && planMdns(mdn.options).dispatched) {
+      // An API mailbox is not the final destination: the PHR taking the message is, and its
+      // acknowledgement sends the dispatched MDN (gateway/mailbox/mailbox-service.ts).
+      if (mdn && planMdns(mdn.options).dispatched && target.type !== 'api') {
         await queueMdn(this.ctx, d, mdn.inner, 'dispatched', { finalDeliveryExtension: true });
       }
       return;

@@ -32,6 +32,8 @@ export type SignerMetadata = {
   anchor: string;
   /** Every trusted signer (a message may carry several signatures; one trusted is enough). */
   signers: SignerFacts[];
+  /** How the message was protected: content encryption, key transport, and the first verified signer's digest. */
+  algorithms: { cipher: string; keyTransport: string; digest: string };
 };
 
 /**
@@ -57,5 +59,6 @@ export function signerMetadata(incoming: IncomingResult, bundleOf: (anchor: Cert
       warnings: [...s.warnings],
     }),
   );
-  return { sender, signer: signers[0]?.subject ?? '', anchor: signers[0]?.anchor.subject ?? '', signers };
+  const { cipher, keyTransport, digest } = incoming.unwrapped;
+  return { sender, signer: signers[0]?.subject ?? '', anchor: signers[0]?.anchor.subject ?? '', signers, algorithms: { cipher, keyTransport, digest } };
 }

@@ -328,4 +328,34 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX idempotency_keys_by_created_at ON idempotency_keys (created_at);
     `,
   },
+  {
+    version: 7,
+    description: 'API mailboxes: received messages waiting for the PHR to take them',
+    up: `
+      -- A message delivered to an address whose delivery is \`api\` (issue 15, "Receive"): it waits
+      -- here until the PHR acknowledges it, which is its final delivery (the dispatched MDN goes
+      -- then). The message (Authentication-Results, trace, then the decrypted message as signed)
+      -- is a file of its own under <dataDir>/mailboxes/, independent of the queue's copy, which is
+      -- purged a week after delivery. delivery_id is the queue delivery's: a retried delivery finds
+      -- its row and writes nothing twice (exactly once per delivery).
+      CREATE TABLE mailbox_messages (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        delivery_id  TEXT NOT NULL UNIQUE,
+        mailbox      TEXT NOT NULL,              -- lowercased recipient address
+        queue_id     TEXT NOT NULL,              -- the inbound message (its MDNs are recorded under it)
+        mail_from    TEXT NOT NULL,
+        message_id   TEXT,
+        received_at  INTEGER NOT NULL,
+        size         INTEGER NOT NULL,
+        file         TEXT NOT NULL,              -- relative to the data folder
+        security     TEXT NOT NULL,              -- JSON: the signer metadata of the trust check
+        dispatched_requested INTEGER NOT NULL,   -- the sender asked for a dispatched MDN (R-MDN-5)
+        acked_at     INTEGER,
+        acked_by     TEXT
+      );
+      CREATE INDEX mailbox_messages_by_mailbox ON mailbox_messages (mailbox, seq);
+      CREATE INDEX mailbox_messages_by_acked_at ON mailbox_messages (acked_at) WHERE acked_at IS NOT NULL;
+    `,
+  },
 ];
