@@ -358,4 +358,26 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX mailbox_messages_by_acked_at ON mailbox_messages (acked_at) WHERE acked_at IS NOT NULL;
     `,
   },
+  {
+    version: 8,
+    description: 'webhook subscriptions of API keys: where the events go, and how far they got',
+    up: `
+      -- One subscription per API key (issue 15, "Events"): the events of the key's scopes are POSTed
+      -- to url, signed per Standard Webhooks with secret (kept as it must be used: an HMAC key; the
+      -- database is the data folder's, mode 0600). cursor is the last event the subscriber
+      -- acknowledged with a 2xx: at least once, in order; a failure waits next_attempt_at
+      -- (back-off), never less.
+      CREATE TABLE webhooks (
+        api_key_id      TEXT PRIMARY KEY,
+        url             TEXT NOT NULL,
+        secret          TEXT NOT NULL,
+        cursor          INTEGER NOT NULL,
+        failures        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        last_success_at INTEGER,
+        created_at      INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

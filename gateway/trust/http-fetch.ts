@@ -1,11 +1,12 @@
 import http from 'node:http';
 import https from 'node:https';
-import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
-import { isIP, type LookupFunction } from 'node:net';
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import type { LookupFunction } from 'node:net';
 import { HispError, isHispError, type HispErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { TLS_PROFILE } from '../core/tls-profile.js';
 import { FetchAddressPolicy } from './fetch-address-policy.js';
+import { pinnedLookup, resolveAll } from './pinned-lookup.js';
 import type { FetchBudget } from './fetch-budget.js';
 
 /**
@@ -140,41 +141,6 @@ export function createHttpFetcher(options: HttpFetcherOptions = {}): Fetcher {
 }
 
 type Answer = { kind: 'body'; body: Buffer } | { kind: 'redirect'; location: string };
-
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
-
-/** Every address of `host` through `lookup` (node's LookupFunction contract, asked for all). */
-function resolveAll(lookup: LookupFunction, host: string, done: (err: Error | null, addresses: LookupAddress[]) => void): void {
-  const literal = isIP(host);
-  if (literal !== 0) {
-    done(null, [{ address: host, family: literal }]);
-    return;
-  }
-  try {
-    const answered: LookupCallback = (err, address, family) => {
-      if (err) done(err, []);
-      else if (Array.isArray(address)) done(null, address);
-      else done(null, [{ address, family: family ?? isIP(address) }]);
-    };
-    lookup(host, { all: true }, answered);
-  } catch (err) {
-    done(err instanceof Error ? err : new Error(String(err)), []);
-  }
-}
-
-/** A lookup that answers only with addresses already checked: what the connection may reach. */
-function pinnedLookup(addresses: readonly LookupAddress[]): LookupFunction {
-  return (_host: string, opts: LookupOptions, callback: LookupCallback) => {
-    const family = opts.family === 'IPv4' ? 4 : opts.family === 'IPv6' ? 6 : Number(opts.family ?? 0);
-    const list = addresses.filter((a) => family === 0 || a.family === family);
-    const first = list[0];
-    process.nextTick(() => {
-      if (!first) callback(Object.assign(new Error(`no IPv${family} address`), { code: 'ENOTFOUND' }), '', 0);
-      else if (opts.all) callback(null, list);
-      else callback(null, first.address, first.family);
-    });
-  };
-}
 
 function getOnce(
   url: URL,
