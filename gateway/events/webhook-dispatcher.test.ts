@@ -29,7 +29,7 @@ const server = http.createServer((req, res) => {
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     const body = Buffer.concat(chunks).toString('utf8');
-    let verified = false;
+    let verified: boolean;
     try {
       new Webhook(secret.slice('whsec_'.length)).verify(body, req.headers as Record<string, string>);
       verified = true;
