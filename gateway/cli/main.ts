@@ -6,6 +6,7 @@ import { registerDiscover } from './discover-command.js';
 import { registerQuarantine } from './quarantine-command.js';
 import { registerQueue } from './queue-command.js';
 import { registerStart } from './start-command.js';
+import { registerSend } from './send-command.js';
 import { registerStatus } from './status-command.js';
 import { registerUnwrap } from './unwrap-command.js';
 import { registerWrap } from './wrap-command.js';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerUnwrap(program);
   registerDiscover(program);
   registerConfig(program);
+  registerSend(program);
   registerStatus(program);
   registerQueue(program);
   registerQuarantine(program);
