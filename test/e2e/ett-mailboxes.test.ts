@@ -32,6 +32,8 @@ import {
   type ZoneEntry,
   edgeTransport,
 } from '../helpers/direct-network.js';
+import { EventOutbox } from '../../gateway/events/event-outbox.js';
+import { MessageTracker } from '../../gateway/events/message-tracker.js';
 import { EttSimulator, type EttBehaviour, type MdnStep } from '../helpers/ett-simulator.js';
 import { missingExecutable, requirePeer } from '../helpers/require-peer.js';
 
@@ -397,5 +399,52 @@ describe.skipIf(knot.skip)(knot.title('ETT delivery-notification mailboxes again
     const all = edge();
     expect(all.filter((n) => n.kind === 'other')).toEqual([]);
     expect(all).toHaveLength(12);
+  });
+
+  it("the API view of every case (issue 15): each recipient's state and failure reason, with its evidence, from the event outbox", async () => {
+    const tracker = new MessageTracker(a.ctx.db, a.ctx.queue, new EventOutbox(a.ctx.db));
+    const view = async (c: CaseName) => {
+      const queued = await a.ctx.queue.get(ids[c]);
+      const v = await tracker.get(queued!.queueId, ['@a.test']);
+      return v.recipients[0]!;
+    };
+    const expected: Record<CaseName, [string, string | undefined]> = {
+      processedDispatched: ['dispatched', undefined],
+      processedOnly: ['failed', 'dispatched-timeout'],
+      noMdn: ['failed', 'processed-timeout'],
+      dispatchedTooLate: ['failed', 'dispatched-timeout'],
+      failed: ['failed', 'failure-mdn'],
+      noCertificate: ['failed', 'no-certificate'],
+      untrusted: ['failed', 'untrusted'],
+      nonexistent: ['failed', 'rejected'],
+    };
+    for (const [c, [state, reason]] of Object.entries(expected) as [CaseName, [string, string | undefined]][]) {
+      const r = await view(c);
+      expect({ case: c, state: r.state, reason: r.reason }).toEqual({ case: c, state, reason });
+      expect(r.transitions[0]?.state).toBe('queued');
+      for (const t of r.transitions) expect(Number.isNaN(Date.parse(t.at))).toBe(false);
+    }
+    const dispatched = await view('processedDispatched');
+    expect(dispatched.transitions.map((t) => t.state)).toEqual(['queued', 'relayed', 'processed', 'dispatched']);
+    expect(dispatched.transitions[1]?.evidence?.reply).toMatch(/^250 /);
+    expect(dispatched.transitions[2]?.evidence?.mdnMessageId).toEqual(expect.any(String));
+    expect(dispatched.transitions[3]?.evidence?.mdnMessageId).toEqual(expect.any(String));
+    // The dispatched MDN that came after the time-out is in the timeline, flagged late; the state stays failed.
+    const late = await view('dispatchedTooLate');
+    expect(late.transitions.map((t) => [t.state, t.late ?? false])).toEqual([
+      ['queued', false],
+      ['relayed', false],
+      ['processed', false],
+      ['failed', false],
+      ['dispatched', true],
+    ]);
+    expect((await view('failed')).transitions.at(-1)?.evidence?.mdnMessageId).toEqual(expect.any(String));
+    expect((await view('nonexistent')).detail).toMatch(/^550 5\.1\.1 /);
+    expect((await view('noCertificate')).detail).toMatch(/^554 5\.7\.5 no certificate/);
+    // Every event of a.test's sender, in commit order, each with a unique id.
+    const events = new EventOutbox(a.ctx.db).after(0, [SENDER], 500);
+    expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+    expect(events.map((e) => Number(e.cursor))).toEqual([...events.map((e) => Number(e.cursor))].sort((x, y) => x - y));
+    expect(events.filter((e) => e.type === 'message.failed')).toHaveLength(7);
   });
 });
