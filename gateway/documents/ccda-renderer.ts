@@ -272,9 +272,9 @@ function writeHeader(out: Piece[], s: CcdaSummary): void {
   row('Born', s.patient.birthTime);
   row('Gender', s.patient.gender);
   if (s.patient.ids.length > 0) {
-    out.push('<dt>Patient IDs</dt>');
-    for (const id of s.patient.ids) out.push('<dd>', escapeHtml(id.extension === null ? id.root : `${id.extension} (${id.root})`), '</dd>');
-    out.push('\n');
+    // one dd, a line per identifier: the summary is a two-column grid of dt and dd
+    const ids = s.patient.ids.map((id) => escapeHtml(id.extension === null ? id.root : `${id.extension} (${id.root})`));
+    out.push('<dt>Patient IDs</dt><dd>', ids.join('<br>'), '</dd>\n');
   }
   row('Author', s.author);
   row('Organization', s.organization);
