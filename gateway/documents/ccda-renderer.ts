@@ -237,7 +237,7 @@ export function renderCcda(input: Buffer | string, options: RenderCcdaOptions = 
   const structured = component ? hl7Child(component, 'structuredBody') : null;
   const nonXml = component ? hl7Child(component, 'nonXMLBody') : null;
   if (!structured && !nonXml) {
-    throw new HispError('HISP_CDA_INVALID', 'the ClinicalDocument has no body: neither component/structuredBody nor component/nonXMLBody (CDA R2 §4.3)');
+    throw new HispError('HISP_CDA_INVALID', 'the ClinicalDocument has no body: neither component/structuredBody nor component/nonXMLBody (CDA R2 §4.3.1)');
   }
   const summary = summarizeCcda(doc);
   const page = new NarrativeWriter(doc, options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES);
@@ -339,7 +339,7 @@ class NarrativeWriter {
   }
 
   /**
-   * A nonXMLBody (CDA R2 §4.3.2): plain text is shown as text; anything else (HTML above all, the
+   * A nonXMLBody (CDA R2 §4.3.1, Body Choice): plain text is shown as text; anything else (HTML above all, the
    * 2014 and 2020 holes of CDA.xsl) is never rendered, and a note says what it is.
    */
   nonXmlBody(body: Element): void {

@@ -1,7 +1,7 @@
 import type { Document, Element } from '@xmldom/xmldom';
 import { hl7Child, hl7Children, hl7Path } from './hl7-dom.js';
 
-/** A patient identifier of the header (`recordTarget/patientRole/id`, CDA R2 §4.2.3.1). */
+/** A patient identifier of the header (`recordTarget/patientRole/id`, CDA R2 §4.2.2.11). */
 export interface CcdaPatientId {
   /** The assigning authority's OID or UUID. */
   root: string;
@@ -16,7 +16,7 @@ export interface CcdaPatientId {
  * {@link SUMMARY_TEXT_MAX} characters; dates are ISO 8601 at the precision the document gives.
  */
 export interface CcdaSummary {
-  /** `ClinicalDocument/title`. */
+  /** `ClinicalDocument/title` (CDA R2 §4.2.1.3). */
   title: string | null;
   patient: {
     /** The first `patient/name`, legal (`use="L"`) first: prefixes, given names, family names, suffixes. */
@@ -28,11 +28,11 @@ export interface CcdaSummary {
     /** `patientRole/id` with a root, at most {@link SUMMARY_MAX_IDS}. */
     ids: CcdaPatientId[];
   };
-  /** The first author: its person's name, else its device (model, software). */
+  /** The first author (CDA R2 §4.2.2.2): its person's name, else its device (model, software). */
   author: string | null;
-  /** The custodian organization (who keeps the document), else the first author's organization. */
+  /** The custodian organization (who keeps the document, CDA R2 §4.2.2.3), else the first author's organization. */
   organization: string | null;
-  /** `ClinicalDocument/effectiveTime`: when the document was created. */
+  /** `ClinicalDocument/effectiveTime`: when the document was created (CDA R2 §4.2.1.4). */
   date: string | null;
 }
 
