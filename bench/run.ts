@@ -7,6 +7,7 @@ import { unwrapMessage } from '../gateway/agent/unwrap-message.js';
 import { wrapMessage } from '../gateway/agent/wrap-message.js';
 import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
 import { benchDiscovery } from './discovery-bench.js';
+import { benchRender } from './documents-render-bench.js';
 import { benchE2e } from './e2e-bench.js';
 import { writeFigures, type Figure } from './figure.js';
 import { benchHostile } from './hostile-bench.js';
@@ -164,6 +165,9 @@ try {
 
   // ---- hostile load (issue 14): inbound latency under an AUTH flood, memory receiving 10 × 45 MB
   for (const f of await benchHostile({ verbose: true })) add(f);
+
+  // ---- documents (issue 15): rendering a 1 MB C-CDA beside a bare xmldom parse of it
+  figures.push(...(await benchRender(machine)));
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

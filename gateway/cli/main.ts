@@ -5,6 +5,7 @@ import { registerConfig } from './config-command.js';
 import { registerDiscover } from './discover-command.js';
 import { registerQuarantine } from './quarantine-command.js';
 import { registerQueue } from './queue-command.js';
+import { registerRender } from './render-command.js';
 import { registerStart } from './start-command.js';
 import { registerSend } from './send-command.js';
 import { registerStatus } from './status-command.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerQueue(program);
   registerQuarantine(program);
+  registerRender(program);
   for (const c of program.commands) c.exitOverride().showHelpAfterError('(add --help for usage)');
   return program;
 }
