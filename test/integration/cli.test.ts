@@ -1,3 +1,4 @@
+import { buildProgram } from '../../gateway/cli/main.js';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,7 +47,9 @@ describe('the development domain of the embedded default', () => {
   });
 
   it('answers --help for every verb', () => {
-    for (const verb of ['start', 'wrap', 'unwrap', 'discover', 'config', 'status', 'queue', 'quarantine']) {
+    const verbs = buildProgram().commands.map((c) => c.name());
+    expect(verbs).toEqual(expect.arrayContaining(['start', 'wrap', 'unwrap', 'discover', 'config', 'status', 'queue', 'quarantine', 'send', 'render']));
+    for (const verb of verbs) {
       const out = execFileSync(process.execPath, [hisp, verb, '--help']).toString();
       expect(out).toContain(`Usage: hisp ${verb}`);
     }
