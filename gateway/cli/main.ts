@@ -9,6 +9,7 @@ import { registerStart } from './start-command.js';
 import { registerStatus } from './status-command.js';
 import { registerUnwrap } from './unwrap-command.js';
 import { registerWrap } from './wrap-command.js';
+import { registerXdm } from './xdm-command.js';
 
 export function buildProgram(): Command {
   const program = new Command('hisp')
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerQueue(program);
   registerQuarantine(program);
+  registerXdm(program);
   for (const c of program.commands) c.exitOverride().showHelpAfterError('(add --help for usage)');
   return program;
 }
