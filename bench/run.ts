@@ -7,6 +7,7 @@ import { unwrapMessage } from '../gateway/agent/unwrap-message.js';
 import { wrapMessage } from '../gateway/agent/wrap-message.js';
 import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
 import { benchDiscovery } from './discovery-bench.js';
+import { benchXdm } from './documents-xdm-bench.js';
 import { benchE2e } from './e2e-bench.js';
 import { writeFigures, type Figure } from './figure.js';
 import { benchHostile } from './hostile-bench.js';
@@ -164,6 +165,9 @@ try {
 
   // ---- hostile load (issue 14): inbound latency under an AUTH flood, memory receiving 10 × 45 MB
   for (const f of await benchHostile({ verbose: true })) add(f);
+
+  // ---- documents (issue 15): XDM pack and unpack of 10 MB, beside zlib on the same bytes
+  for (const f of await benchXdm(machine)) add(f);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

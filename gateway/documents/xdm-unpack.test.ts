@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -189,6 +189,16 @@ describe('unpackXdm: where the documents go', () => {
     expect(again.code).toBe('HISP_IO');
     // The first unpacking's files are still there, untouched.
     expect(readFileSync(join(out, 'IHE_XDM/SUBSET01/DOC1.XML'))).toEqual(CCDA);
+  });
+
+  it('refuses to write over a file already in outDir, leaves it as it was, and takes back what it wrote', async () => {
+    const out = join(work, 'out-3');
+    mkdirSync(join(out, 'IHE_XDM/SUBSET01'), { recursive: true });
+    writeFileSync(join(out, 'IHE_XDM/SUBSET01/DOC2.PDF'), 'mine');
+    const err = await hispRejection(unpackXdm(goodPackage(), { outDir: out }));
+    expect(err.code).toBe('HISP_IO');
+    expect(readFileSync(join(out, 'IHE_XDM/SUBSET01/DOC2.PDF'), 'utf8')).toBe('mine');
+    expect(readdirSync(join(out, 'IHE_XDM/SUBSET01'))).toEqual(['DOC2.PDF']);
   });
 
   it('takes back what it wrote to outDir when the package turns out to be refused half-way', async () => {
