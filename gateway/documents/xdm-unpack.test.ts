@@ -102,6 +102,18 @@ describe('unpackXdm: the documents and their metadata', () => {
     expect(pkg.warnings).toEqual([]);
   });
 
+  it('takes a package zipped without its IHE_XDM folder: METADATA.XML at the root, README.TXT and INDEX.HTM beside it are not documents', async () => {
+    const zip = rawZip([
+      { name: 'README.TXT', data: Buffer.from('r') },
+      { name: 'INDEX.HTM', data: Buffer.from('i') },
+      { name: 'METADATA.XML', data: metadata([{ uri: 'DOC1.XML', hash: sha1(CCDA) }]) },
+      { name: 'DOC1.XML', data: CCDA },
+    ]);
+    const pkg = await unpackXdm(zip);
+    expect(pkg.documents.map((d) => [d.path, d.folder, d.matchedBy])).toEqual([['DOC1.XML', '', 'hash']]);
+    expect(pkg.warnings).toEqual([]);
+  });
+
   it('falls back to the URI when the metadata gives no hash, and reports a hash that does not match', async () => {
     const zip = rawZip([
       { name: 'IHE_XDM/SUBSET01/METADATA.XML', data: metadata([{ uri: 'DOC1.XML' }, { uri: 'doc2.pdf', hash: '0'.repeat(40), size: 3 }]) },

@@ -225,7 +225,7 @@ function match(read: (XdmDocument & { subset: number })[], subsets: (XdmSubset &
     taken.add(e);
     d.entry = e;
     d.matchedBy = by;
-    d.mimeType = e.mimeType ?? d.mimeType;
+    d.mimeType = e.mimeType || d.mimeType;
     d.hashMatches = e.hash === d.sha1;
     d.sizeMatches = e.size === null ? null : e.size === d.size;
   };
