@@ -171,29 +171,27 @@ function localized(parent: XMLBuilder, element: 'rim:Name', value: string): void
 }
 
 function author(parent: XMLBuilder, owner: string, scheme: string, who: XdmAuthor, schemes: Set<string>): void {
-  const c = parent.ele(XDS.rimNamespace, 'rim:Classification', {
-    id: urnUuid(),
-    objectType: XDS.classificationType,
-    classificationScheme: scheme,
-    classifiedObject: owner,
-    nodeRepresentation: '',
-  });
+  const c = schemeClassification(parent, owner, scheme, '', schemes);
   if (who.institution !== undefined) slot(c, 'authorInstitution', [hl7(who.institution)]);
   if (who.telecom !== undefined) slot(c, 'authorTelecommunication', [`^^Internet^${hl7(who.telecom)}`]);
-  schemes.add(scheme);
 }
 
 function coded(parent: XMLBuilder, owner: string, scheme: string, code: XdsCode, schemes: Set<string>): void {
-  const c = parent.ele(XDS.rimNamespace, 'rim:Classification', {
+  const c = schemeClassification(parent, owner, scheme, code.code, schemes);
+  slot(c, 'codingScheme', [code.codingScheme]);
+  localized(c, 'rim:Name', code.displayName ?? code.code);
+}
+
+/** An external classification (TF-3 4.2.1.1.2): a scheme, the object, a node representation. */
+function schemeClassification(parent: XMLBuilder, owner: string, scheme: string, node: string, schemes: Set<string>): XMLBuilder {
+  schemes.add(scheme);
+  return parent.ele(XDS.rimNamespace, 'rim:Classification', {
     id: urnUuid(),
     objectType: XDS.classificationType,
     classificationScheme: scheme,
     classifiedObject: owner,
-    nodeRepresentation: text(code.code),
+    nodeRepresentation: text(node),
   });
-  slot(c, 'codingScheme', [code.codingScheme]);
-  localized(c, 'rim:Name', code.displayName ?? code.code);
-  schemes.add(scheme);
 }
 
 function classificationNode(parent: XMLBuilder, owner: string, node: string): void {
