@@ -8,6 +8,7 @@ import { wrapMessage } from '../gateway/agent/wrap-message.js';
 import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
 import { benchDiscovery } from './discovery-bench.js';
 import { benchRender } from './documents-render-bench.js';
+import { benchXdm } from './documents-xdm-bench.js';
 import { benchE2e } from './e2e-bench.js';
 import { writeFigures, type Figure } from './figure.js';
 import { benchHostile } from './hostile-bench.js';
@@ -168,6 +169,8 @@ try {
 
   // ---- documents (issue 15): rendering a 1 MB C-CDA beside a bare xmldom parse of it
   figures.push(...(await benchRender(machine)));
+  // ---- documents (issue 15): XDM pack and unpack of 10 MB, beside zlib on the same bytes
+  for (const f of await benchXdm(machine)) add(f);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -19,6 +19,8 @@
 set -euo pipefail
 # libnet-ssleay-perl and libio-socket-ssl-perl: swaks's STARTTLS (--tls), used to submit to hisp.
 packages=(openssl ca-certificates knot slapd ldap-utils postfix swaks libsasl2-modules libnet-ssleay-perl libio-socket-ssl-perl chromium)
+# Issue 15 (XDM): unzip, a second zip reader (`unzip -t`) for the XDM packages hisp writes.
+packages+=(unzip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,6 +11,7 @@ import { registerSend } from './send-command.js';
 import { registerStatus } from './status-command.js';
 import { registerUnwrap } from './unwrap-command.js';
 import { registerWrap } from './wrap-command.js';
+import { registerXdm } from './xdm-command.js';
 
 export function buildProgram(): Command {
   const program = new Command('hisp')
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerQueue(program);
   registerQuarantine(program);
   registerRender(program);
+  registerXdm(program);
   for (const c of program.commands) c.exitOverride().showHelpAfterError('(add --help for usage)');
   return program;
 }
