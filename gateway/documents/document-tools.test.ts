@@ -1,0 +1,34 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { vectorGroup } from '../../test/helpers/vectors.js';
+import { documentTools } from './document-tools.js';
+
+const ett = vectorGroup('ett', ['cda-samples/CCDA_Ambulatory.xml', 'cda-samples/CCDA_Ambulatory_in_XDM.zip']);
+const dir = mkdtempSync(join(tmpdir(), 'hisp-doc-tools-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe.skipIf(!ett.present)(ett.title('documentTools: what the send service and the API mailboxes use'), () => {
+  const tools = documentTools();
+
+  it('renders a C-CDA and summarizes its header; what is no C-CDA has no summary', () => {
+    const ccda = ett.read('cda-samples/CCDA_Ambulatory.xml');
+    expect(tools.renderCcda(ccda)).toMatch(/^<!DOCTYPE html>/i);
+    expect(tools.summarizeCcda(ccda)).toMatchObject({ patient: { name: expect.any(String) as string } });
+    expect(tools.summarizeCcda(Buffer.from('<note/>'))).toBeUndefined();
+    expect(tools.summarizeCcda(Buffer.from('not xml'))).toBeUndefined();
+  });
+
+  it('describes ETT’s XDM sample, and what it packs itself, with matching hashes; a zip that is no XDM is not described', async () => {
+    const sample = await tools.describeXdm(ett.read('cda-samples/CCDA_Ambulatory_in_XDM.zip'));
+    expect(sample?.documents.length).toBeGreaterThan(0);
+    expect(sample?.documents.every((d) => d.hashMatches === true)).toBe(true);
+    const file = join(dir, 'x.zip');
+    const ccda = ett.read('cda-samples/CCDA_Ambulatory.xml');
+    await tools.packXdm([{ filename: 'CCDA_Ambulatory.xml', contentType: 'application/xml', kind: 'ccda', content: ccda }], file);
+    const own = await tools.describeXdm(readFileSync(file));
+    expect(own?.documents).toEqual([expect.objectContaining({ mimeType: 'text/xml', size: ccda.length, hashMatches: true })]);
+    expect(await tools.describeXdm(Buffer.from('PK\u0003\u0004 not a zip', 'latin1'))).toBeUndefined();
+  });
+});

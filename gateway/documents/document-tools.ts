@@ -1,0 +1,65 @@
+import { Writable } from 'node:stream';
+import { isHispError } from '../core/errors.js';
+import type { DocumentTools } from '../flows/send-message.js';
+import type { ReceivedDocumentTools } from '../mailbox/mailbox-message.js';
+import { renderCcda } from './ccda-renderer.js';
+import { packXdm } from './xdm-pack.js';
+import { unpackXdm } from './xdm-unpack.js';
+
+export interface DocumentToolOptions {
+  /** The OID root the XDM unique ids are minted under; default `2.25.<UUID>` OIDs (xdm-pack.ts). */
+  oidRoot?: string | undefined;
+}
+
+/**
+ * The documents room as the send service and the API mailboxes use it: a C-CDA rendered for
+ * people (R-BB-6), documents packed as XDM (R-XDM-1), and on the receiving side the header facts
+ * of a C-CDA part and the contents of an XDM part. A part that is not what it looks like (an XML
+ * file that is no C-CDA, a zip that is no XDM package) is simply not described: the message is
+ * still the PHR's to read, part by part.
+ */
+export function documentTools(options: DocumentToolOptions = {}): DocumentTools & ReceivedDocumentTools {
+  return {
+    renderCcda: (document) => renderCcda(document).html,
+    packXdm: async (documents, file) => {
+      await packXdm({
+        documents: documents.map((d) => ({
+          filename: d.filename,
+          mimeType: d.kind === 'ccda' ? 'text/xml' : d.contentType,
+          ...(Buffer.isBuffer(d.content) ? { content: d.content } : { path: d.content.path }),
+        })),
+        out: file,
+        ...(options.oidRoot !== undefined ? { oidRoot: options.oidRoot } : {}),
+      });
+    },
+    summarizeCcda: (bytes) => {
+      try {
+        return { ...renderCcda(bytes).summary };
+      } catch (err) {
+        if (isHispError(err)) return undefined;
+        throw err;
+      }
+    },
+    describeXdm: async (bytes) => {
+      try {
+        const pkg = await unpackXdm(bytes, { onDocument: () => discard() });
+        return {
+          submissionSet: { ...(pkg.submissionSet ?? {}) },
+          documents: pkg.documents.map((d) => ({ path: d.path, mimeType: d.mimeType, size: d.size, sha1: d.sha1, hashMatches: d.hashMatches, ...(d.entry ? { entry: d.entry } : {}) })),
+        };
+      } catch (err) {
+        if (isHispError(err)) return undefined;
+        throw err;
+      }
+    },
+  };
+}
+
+/** A sink for document bytes the description does not keep (it needs their hashes only). */
+function discard(): Writable {
+  return new Writable({
+    write(_chunk, _encoding, done) {
+      done();
+    },
+  });
+}
