@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addressInScopes } from './address-scope.js';
+import { addressInScopes, normalizeScope } from './address-scope.js';
 import { DirectAddress } from './direct-address.js';
 
 describe('addressInScopes', () => {
@@ -20,5 +20,18 @@ describe('addressInScopes', () => {
     expect(addressInScopes(scopes, 'clinic.example')).toBe(false);
     expect(addressInScopes(scopes, '@clinic.example')).toBe(false);
     expect(addressInScopes([], 'ehr@hospital.example')).toBe(false);
+  });
+});
+
+describe('normalizeScope', () => {
+  it('keeps addresses and @domains in one form', () => {
+    expect(normalizeScope(' EHR@Hospital.Example. ')).toBe('EHR@hospital.example');
+    expect(normalizeScope('@Clinic.Example.')).toBe('@clinic.example');
+  });
+
+  it('refuses what is neither', () => {
+    for (const bad of ['', '@', 'clinic.example', '@-bad-.example', '@a..b', 'a@b c', `a@${'x'.repeat(64)}.example`, `${'a'.repeat(320)}@b.example`]) {
+      expect(normalizeScope(bad), bad).toBeUndefined();
+    }
   });
 });
