@@ -46,7 +46,7 @@ describe('the development domain of the embedded default', () => {
   });
 
   it('answers --help for every verb', () => {
-    for (const verb of ['start', 'wrap', 'unwrap', 'discover', 'config', 'status', 'queue', 'quarantine']) {
+    for (const verb of ['start', 'wrap', 'unwrap', 'discover', 'config', 'status', 'queue', 'quarantine', 'api-key']) {
       const out = execFileSync(process.execPath, [hisp, verb, '--help']).toString();
       expect(out).toContain(`Usage: hisp ${verb}`);
     }
