@@ -88,7 +88,7 @@ describe('hisp start (embedded default)', () => {
   let inboundPort = 0;
 
   beforeAll(async () => {
-    hisp = startHisp(['start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0']);
+    hisp = startHisp(['start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0', '--api-port', '0']);
     const m = await waitFor(
       'the "listening" line',
       () => {
@@ -135,6 +135,27 @@ describe('hisp start (embedded default)', () => {
     // The first-message command reads it from there.
     expect(hisp.stderr()).toContain('--auth-password "$(cat data/private/submission-password)"');
     expect(hisp.stdout() + hisp.stderr()).not.toContain(password);
+  });
+
+  it('serves the HTTP API on loopback with the development key, whose file the banner names and whose curl command works', async () => {
+    const token = readFileSync(path.join(dataDir, 'private', 'api-key'), 'utf8').trim();
+    const banner = hisp.stderr();
+    const url = /^hisp: HTTP API at (http:\/\/127\.0\.0\.1:\d+), its development key \(id ([0-9a-f]{16})\) in data\/private\/api-key \(mode 0600\):$/m.exec(banner);
+    expect(url, banner).not.toBeNull();
+    expect(banner).toMatch(new RegExp(`^hisp: listening: submission ${submissionPort}, inbound ${inboundPort}, api ${new URL(url![1]!).port} `, 'm'));
+    expect(banner + hisp.stdout()).not.toContain(token.slice(22));
+    const me = await fetch(`${url![1]}/v1/me`, { headers: { authorization: `Bearer ${token}` } });
+    expect(me.status).toBe(200);
+    expect(await me.json()).toMatchObject({ id: url![2], name: 'development', sendAs: ['@direct.localhost'], mailboxes: ['@direct.localhost'] });
+    // The banner's command, as a user pastes it (from the folder hisp was started in).
+    const command = /^ {2}(curl .*)$/m.exec(banner)![1]!;
+    const curl = spawnSync('sh', ['-c', command], { cwd: work, env: cleanEnv() });
+    expect(curl.status, curl.stderr.toString()).toBe(0);
+    expect(JSON.parse(curl.stdout.toString())).toMatchObject({ id: url![2] });
+    // Its requests are in the log with the key's id, never the key.
+    await waitFor('the API request in the log', () => hisp.stdout().includes('"api request"'));
+    expect(jsonLines(hisp.stdout()).filter((r) => r.msg === 'api request')).toContainEqual(expect.objectContaining({ keyId: url![2], route: '/v1/me', status: 200 }));
+    expect(hisp.stdout()).not.toContain(token.slice(22));
   });
 
   it('keeps the log stream pure JSON lines on stdout (not a terminal) and the banner on stderr', async () => {
@@ -217,7 +238,7 @@ describe('hisp start on a terminal', () => {
   it('writes readable log lines, not JSON, when stdout is a TTY', async () => {
     const dataDir = path.join(work, 'tty-data');
     // script(1) runs the command on a pseudo-terminal: stdout and stderr are TTYs.
-    const command = [process.execPath, HISP, 'start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0'].map((a) => `'${a}'`).join(' ');
+    const command = [process.execPath, HISP, 'start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0', '--api-port', '0'].map((a) => `'${a}'`).join(' ');
     const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: work, env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     // Without the colours' escape sequences.
@@ -280,11 +301,11 @@ describe('hisp start --config', () => {
     expect(r.stderr()).toMatch(/\(1 error\)/);
     expect(r.stdout()).not.toMatch(/listening/);
 
-    // [api] is reserved for the coming HTTP API: turned on, the start is refused, not run without it.
-    writeFileSync(file, readFileSync(file, 'utf8').replace('maxClient = 5\n', '[api]\nenabled = true\n'));
+    // [api] in plain HTTP on a public address: refused at start (an API key must not cross a network in clear).
+    writeFileSync(file, readFileSync(file, 'utf8').replace('maxClient = 5\n', '[api]\nenabled = true\nhost = "0.0.0.0"\n'));
     const api = startHisp(['start', '--config', file]);
     expect((await api.exited).code).toBe(1);
-    expect(api.stderr()).toMatch(/\(1 error\):\n {2}api\.enabled: the HTTP API is not available in this release/);
+    expect(api.stderr()).toMatch(/\(1 error\):\n {2}api\.host: 0\.0\.0\.0 is not a loopback address: plain HTTP/);
     expect(api.stdout()).not.toMatch(/listening/);
   }, 30_000);
 });
