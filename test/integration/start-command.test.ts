@@ -158,6 +158,20 @@ describe('hisp start (embedded default)', () => {
     expect(hisp.stdout()).not.toContain(token.slice(22));
   });
 
+  it('runs the README\'s curl examples of the HTTP API as written (the port and folder of this run put in)', () => {
+    const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const block = /## HTTP API\n[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)![1]!;
+    const port = /^hisp: HTTP API at http:\/\/127\.0\.0\.1:(\d+)/m.exec(hisp.stderr())![1]!;
+    const script = block.replaceAll('127.0.0.1:5580', `127.0.0.1:${port}`).replaceAll('hisp-data/', 'data/');
+    // Each curl on its own line of output, to check them one by one.
+    const r = spawnSync('sh', ['-ec', script.replace(/^(curl (?:.*\\\n)*.*)$/gm, '$1; echo')], { cwd: work, env: cleanEnv() });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const [me, validated, document] = r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(me).toMatchObject({ name: 'development' });
+    expect(validated).toMatchObject({ from: 'direct.localhost', recipients: [{ address: 'patient@direct.localhost', verdict: 'trusted', local: true }] });
+    expect(document).toMatchObject({ openapi: '3.1.0' });
+  });
+
   it('keeps the log stream pure JSON lines on stdout (not a terminal) and the banner on stderr', async () => {
     // The two pipes are read independently: the log line may come in after the banner's.
     await waitFor('"hisp gateway started" in the log', () => hisp.stdout().includes('hisp gateway started'));
