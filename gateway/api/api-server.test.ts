@@ -2,23 +2,13 @@
 // rate limits, the log, and the OpenAPI document. Every response is checked against /openapi.json
 // by the ApiClient (test/helpers/api-client.ts).
 import { Type } from '@sinclair/typebox';
-import { afterEach, describe, expect, it } from 'vitest';
-import { apiTestContext, TEST_DOMAIN, type ApiTestContext } from '../../test/helpers/api-context.js';
-import { ApiClient } from '../../test/helpers/api-client.js';
+import { describe, expect, it } from 'vitest';
+import { apiServerPerTest, apiTestContext, TEST_DOMAIN } from '../../test/helpers/api-context.js';
 import { openDatabase } from '../store/database.js';
 import { ApiKeyStore } from '../store/api-key-store.js';
 import { requireMailbox } from './api-authorization.js';
 import { Closed } from './api-schemas.js';
-import { API_ROUTES, buildApiServer, type ApiApp, type ApiRoutes } from './api-server.js';
-
-let t: ApiTestContext | undefined;
-let app: ApiApp | undefined;
-afterEach(async () => {
-  await app?.close();
-  await t?.close();
-  app = undefined;
-  t = undefined;
-});
+import { API_ROUTES, buildApiServer, type ApiRoutes } from './api-server.js';
 
 /** Routes of the tests only: a bug (500), a mailbox check. */
 const testRoutes: ApiRoutes = (scope) => {
@@ -32,11 +22,9 @@ const testRoutes: ApiRoutes = (scope) => {
   });
 };
 
-async function start(options: { api?: Record<string, unknown>; routes?: readonly ApiRoutes[] } = {}): Promise<{ client: ApiClient; t: ApiTestContext; app: ApiApp }> {
-  t = await apiTestContext(options.api ? { api: options.api } : {});
-  app = await buildApiServer(t.ctx, { routes: options.routes ?? [...API_ROUTES, testRoutes] });
-  return { client: await ApiClient.forApp(app), t, app };
-}
+const server = apiServerPerTest();
+const start = (options: { api?: Record<string, unknown>; routes?: readonly ApiRoutes[] } = {}) =>
+  server.start({ ...(options.api ? { api: options.api } : {}), routes: options.routes ?? [...API_ROUTES, testRoutes] });
 
 describe('authentication (Authorization: Bearer hisp_…)', () => {
   it('answers 401 problems without a key, with a malformed, an unknown or a revoked one, and says which', async () => {
@@ -253,10 +241,14 @@ describe('the OpenAPI document', () => {
   });
 
   it('refuses to register a route whose body schema is an open object', async () => {
-    t = await apiTestContext();
+    const t = await apiTestContext();
     const openRoute: ApiRoutes = (scope) => {
       scope.post('/v1/test/open', { schema: { body: Type.Object({ a: Type.String() }) } }, () => ({}));
     };
-    await expect(buildApiServer(t.ctx, { routes: [openRoute] })).rejects.toThrow(/additionalProperties: false/);
+    try {
+      await expect(buildApiServer(t.ctx, { routes: [openRoute] })).rejects.toThrow(/additionalProperties: false/);
+    } finally {
+      await t.close();
+    }
   });
 });

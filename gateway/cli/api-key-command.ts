@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.js';
 import { findDomain } from '../config/schema.js';
 import { HispError } from '../core/errors.js';
-import { API_ACTIONS, type ApiKey } from '../store/api-key-store.js';
+import { API_ACTIONS, keyScopes, type ApiKey } from '../store/api-key-store.js';
 import { collect } from './credential-options.js';
 import { addDataOptions, withOperatorStores, writeJson, type DataFlags } from './data-options.js';
 import { when } from './status-command.js';
@@ -48,11 +48,7 @@ export interface ApiKeyReport {
 
 function report(key: ApiKey): ApiKeyReport {
   return {
-    id: key.id,
-    name: key.name,
-    actions: [...key.actions],
-    sendAs: [...key.sendAs],
-    mailboxes: [...key.mailboxes],
+    ...keyScopes(key),
     ratePerMinute: key.ratePerMinute ?? null,
     createdAt: key.createdAt.toISOString(),
     revokedAt: key.revokedAt?.toISOString() ?? null,

@@ -179,6 +179,11 @@ export function keyMay(key: ApiKey, action: ApiAction): boolean {
   return key.actions.some((a) => a === action || (IMPLIED[a] ?? []).includes(action));
 }
 
+/** A key's identity and scopes as the API (`GET /v1/me`) and the CLI (`hisp api-key`) show them: never a secret. */
+export function keyScopes(key: ApiKey): { id: string; name: string; actions: ApiAction[]; sendAs: string[]; mailboxes: string[] } {
+  return { id: key.id, name: key.name, actions: [...key.actions], sendAs: [...key.sendAs], mailboxes: [...key.mailboxes] };
+}
+
 function digest(secret: string): Buffer {
   return createHash('sha256').update(secret, 'utf8').digest();
 }

@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DomainRegistry } from '../../gateway/admin/domain-registry.js';
-import type { ApiContext } from '../../gateway/api/api-server.js';
+import { afterEach } from 'vitest';
+import { buildApiServer, type ApiApp, type ApiContext, type ApiRoutes } from '../../gateway/api/api-server.js';
 import { buildConfig } from '../../gateway/config/load-config.js';
 import { createLogger } from '../../gateway/core/logger.js';
 import { CertificateDiscovery, type DiscoveryDns } from '../../gateway/discovery/certificate-discovery.js';
@@ -13,6 +14,7 @@ import { ApiKeyStore, type NewApiKey } from '../../gateway/store/api-key-store.j
 import { openDatabase, type HispDatabase } from '../../gateway/store/database.js';
 import { TrustValidator } from '../../gateway/trust/trust-validator.js';
 import { credentialPaths } from './pki.js';
+import { ApiClient } from './api-client.js';
 import { scriptedDns } from './scripted-dns.js';
 
 /** The local domain of the test context. */
@@ -80,4 +82,28 @@ export function apiTestContext(options: ApiTestContextOptions = {}): Promise<Api
       rmSync(dataDir, { recursive: true, force: true });
     },
   });
+}
+
+/**
+ * A server per test: `start()` builds one on a fresh context (with its ApiClient), closed after
+ * the test by the afterEach this registers.
+ */
+export function apiServerPerTest(): {
+  start(options?: ApiTestContextOptions & { routes?: readonly ApiRoutes[] }): Promise<{ client: ApiClient; t: ApiTestContext; app: ApiApp }>;
+} {
+  let running: { t: ApiTestContext; app?: ApiApp } | undefined;
+  afterEach(async () => {
+    await running?.app?.close();
+    await running?.t.close();
+    running = undefined;
+  });
+  return {
+    async start(options = {}) {
+      const t = await apiTestContext(options);
+      running = { t };
+      const app = await buildApiServer(t.ctx, options.routes ? { routes: options.routes } : {});
+      running.app = app;
+      return { client: await ApiClient.forApp(app), t, app };
+    },
+  };
 }

@@ -1,39 +1,21 @@
 // `hisp api-key create|list|revoke` through the real binary (bin/hisp.js, built) on a data folder:
 // the key shown once and stored hashed, scopes checked, revocation seen by the store at once.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiKeyReport } from '../../gateway/cli/api-key-command.js';
 import { ApiKeyStore } from '../../gateway/store/api-key-store.js';
 import { openDatabase } from '../../gateway/store/database.js';
+import { runHisp } from '../helpers/hisp-cli.js';
 import { ensureBuilt } from '../helpers/openssl.js';
 import { credentialPaths } from '../helpers/pki.js';
 
-const run = promisify(execFile);
-const repo = resolve(import.meta.dirname, '..', '..');
 const work = mkdtempSync(join(tmpdir(), 'hisp-api-key-cli-'));
 const dataDir = join(work, 'hisp-data');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-interface Result {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function hisp(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  try {
-    const r = await run(process.execPath, [join(repo, 'bin', 'hisp.js'), ...args], { cwd: work, env: { PATH: process.env.PATH ?? '', ...env } });
-    return { status: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code?: number | string; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw err;
-    return { status: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+const hisp = (args: string[], env: Record<string, string> = {}) => runHisp(args, { cwd: work, env });
 
 /** What the store says of a token now (a new connection, as the running gateway's would). */
 async function check(token: string): Promise<string> {

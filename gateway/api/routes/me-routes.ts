@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { API_ACTIONS } from '../../store/api-key-store.js';
+import { API_ACTIONS, keyScopes } from '../../store/api-key-store.js';
 import { requireKey } from '../api-authorization.js';
 import type { ApiContext, ApiApp } from '../api-server.js';
 
@@ -21,11 +21,7 @@ export function meRoutes(app: ApiApp, ctx: ApiContext): void {
   app.get('/v1/me', { schema: { summary: 'The API key of the request: its id, name and scopes', response: { 200: MeSchema } } }, (request) => {
     const key = requireKey(request);
     return {
-      id: key.id,
-      name: key.name,
-      actions: [...key.actions],
-      sendAs: [...key.sendAs],
-      mailboxes: [...key.mailboxes],
+      ...keyScopes(key),
       ratePerMinute: key.ratePerMinute ?? ctx.config.api.rateLimit.perKeyPerMinute,
       createdAt: key.createdAt.toISOString(),
     };

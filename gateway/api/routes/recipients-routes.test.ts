@@ -1,13 +1,12 @@
 // POST /v1/recipients/validate in process, on a scripted DNS: each verdict with its certificates
 // and steps, the sender's scope, and the bounds. Responses are checked against /openapi.json.
 import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import { apiTestContext, TEST_DOMAIN, type ApiTestContext } from '../../../test/helpers/api-context.js';
-import { ApiClient } from '../../../test/helpers/api-client.js';
+import { describe, expect, it } from 'vitest';
+import { apiServerPerTest, TEST_DOMAIN, type ApiTestContext } from '../../../test/helpers/api-context.js';
+import type { ApiClient } from '../../../test/helpers/api-client.js';
 import { credentialPaths } from '../../../test/helpers/pki.js';
 import { pkixRecord, scriptedDns } from '../../../test/helpers/scripted-dns.js';
 import { Certificate } from '../../core/certificate.js';
-import { buildApiServer, type ApiApp } from '../api-server.js';
 import { VALIDATE_LIMITS } from './recipients-routes.js';
 
 const cert = (name: Parameters<typeof credentialPaths>[0]) => Certificate.fromDer(readFileSync(credentialPaths(name).certDer));
@@ -33,19 +32,11 @@ interface Recipient {
   steps: { step: string; name: string; result: string }[];
 }
 
-let t: ApiTestContext | undefined;
-let app: ApiApp | undefined;
-afterEach(async () => {
-  await app?.close();
-  await t?.close();
-  app = undefined;
-  t = undefined;
-});
+const server = apiServerPerTest();
 
-async function start(): Promise<{ client: ApiClient; token: string }> {
-  t = await apiTestContext({ dns });
-  app = await buildApiServer(t.ctx);
-  return { client: await ApiClient.forApp(app), token: (await t.key()).token };
+async function start(): Promise<{ client: ApiClient; t: ApiTestContext; token: string }> {
+  const { client, t } = await server.start({ dns });
+  return { client, t, token: (await t.key()).token };
 }
 
 describe('POST /v1/recipients/validate', () => {
@@ -88,9 +79,7 @@ describe('POST /v1/recipients/validate', () => {
   });
 
   it("validates under the sending domain's policy, as the key's first send-as scope by default", async () => {
-    t = await apiTestContext({ dns, domain: { policy: { minRsaBits: 3072 } } });
-    app = await buildApiServer(t.ctx);
-    const client = await ApiClient.forApp(app);
+    const { client, t } = await server.start({ dns, domain: { policy: { minRsaBits: 3072 } } });
     const key = await t.key({ actions: ['validate'], sendAs: [`ehr@${TEST_DOMAIN}`] });
     const r = await client.request('POST', '/v1/recipients/validate', { key: key.token, json: { addresses: ['patient@recipient.test'] } });
     // recipient-rsa has a 2048-bit key: this domain wants 3072.
@@ -111,13 +100,13 @@ describe('POST /v1/recipients/validate', () => {
   });
 
   it('refuses a sender outside the gateway’s domains, more than 50 addresses, none, and what is not an address', async () => {
-    const { client } = await start();
-    const foreign = await t!.key({ actions: ['validate'], sendAs: ['@elsewhere.test'] });
+    const { client, t } = await start();
+    const foreign = await t.key({ actions: ['validate'], sendAs: ['@elsewhere.test'] });
     expect(await client.request('POST', '/v1/recipients/validate', { key: foreign.token, json: { addresses: ['a@b.test'] } })).toMatchObject({
       status: 400,
       body: { detail: 'from: elsewhere.test is not a domain of this gateway' },
     });
-    const { token } = await t!.key();
+    const { token } = await t.key();
     const many = Array.from({ length: VALIDATE_LIMITS.maxAddresses + 1 }, (_, i) => `p${i}@x.test`);
     expect((await client.request('POST', '/v1/recipients/validate', { key: token, json: { addresses: many } })).status).toBe(400);
     expect((await client.request('POST', '/v1/recipients/validate', { key: token, json: { addresses: [] } })).status).toBe(400);
