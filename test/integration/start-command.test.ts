@@ -18,6 +18,10 @@ import { parseMdn } from '../../gateway/mdn/mdn-parser.js';
 import { ensureBuilt, REPO_ROOT } from '../helpers/openssl.js';
 import { credentialPaths } from '../helpers/pki.js';
 import { rawSmtp } from '../helpers/raw-smtp.js';
+import { missingExecutable, requirePeer } from '../helpers/require-peer.js';
+
+/** The banner's and the README's API examples are curl commands, run as a user pastes them. */
+const curl = requirePeer(missingExecutable('curl'));
 
 const HISP = path.join(REPO_ROOT, 'bin', 'hisp.js');
 const work = mkdtempSync(path.join(tmpdir(), 'hisp-start-cmd-'));
@@ -137,7 +141,7 @@ describe('hisp start (embedded default)', () => {
     expect(hisp.stdout() + hisp.stderr()).not.toContain(password);
   });
 
-  it('serves the HTTP API on loopback with the development key, whose file the banner names and whose curl command works', async () => {
+  it.skipIf(curl.skip)(curl.title('serves the HTTP API on loopback with the development key, whose file the banner names and whose curl command works'), async () => {
     const token = readFileSync(path.join(dataDir, 'private', 'api-key'), 'utf8').trim();
     const banner = hisp.stderr();
     const url = /^hisp: HTTP API at (http:\/\/127\.0\.0\.1:\d+), its development key \(id ([0-9a-f]{16})\) in data\/private\/api-key \(mode 0600\):$/m.exec(banner);
@@ -158,7 +162,7 @@ describe('hisp start (embedded default)', () => {
     expect(hisp.stdout()).not.toContain(token.slice(22));
   });
 
-  it('runs the README\'s curl examples of the HTTP API as written (the port and folder of this run put in)', () => {
+  it.skipIf(curl.skip)(curl.title("runs the README's curl examples of the HTTP API as written (the port and folder of this run put in)"), () => {
     const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
     const block = /## HTTP API\n[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)![1]!;
     const port = /^hisp: HTTP API at http:\/\/127\.0\.0\.1:(\d+)/m.exec(hisp.stderr())![1]!;
@@ -322,4 +326,47 @@ describe('hisp start --config', () => {
     expect(api.stderr()).toMatch(/\(1 error\):\n {2}api\.host: 0\.0\.0\.0 is not a loopback address: plain HTTP/);
     expect(api.stdout()).not.toMatch(/listening/);
   }, 30_000);
+
+  it.skipIf(curl.skip)(curl.title('with [api] enabled over HTTPS: the banner gives its URL, and a key made with hisp api-key works at once'), async () => {
+    const tls = credentialPaths('sender-domain');
+    const domain = credentialPaths('recipient-domain');
+    const file = path.join(work, 'api.toml');
+    const serverCert = path.join(REPO_ROOT, 'test/fixtures/trust/tls-server.cert.pem');
+    writeFileSync(
+      file,
+      [
+        `dataDir = ${JSON.stringify(path.join(work, 'api-data'))}`,
+        '[submission]',
+        'enabled = false',
+        '[inbound]',
+        'port = 0',
+        `tlsCert = ${JSON.stringify(tls.chain)}`,
+        `tlsKey = ${JSON.stringify(tls.key)}`,
+        '[api]',
+        'enabled = true',
+        'port = 0',
+        `tlsCert = ${JSON.stringify(serverCert)}`,
+        `tlsKey = ${JSON.stringify(path.join(REPO_ROOT, 'test/fixtures/trust/tls-server.key.pem'))}`,
+        '[[domains]]',
+        'name = "recipient.test"',
+        `anchors = { incoming = [${JSON.stringify(credentialPaths('root-ca').cert)}], outgoing = [${JSON.stringify(credentialPaths('root-ca').cert)}] }`,
+        '[[domains.credentials]]',
+        `key = ${JSON.stringify(domain.key)}`,
+        `cert = ${JSON.stringify(domain.chain)}`,
+        '',
+      ].join('\n'),
+    );
+    const h = startHisp(['start', '--config', file]);
+    try {
+      const m = await waitFor('the "listening" line', () => /^hisp: listening: submission off, inbound \d+, api (\d+) /m.exec(h.stderr()) ?? undefined, 60_000, () => h.stderr());
+      expect(h.stderr()).toContain(`hisp: HTTP API at https://127.0.0.1:${m[1]} (keys: hisp api-key create --config ${file})`);
+      const created = spawnSync(process.execPath, [HISP, 'api-key', 'create', '--config', file, '--name', 'ehr', '--action', 'status'], { cwd: work, env: cleanEnv() });
+      expect(created.status, created.stderr.toString()).toBe(0);
+      const me = spawnSync('curl', ['-s', '--cacert', serverCert, '-H', `Authorization: Bearer ${created.stdout.toString().trim()}`, `https://127.0.0.1:${m[1]}/v1/me`], { cwd: work });
+      expect(JSON.parse(me.stdout.toString())).toMatchObject({ name: 'ehr', actions: ['status'] });
+    } finally {
+      h.child.kill('SIGTERM');
+    }
+    expect((await h.exited).code).toBe(0);
+  }, 60_000);
 });
