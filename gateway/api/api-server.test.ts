@@ -178,6 +178,7 @@ describe('the log', () => {
     await client.request('GET', '/v1/test/bug', { key: token });
     await client.request('GET', '/v1/me', { key: `${token.slice(0, -2)}zz` });
     await client.request('GET', '/v1/me', { headers: { authorization: `Bearer ${token} trailing` } });
+    await client.request('GET', `/v1/me?key=${token}`, { key: token });
     const logs = t.logs();
     const secret = token.slice(22);
     expect(logs).not.toContain(secret);
@@ -194,7 +195,9 @@ describe('the log', () => {
       ['/v1/test/bug', 500, id],
       ['/v1/me', 401, undefined],
       ['/v1/me', 401, undefined],
+      ['/v1/me', 200, id],
     ]);
+    expect(logs).toContain(`/v1/me?key=hisp_${id}_[redacted]`);
     expect(new Set(lines.map((l) => l.requestId)).size).toBe(lines.length);
   });
 });

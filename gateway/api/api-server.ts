@@ -219,7 +219,9 @@ export async function buildApiServer(ctx: ApiContext, options: ApiServerOptions 
     throw new HispError('HISP_API_UNAUTHORIZED', detail ?? 'no valid API key');
   });
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info({ method: request.method, route: request.routeOptions.url, url: request.url.slice(0, 300), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'api request');
+    // A key pasted into a URL by mistake is not logged either (only its public id).
+    const url = request.url.slice(0, 300).replace(/hisp_([0-9a-f]{16})_[A-Za-z0-9_-]+/g, 'hisp_$1_[redacted]');
+    request.log.info({ method: request.method, route: request.routeOptions.url, url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'api request');
   });
 
   await app.register(rateLimit, {
