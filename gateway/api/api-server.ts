@@ -13,6 +13,7 @@ import type { GatewayContext } from '../flows/gateway-context.js';
 import { clientKey } from '../smtp/client-key.js';
 import type { ApiKeyStore } from '../store/api-key-store.js';
 import { assertClosedObjects, CLOSED_PARTS, PROBLEM_MEDIA_TYPE, ProblemSchema } from './api-schemas.js';
+// request.apiKey and the routes' `config.public` (module augmentation).
 import './api-authorization.js';
 import { problemForError } from './problem-mapping.js';
 import { meRoutes } from './routes/me-routes.js';
