@@ -277,6 +277,17 @@ describe('hisp start on a terminal', () => {
   }, 90_000);
 });
 
+/** A local domain for the configurations below: recipient.test, the test root CA anchored both ways. */
+const RECIPIENT_DOMAIN_TOML = [
+  '[[domains]]',
+  'name = "recipient.test"',
+  `anchors = { incoming = [${JSON.stringify(credentialPaths('root-ca').cert)}], outgoing = [${JSON.stringify(credentialPaths('root-ca').cert)}] }`,
+  '[[domains.credentials]]',
+  `key = ${JSON.stringify(credentialPaths('recipient-domain').key)}`,
+  `cert = ${JSON.stringify(credentialPaths('recipient-domain').chain)}`,
+  '',
+];
+
 describe('hisp start --config', () => {
   it('exits 1 with a clear message when the file does not exist', async () => {
     const r = startHisp(['start', '--config', '/nonexistent/hisp.toml']);
@@ -288,7 +299,6 @@ describe('hisp start --config', () => {
 
   it('exits 1 naming the key path of an unknown key, and does not start', async () => {
     const tls = credentialPaths('sender-domain');
-    const domain = credentialPaths('recipient-domain');
     const file = path.join(work, 'bad.toml');
     writeFileSync(
       file,
@@ -301,13 +311,7 @@ describe('hisp start --config', () => {
         '[inbound]',
         'port = 0',
         'maxClient = 5',
-        '[[domains]]',
-        'name = "recipient.test"',
-        `anchors = { incoming = [${JSON.stringify(credentialPaths('root-ca').cert)}], outgoing = [${JSON.stringify(credentialPaths('root-ca').cert)}] }`,
-        '[[domains.credentials]]',
-        `key = ${JSON.stringify(domain.key)}`,
-        `cert = ${JSON.stringify(domain.chain)}`,
-        '',
+        ...RECIPIENT_DOMAIN_TOML,
       ].join('\n'),
     );
     const r = startHisp(['start', '--config', file]);
@@ -329,7 +333,6 @@ describe('hisp start --config', () => {
 
   it.skipIf(curl.skip)(curl.title('with [api] enabled over HTTPS: the banner gives its URL, and a key made with hisp api-key works at once'), async () => {
     const tls = credentialPaths('sender-domain');
-    const domain = credentialPaths('recipient-domain');
     const file = path.join(work, 'api.toml');
     const serverCert = path.join(REPO_ROOT, 'test/fixtures/trust/tls-server.cert.pem');
     writeFileSync(
@@ -347,13 +350,7 @@ describe('hisp start --config', () => {
         'port = 0',
         `tlsCert = ${JSON.stringify(serverCert)}`,
         `tlsKey = ${JSON.stringify(path.join(REPO_ROOT, 'test/fixtures/trust/tls-server.key.pem'))}`,
-        '[[domains]]',
-        'name = "recipient.test"',
-        `anchors = { incoming = [${JSON.stringify(credentialPaths('root-ca').cert)}], outgoing = [${JSON.stringify(credentialPaths('root-ca').cert)}] }`,
-        '[[domains.credentials]]',
-        `key = ${JSON.stringify(domain.key)}`,
-        `cert = ${JSON.stringify(domain.chain)}`,
-        '',
+        ...RECIPIENT_DOMAIN_TOML,
       ].join('\n'),
     );
     const h = startHisp(['start', '--config', file]);
