@@ -15,10 +15,11 @@
 # configuration" the package writes no /etc/postfix/main.cf and its init script starts nothing, so
 # neither systemd nor a running service is needed (CI is a container).
 # Issue 15 (API, documents): chromium, headless, driven by playwright-core (never a downloaded
-# browser) to prove that a rendered C-CDA runs no script and sends no request.
+# browser) to prove that a rendered C-CDA runs no script and sends no request; curl, to run the
+# README's API examples as a user pastes them.
 set -euo pipefail
 # libnet-ssleay-perl and libio-socket-ssl-perl: swaks's STARTTLS (--tls), used to submit to hisp.
-packages=(openssl ca-certificates knot slapd ldap-utils postfix swaks libsasl2-modules libnet-ssleay-perl libio-socket-ssl-perl chromium)
+packages=(openssl ca-certificates knot slapd ldap-utils postfix swaks libsasl2-modules libnet-ssleay-perl libio-socket-ssl-perl chromium curl)
 # Issue 15 (XDM): unzip, a second zip reader (`unzip -t`) for the XDM packages hisp writes.
 packages+=(unzip)
 missing=()

@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCertificates } from '../agent/key-material.js';
 import { verifyPassword } from '../config/password-hash.js';
+import { ApiKeyStore } from '../store/api-key-store.js';
+import { openDatabase } from '../store/database.js';
 import { DomainRegistry } from './domain-registry.js';
 import { DEVELOPMENT_DOMAIN } from './development-domain.js';
-import { DEVELOPMENT_USER, embeddedDefault, type EmbeddedDefault } from './embedded-default.js';
+import { DEVELOPMENT_API_KEY_NAME, DEVELOPMENT_USER, embeddedDefault, type EmbeddedDefault } from './embedded-default.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'hisp-embedded-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -64,6 +66,30 @@ describe('embeddedDefault', () => {
     expect(second.domain.tlsCertificate).toBe(first.domain.tlsCertificate);
   });
 
+  it('API: loopback plain HTTP, the requested port, and a development key kept in a 0600 file, reused while valid', async () => {
+    expect(first.config.api).toMatchObject({ enabled: true, host: '127.0.0.1', port: 5580 });
+    expect(first.config.api.tlsCert).toBeUndefined();
+    expect(first.apiKeyFile).toBe(join(dataDir, 'private', 'api-key'));
+    expect(statSync(first.apiKeyFile).mode & 0o777).toBe(0o600);
+    expect(second.apiKeyId).toBe(first.apiKeyId);
+    const token = readFileSync(first.apiKeyFile, 'utf8').trim();
+    const db = openDatabase({ dataDir });
+    try {
+      const keys = new ApiKeyStore(db);
+      const check = keys.authenticate(token, Date.now());
+      expect(check).toMatchObject({ ok: true, key: { id: first.apiKeyId, name: DEVELOPMENT_API_KEY_NAME, sendAs: [`@${DEVELOPMENT_DOMAIN}`], mailboxes: [`@${DEVELOPMENT_DOMAIN}`] } });
+      expect(check.ok && [...check.key.actions].sort()).toEqual(['receive', 'send', 'status', 'validate']);
+      // Revoked by the operator: the next start makes a new one (the file always holds a working key).
+      await keys.revoke(first.apiKeyId, Date.now());
+    } finally {
+      await db.close();
+    }
+    const third = await embeddedDefault(dataDir, { submission: 0, inbound: 0, api: 0 }, {});
+    expect(third.apiKeyId).not.toBe(first.apiKeyId);
+    expect(third.config.api.port).toBe(0);
+    expect(readFileSync(first.apiKeyFile, 'utf8').trim()).not.toBe(token);
+  });
+
   it('one catch-all domain with the development CA as incoming and outgoing anchor, data in the given folder', () => {
     expect(first.config.dataDir).toBe(dataDir);
     expect(first.config.domains).toHaveLength(1);
@@ -93,10 +119,11 @@ describe('embeddedDefault', () => {
     expect(Object.isFrozen(first.config.submission.users)).toBe(true);
   });
 
-  it('uses the default ports 5587 and 5525 when none are given, and ignores HISP_DATA_DIR', async () => {
+  it('uses the default ports 5587, 5525 and 5580 when none are given, and ignores HISP_DATA_DIR', async () => {
     const d = await embeddedDefault(dataDir, {}, { HISP_DATA_DIR: join(dataDir, 'elsewhere') });
     expect(d.config.submission.port).toBe(5587);
     expect(d.config.inbound.port).toBe(5525);
+    expect(d.config.api.port).toBe(5580);
     expect(d.config.dataDir).toBe(dataDir);
   });
 

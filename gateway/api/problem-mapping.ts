@@ -95,6 +95,9 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<HispErrorCode, number>> = {
   HISP_API_PAYLOAD_TOO_LARGE: 413,
   HISP_API_IDEMPOTENCY_CONFLICT: 422,
   HISP_API_RATE_LIMITED: 429,
+  HISP_API_NO_ROUTE: 404,
+  HISP_API_METHOD_NOT_ALLOWED: 405, // RFC 9110 §15.5.6: with an Allow field
+  HISP_API_UNAVAILABLE: 503,
 };
 
 /** Codes whose message is about hisp itself (files, keys, configuration): never shown to a client. */

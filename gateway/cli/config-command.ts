@@ -133,7 +133,7 @@ function summarize(config: HispConfig): ConfigSummary {
     listeners: {
       submission: listenerText(s, s.requireTls ? 'STARTTLS required' : s.tlsCert ? 'STARTTLS offered' : 'no TLS'),
       inbound: listenerText(i, i.requireTls ? 'STARTTLS required' : i.tlsCert ? 'STARTTLS offered' : 'no TLS'),
-      api: listenerText(config.api),
+      api: listenerText(config.api, config.api.tlsCert ? 'HTTPS' : 'plain HTTP, loopback'),
     },
   };
 }

@@ -5,6 +5,7 @@ import { Option } from 'commander';
 import { loadConfig } from '../config/load-config.js';
 import { HispError, isHispError } from '../core/errors.js';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
+import { ApiKeyStore } from '../store/api-key-store.js';
 import { openDatabase, type HispDatabase } from '../store/database.js';
 import { DiskReserve } from '../store/disk-reserve.js';
 import { QuarantineStore } from '../store/quarantine-store.js';
@@ -25,6 +26,7 @@ export interface OperatorStores {
   queue: SqliteQueue;
   quarantine: QuarantineStore;
   tracking: TrackingStore;
+  apiKeys: ApiKeyStore;
   /** The data folder's disk reserve (released when the disk is full, see openOperatorStores). */
   reserve: DiskReserve;
   /** Commits what is pending and closes the database. */
@@ -111,6 +113,7 @@ export function openOperatorStores(flags: DataFlags, env: NodeJS.ProcessEnv = pr
       queue,
       quarantine: new QuarantineStore(db, queue.messages, { reserve }),
       tracking: new TrackingStore(db),
+      apiKeys: new ApiKeyStore(db),
       reserve,
       close: async () => {
         await db.close();

@@ -7,6 +7,7 @@ import { HispError } from '../core/errors.js';
 import { CertificateDiscovery, type DiscoveryStep } from '../discovery/certificate-discovery.js';
 import { DnsClient } from '../discovery/dns-client.js';
 import { discoverRecipient, type RecipientDiscovery } from '../flows/discover-recipient.js';
+import { checkRecipient, type RecipientCheck } from '../flows/recipient-check.js';
 import { createTrustServices, type TrustServices } from '../flows/trust-services.js';
 import { resolvePolicy, type CertificatePolicy } from '../policy/cert-policy.js';
 import { createHttpFetcher, FETCH_DEFAULTS } from '../trust/http-fetch.js';
@@ -169,8 +170,8 @@ export function registerDiscover(program: Command): void {
     });
 }
 
-/** The --json report of a discovery. */
-function reportOf(address: DirectAddress, result: RecipientDiscovery): DiscoverReport {
+/** The --json report of a discovery (or of the check of a local recipient, with --config). */
+function reportOf(address: DirectAddress, result: RecipientDiscovery | RecipientCheck): DiscoverReport {
   return {
     address: address.toString(),
     status: result.status,
@@ -275,28 +276,7 @@ async function discoverAsGateway(
       fetch: services.fetchLimits,
       fetchPolicy: services.fetchPolicy,
     };
-    if (localRecipient) {
-      const accepted = registry.acceptance(address.toString()) === 'accept';
-      const certificates = accepted ? registry.encryptionCertificates(address.domain) : [];
-      const report: DiscoverReport = {
-        address: address.toString(),
-        status: accepted ? 'selected' : 'none',
-        selected: certificates.map((c) => ({ sha256: c.sha256, binding: 'domain', source: 'local', subject: c.subject, notAfter: c.notAfter.toISOString(), basis: 'local' })),
-        rejected: [],
-        steps: [],
-        ...(accepted ? {} : { code: 'HISP_SMTP_UNKNOWN_RECIPIENT' }),
-        view,
-      };
-      return { report, reason: accepted ? undefined : `${address.toString()} is not an address of the local domain ${address.domain}` };
-    }
-    const result = await discoverRecipient(address, {
-      discovery: services.discovery,
-      validator: services.validator,
-      anchors,
-      policy,
-      ...(options.at ? { at: options.at } : {}),
-      patientDirected: options.patientDirected,
-    });
+    const result = await checkRecipient(address, from, services, { ...(options.at ? { at: options.at } : {}), patientDirected: options.patientDirected });
     return { report: { ...reportOf(address, result), view }, reason: result.reason };
   } finally {
     registry.stopBundles();

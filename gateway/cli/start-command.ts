@@ -10,14 +10,16 @@ import { EXIT } from './exit-codes.js';
 import { tuneHeapForThroughput } from './heap-tuning.js';
 import { startedByNpm, watchParent, type ParentWatch } from './parent-watch.js';
 
-/** Where the banner shows the submission port, known only once listening (--submission-port 0). */
+/** Where the banner shows the submission port and the API's URL, known only once listening (--…-port 0). */
 const SUBMISSION_PORT = '{submission-port}';
+const API_URL = '{api-url}';
 
 interface StartFlags {
   dataDir?: string;
   config?: string;
   submissionPort?: string;
   inboundPort?: string;
+  apiPort?: string;
 }
 
 function portFlag(value: string | undefined, flag: string): number | undefined {
@@ -41,13 +43,14 @@ export function registerStart(program: Command): void {
       'Runs the HISP: submission and inbound SMTP listeners, relay and receive workers, MDN/DSN tracking. ' +
         'Without --config (and without $HISP_CONFIG), runs the embedded default: a data folder (./hisp-data, or ' +
         '--data-dir, or $HISP_DATA_DIR) with a development Direct domain (direct.localhost), its CA and keys (mode ' +
-        '0600), submission on 127.0.0.1:5587 (STARTTLS, AUTH as "dev") and inbound on 127.0.0.1:5525, and prints ' +
-        'how to send a first message. SIGTERM/SIGINT stop it cleanly.',
+        '0600), submission on 127.0.0.1:5587 (STARTTLS, AUTH as "dev"), inbound on 127.0.0.1:5525 and the HTTP API ' +
+        'on 127.0.0.1:5580 (its key in the data folder), and prints how to send a first message. SIGTERM/SIGINT stop it cleanly.',
     )
     .option('--config <file>', 'configuration file (TOML; see config/hisp.example.toml); default $HISP_CONFIG')
     .option('--data-dir <dir>', 'data folder of the embedded default (default ./hisp-data or $HISP_DATA_DIR)')
     .option('--submission-port <port>', 'embedded default: submission port (default 5587; 0: any free port)')
     .option('--inbound-port <port>', 'embedded default: inbound port (default 5525; 0: any free port)')
+    .option('--api-port <port>', 'embedded default: HTTP API port (default 5580; 0: any free port)')
     .action(async (flags: StartFlags) => {
       // Taken first: the parent pid hisp was started under (see parent-watch.ts).
       const initialParent = process.ppid;
@@ -62,9 +65,13 @@ export function registerStart(program: Command): void {
       const configFile = flags.config ?? (process.env.HISP_CONFIG || undefined);
       let config: HispConfig;
       let banner: string;
-      const ports = { submission: portFlag(flags.submissionPort, '--submission-port'), inbound: portFlag(flags.inboundPort, '--inbound-port') };
+      const ports = {
+        submission: portFlag(flags.submissionPort, '--submission-port'),
+        inbound: portFlag(flags.inboundPort, '--inbound-port'),
+        api: portFlag(flags.apiPort, '--api-port'),
+      };
       if (configFile !== undefined) {
-        if (ports.submission !== undefined || ports.inbound !== undefined) throw new HispError('HISP_USAGE', 'with --config, set the ports in the configuration file');
+        if (ports.submission !== undefined || ports.inbound !== undefined || ports.api !== undefined) throw new HispError('HISP_USAGE', 'with --config, set the ports in the configuration file');
         const report = inspectConfig(configFile);
         for (const w of report.warnings) process.stderr.write(`hisp: warning: ${w.path}: ${w.message}\n`);
         config = report.config;
@@ -74,6 +81,7 @@ export function registerStart(program: Command): void {
         const dev = await embeddedDefault(dataDir, {
           ...(ports.submission !== undefined ? { submission: ports.submission } : {}),
           ...(ports.inbound !== undefined ? { inbound: ports.inbound } : {}),
+          ...(ports.api !== undefined ? { api: ports.api } : {}),
         });
         config = dev.config;
         const rel = (p: string) => relative(process.cwd(), p) || '.';
@@ -86,8 +94,12 @@ export function registerStart(program: Command): void {
           'hisp: send a first message (it is signed, encrypted, decrypted, verified and delivered to a Maildir, with an MDN back):\n\n' +
           `  swaks --server 127.0.0.1:${SUBMISSION_PORT} --tls --auth-user ${dev.username} --auth-password "$(cat ${shellQuote(rel(dev.passwordFile))})" \\\n` +
           `    --from provider@${d} --to patient@${d} --header 'Subject: Hello Direct'\n\n` +
-          `hisp: then look in ${rel(dataDir)}/maildir/patient@${d}/new (the message) and ${rel(dataDir)}/maildir/provider@${d}/new (the MDN)\n`;
+          `hisp: then look in ${rel(dataDir)}/maildir/patient@${d}/new (the message) and ${rel(dataDir)}/maildir/provider@${d}/new (the MDN)\n` +
+          // The key itself is never printed either: the command reads it from its file.
+          `hisp: HTTP API at ${API_URL}, its development key (id ${dev.apiKeyId}) in ${rel(dev.apiKeyFile)} (mode 0600):\n\n` +
+          `  curl -s -H "Authorization: Bearer $(cat ${shellQuote(rel(dev.apiKeyFile))})" ${API_URL}/v1/me\n\n`;
       }
+      if (configFile !== undefined && config.api.enabled) banner += `hisp: HTTP API at ${API_URL} (keys: hisp api-key create --config ${shellQuote(configFile)})\n`;
       // Logs on stdout, one JSON object per line (journald, a log shipper, `| jq`), readable lines
       // when stdout is a terminal; the banner and every other message for a person on stderr, so
       // that the log stream is never mixed with them (README.md, "Output").
@@ -95,9 +107,9 @@ export function registerStart(program: Command): void {
       // Before the gateway allocates: V8 heap sizing for a long-running server (heap-tuning.ts).
       tuneHeapForThroughput();
       const gateway = await HispGateway.start({ config, logger });
-      process.stderr.write(banner.replace(SUBMISSION_PORT, String(gateway.submissionPort ?? config.submission.port)));
+      process.stderr.write(banner.replace(SUBMISSION_PORT, String(gateway.submissionPort ?? config.submission.port)).replaceAll(API_URL, gateway.apiUrl ?? ''));
       process.stderr.write(
-        `hisp: listening: submission ${gateway.submissionPort ?? 'off'}, inbound ${gateway.inboundPort ?? 'off'} (SIGTERM or Ctrl-C to stop)\n`,
+        `hisp: listening: submission ${gateway.submissionPort ?? 'off'}, inbound ${gateway.inboundPort ?? 'off'}, api ${gateway.apiPort ?? 'off'} (SIGTERM or Ctrl-C to stop)\n`,
       );
       await new Promise<void>((resolveStop) => {
         void stop.then((why) => {

@@ -102,7 +102,7 @@ describe('loadConfig: a valid configuration', () => {
       maxClients: 100,
       perClient: { maxConnections: 20, messagesPerMinute: 600, bytesPerMinute: 1024 ** 3 },
     });
-    expect(c.api).toEqual({ enabled: false, host: '127.0.0.1', port: 5580 });
+    expect(c.api).toEqual({ enabled: false, host: '127.0.0.1', port: 5580, bodyLimitBytes: 1024 * 1024, rateLimit: { perKeyPerMinute: 600, perClientPerMinute: 60 } });
     expect(c.queue).toEqual({ retrySchedule: [1, 5, 15, 30, 60, 120, 240], giveUpHours: 24, workers: 20, wrapThreads: availableParallelism() > 1 ? 1 : 0, largeMessageMemoryBytes: 64 * 1024 * 1024 });
     expect(c.dedupe).toEqual({ windowHours: 72 });
     expect(c.quarantine).toEqual({ retentionDays: 30, maxBytes: 2 * 1024 ** 3, reserveBytes: 32 * 1024 * 1024 });
@@ -440,9 +440,25 @@ describe('loadConfig: every class of error names its key path', () => {
     expectError(minimal('', '[api]\nenabled = true\nport = 5525\nhost = "127.0.0.1"\n'), 'api.port', 'already used by the inbound listener (0.0.0.0:5525)');
   });
 
-  it('refuses api.enabled = true: [api] is reserved for the coming HTTP API and nothing would listen', () => {
-    expectError(minimal('', '[api]\nenabled = true\n'), 'api.enabled', 'the HTTP API is not available in this release');
-    expect(load(minimal('', '[api]\nenabled = false\nport = 5580\n')).api.enabled).toBe(false);
+  it('[api]: plain HTTP on loopback only, HTTPS with a certificate and key that go together, bounded limits', () => {
+    for (const host of ['127.0.0.1', '127.8.9.10', '::1', 'localhost']) {
+      expect(load(minimal('', `[api]\nenabled = true\nhost = "${host}"\n`)).api).toMatchObject({ enabled: true, host });
+    }
+    expectError(minimal('', '[api]\nenabled = true\nhost = "0.0.0.0"\n'), 'api.host', '0.0.0.0 is not a loopback address: plain HTTP');
+    expectError(minimal('', '[api]\nenabled = true\nhost = "10.1.2.3"\n'), 'api.host', 'give tlsCert and tlsKey for HTTPS');
+    // Off, a public host without TLS is no risk: nothing listens.
+    expect(load(minimal('', '[api]\nhost = "0.0.0.0"\n')).api.enabled).toBe(false);
+    const tls = `tlsCert = ${q(pem('recipient-rsa').cert)}\ntlsKey = ${q(pem('recipient-rsa').key)}\n`;
+    expect(load(minimal('', `[api]\nenabled = true\nhost = "0.0.0.0"\n${tls}`)).api).toMatchObject({ host: '0.0.0.0', tlsCert: pem('recipient-rsa').cert, tlsKey: pem('recipient-rsa').key });
+    expectError(minimal('', `[api]\nenabled = true\ntlsCert = ${q(pem('recipient-rsa').cert)}\n`), 'api.tlsKey', 'tlsCert and tlsKey go together');
+    expectError(minimal('', `[api]\ntlsCert = ${q(pem('recipient-rsa').cert)}\ntlsKey = ${q(pem('sender-rsa').key)}\n`), 'api', 'HISP_KEY_MISMATCH');
+    expectError(minimal('', '[api]\nbodyLimitBytes = 10\n'), 'api.bodyLimitBytes', 'must be from 1024 to');
+    expectError(minimal('', '[api.rateLimit]\nperKeyPerMinute = 0\n'), 'api.rateLimit.perKeyPerMinute', 'must be from 1 to');
+    expectError(minimal('', '[api.rateLimit]\nperClient = 5\n'), 'api.rateLimit.perClient', 'unknown key');
+    expect(load(minimal('', '[api]\nbodyLimitBytes = 4096\n[api.rateLimit]\nperKeyPerMinute = 5\nperClientPerMinute = 2\n')).api).toMatchObject({
+      bodyLimitBytes: 4096,
+      rateLimit: { perKeyPerMinute: 5, perClientPerMinute: 2 },
+    });
   });
 
   it('cross-references: addresses of their domain, users of local addresses, secrets and URLs', () => {

@@ -9,6 +9,7 @@ import { HispError, isHispError } from '../core/errors.js';
 import { DnsClient } from '../discovery/dns-client.js';
 import { resolvePolicy } from '../policy/cert-policy.js';
 import { readAnchorFile } from '../trust/anchor-store.js';
+import { MAX_RATE_PER_MINUTE } from '../store/api-key-store.js';
 import { parseAddressRange } from '../trust/fetch-address-policy.js';
 import { Issues, Section, childPath, indexPath, type ConfigIssue } from './config-reader.js';
 import { parsePasswordHash } from './password-hash.js';
@@ -176,16 +177,7 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
   const inbound = readListener(inboundSection, DEFAULTS.inbound, ctx);
   inboundSection.done();
   const apiSection = root.section('api');
-  const api: ApiConfig = {
-    enabled: apiSection.bool('enabled', DEFAULTS.api.enabled),
-    host: readHost(apiSection, 'host', DEFAULTS.api.host),
-    port: apiSection.port('port', DEFAULTS.api.port),
-  };
-  // [api] is reserved for the HTTP API of the next release: nothing listens yet, so a configuration
-  // that turns it on is refused rather than accepted and silently ignored (issue 14, item 13).
-  if (api.enabled) {
-    issues.error(apiSection.at('enabled'), 'the HTTP API is not available in this release (nothing would listen): set enabled = false or remove [api]');
-  }
+  const api = readApi(apiSection, ctx);
   apiSection.done();
 
   const domainSections = root.sections('domains');
@@ -375,6 +367,35 @@ function readListener(s: Section, d: typeof DEFAULTS.submission | typeof DEFAULT
     for (const c of loaded) warnValidity(ctx, s.at('tlsCert'), c.certificate);
   }
   return listener;
+}
+
+/**
+ * `[api]`: HTTPS with the configured certificate, or plain HTTP on a loopback host only (issue 15):
+ * an API key in clear on a network is a key anyone on the path can use.
+ */
+function readApi(s: Section, ctx: Context): ApiConfig {
+  const d = DEFAULTS.api;
+  const enabled = s.bool('enabled', d.enabled);
+  const host = readHost(s, 'host', d.host);
+  const port = s.port('port', d.port);
+  const tlsCert = s.optFile('tlsCert');
+  const tlsKey = s.optFile('tlsKey');
+  if (s.has('tlsCert') !== s.has('tlsKey')) {
+    s.issues.error(s.at(s.has('tlsCert') ? 'tlsKey' : 'tlsCert'), 'missing: tlsCert and tlsKey go together');
+  } else if (enabled && !s.has('tlsCert') && !isLoopback(host)) {
+    s.issues.error(s.at('host'), `${host} is not a loopback address: plain HTTP (no tlsCert and tlsKey) is served on loopback only (127.0.0.1, ::1, localhost); give tlsCert and tlsKey for HTTPS`);
+  }
+  if (tlsCert !== undefined && tlsKey !== undefined) {
+    for (const c of tryLoadCredentials(ctx.issues, s.path, { key: tlsKey, cert: tlsCert, keyKey: 'tlsKey', certKey: 'tlsCert' })) warnValidity(ctx, s.at('tlsCert'), c.certificate);
+  }
+  const bodyLimitBytes = s.int('bodyLimitBytes', d.bodyLimitBytes, 1024, 1024 ** 3);
+  const limits = s.section('rateLimit');
+  const rateLimit = {
+    perKeyPerMinute: limits.int('perKeyPerMinute', d.rateLimit.perKeyPerMinute, 1, MAX_RATE_PER_MINUTE),
+    perClientPerMinute: limits.int('perClientPerMinute', d.rateLimit.perClientPerMinute, 1, MAX_RATE_PER_MINUTE),
+  };
+  limits.done();
+  return { enabled, host, port, ...(tlsCert !== undefined ? { tlsCert } : {}), ...(tlsKey !== undefined ? { tlsKey } : {}), bodyLimitBytes, rateLimit };
 }
 
 function readPerClient(s: Section, d: PerClientLimitsConfig): PerClientLimitsConfig {

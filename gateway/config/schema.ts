@@ -152,10 +152,33 @@ export interface SubmissionConfig extends SmtpListenerConfig {
 
 export type InboundConfig = SmtpListenerConfig;
 
+/** The HTTP API (issue 15): its listener, body limit and rate limits. Files are absolute paths. */
 export interface ApiConfig {
   readonly enabled: boolean;
   readonly host: string;
+  /** 0: any free port (tests). */
   readonly port: number;
+  /**
+   * The HTTPS certificate (PEM, chain after the leaf) and its key. Both or neither: without them the
+   * API speaks plain HTTP, which only a loopback host may serve (an API key must never cross a
+   * network in clear).
+   */
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  /** The largest request body of a route that sets no limit of its own; beyond it, 413. */
+  readonly bodyLimitBytes: number;
+  readonly rateLimit: ApiRateLimitConfig;
+}
+
+/** Requests a minute (@fastify/rate-limit, a fixed one-minute window); beyond, 429 with Retry-After. */
+export interface ApiRateLimitConfig {
+  /** Per API key, unless the key has a rate of its own (`hisp api-key create --rate-per-minute`). */
+  readonly perKeyPerMinute: number;
+  /**
+   * Per client (an IPv4 address, or an IPv6 /64) for requests without a valid key: wrong keys,
+   * unknown routes, /openapi.json. A guesser of keys meets this limit, not a key's.
+   */
+  readonly perClientPerMinute: number;
 }
 
 export interface CredentialConfig {
@@ -425,7 +448,9 @@ export const DEFAULTS = {
     // relays more from several addresses; raise it for a known peer's busy gateway).
     perClient: { maxConnections: 20, messagesPerMinute: 600, bytesPerMinute: 1024 * MiB },
   },
-  api: { enabled: false, host: '127.0.0.1', port: 5580 },
+  // 1 MiB: fastify's default, ample for JSON that carries no documents; 600 requests a minute (10
+  // a second, sustained) per key; 60 a minute per client without a valid key.
+  api: { enabled: false, host: '127.0.0.1', port: 5580, bodyLimitBytes: MiB, rateLimit: { perKeyPerMinute: 600, perClientPerMinute: 60 } },
   credential: { use: 'both' as CredentialUse, retired: false },
   bundle: { refreshHours: 24, direction: 'both' as BundleDirection },
   policy: {

@@ -93,7 +93,10 @@ export const ERROR_CODES = {
   HISP_API_UNSUPPORTED_MEDIA_TYPE: 'The request body is of a media type the route does not take (HTTP 415).',
   HISP_API_PAYLOAD_TOO_LARGE: 'The request body, a file or a document exceeds the API\'s size limits (HTTP 413).',
   HISP_API_IDEMPOTENCY_CONFLICT: 'The Idempotency-Key was used before with another request body, or its first request is still in progress (HTTP 422 or 409).',
-  HISP_API_RATE_LIMITED: 'The API key made more requests than it may within the window: try again after Retry-After (HTTP 429).',
+  HISP_API_RATE_LIMITED: 'The API key (or, before a valid key, the client address) made more requests than it may within the minute: try again after Retry-After (HTTP 429).',
+  HISP_API_NO_ROUTE: 'No route of the API has this path (HTTP 404): see /openapi.json for the routes.',
+  HISP_API_METHOD_NOT_ALLOWED: 'The path exists, but not with this method (HTTP 405; the Allow header lists the methods it takes).',
+  HISP_API_UNAVAILABLE: 'The API is stopping and takes no new request: try again after Retry-After, at this or another node (HTTP 503).',
 } as const;
 
 export type HispErrorCode = keyof typeof ERROR_CODES;

@@ -6,40 +6,24 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Certificate } from '../core/certificate.js';
 import { DirectAddress } from '../core/direct-address.js';
-import { CERT_TYPES, type CertRecord } from '../discovery/cert-record.js';
-import { CertificateDiscovery, type DiscoveryDns } from '../discovery/certificate-discovery.js';
+import type { CertRecord } from '../discovery/cert-record.js';
+import { CertificateDiscovery } from '../discovery/certificate-discovery.js';
 import type { SrvRecord } from '../discovery/srv-order.js';
 import { resolvePolicy } from '../policy/cert-policy.js';
 import { createHttpFetcher, FETCH_DEFAULTS } from '../trust/http-fetch.js';
 import type { FetchBudget } from '../trust/fetch-budget.js';
 import { TrustValidator } from '../trust/trust-validator.js';
 import { credentialPaths } from '../../test/helpers/pki.js';
+import { ipkixRecord, pkixRecord, scriptedDns as dnsFromTables } from '../../test/helpers/scripted-dns.js';
 import { discoverRecipient } from './discover-recipient.js';
 
 const cert = (name: Parameters<typeof credentialPaths>[0]) => Certificate.fromDer(readFileSync(credentialPaths(name).certDer));
 const root = cert('root-ca');
 const patient = DirectAddress.parse('patient@recipient.test');
 
-/** DNS answers from a table; anything else is NXDOMAIN. */
-function scriptedDns(cert: Record<string, CertRecord[]>, srv: Record<string, SrvRecord[]> = {}, authenticated = false): DiscoveryDns {
-  return {
-    query: ((name: string, type: 'CERT' | 'SRV') => {
-      const records = (type === 'CERT' ? cert[name] : srv[name]) ?? [];
-      return Promise.resolve({ status: records.length ? 'ok' : 'nxdomain', records, authenticated, transport: 'udp' });
-    }) as DiscoveryDns['query'],
-    // Every host is 127.0.0.1 (net.connect asks for all addresses when it may try several families).
-    lookupFunction: () => (_host, options, callback) => {
-      if (typeof options === 'object' && options.all) {
-        (callback as (e: Error | null, a: { address: string; family: number }[]) => void)(null, [{ address: '127.0.0.1', family: 4 }]);
-      } else {
-        ((typeof options === 'function' ? options : callback) as (e: Error | null, a: string, f: number) => void)(null, '127.0.0.1', 4);
-      }
-    },
-  };
-}
-
-const pkix = (c: Certificate): CertRecord => ({ certType: CERT_TYPES.PKIX, keyTag: 0, algorithm: 0, data: c.der });
-const ipkix = (url: string): CertRecord => ({ certType: CERT_TYPES.IPKIX, keyTag: 0, algorithm: 0, data: Buffer.from(url) });
+const scriptedDns = (cert: Record<string, CertRecord[]>, srv: Record<string, SrvRecord[]> = {}, authenticated = false) => dnsFromTables(cert, srv, { authenticated });
+const pkix = pkixRecord;
+const ipkix = ipkixRecord;
 
 let server: Server;
 let base = '';

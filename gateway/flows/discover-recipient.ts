@@ -22,6 +22,9 @@ export interface RejectedCertificate {
   /** Undefined only when the published bytes were not a certificate at all. */
   certificate: Certificate | undefined;
   sha256: string;
+  /** Where it was published: DNS or LDAP, at the address or at its domain (R-DIS-3, R-DIS-4). */
+  source: 'dns' | 'ldap';
+  binding: Binding;
   code: HispErrorCode;
   reason: string;
   transient: boolean;
@@ -95,7 +98,7 @@ export async function discoverRecipient(address: DirectAddress, options: Discove
       selected.push({ certificate: cert, binding, source: found.source, basis: d.basis, anchor: d.anchor, warnings: d.warnings });
     } catch (err) {
       if (!(err instanceof HispError)) throw err;
-      rejected.push({ certificate: cert, sha256, code: err.code, reason: err.message, transient: err.transient });
+      rejected.push({ certificate: cert, sha256, source: found.source, binding: found.binding, code: err.code, reason: err.message, transient: err.transient });
     }
   }
   if (selected.length > 0) return { ...base, status: 'selected', selected, rejected };

@@ -6,12 +6,14 @@ import type { Logger } from 'pino';
 import type { HispConfig } from '../config/schema.js';
 import { createLogger } from '../core/logger.js';
 import { WrapPool } from '../agent/wrap-pool.js';
+import { ApiListener } from '../api/api-listener.js';
 import { SmtpConnectionCache } from '../delivery/smtp-relay.js';
 import { RetrySchedule } from '../queue/retry-schedule.js';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
 import { inboundHandlers } from '../smtp/inbound-edge.js';
 import { SmtpListener } from '../smtp/smtp-listener.js';
 import { submissionHandlers } from '../smtp/submission-edge.js';
+import { ApiKeyStore } from '../store/api-key-store.js';
 import { DataFolderLock } from '../store/data-folder-lock.js';
 import { openDatabase } from '../store/database.js';
 import { DiskReserve } from '../store/disk-reserve.js';
@@ -37,7 +39,7 @@ export interface HispGatewayOptions {
   relayTls?: ConnectionOptions;
   /** How often idle workers look for due work (deferred deliveries, MDN time-outs); default 1000 ms. */
   pollIntervalMs?: number;
-  /** How long stop() lets open SMTP sessions finish; default 30 s. */
+  /** How long stop() lets open SMTP sessions and API requests finish; default 30 s. */
   closeTimeoutMs?: number;
   /** Retry jitter (tests: `(ms) => ms`). */
   jitter?: (delayMs: number) => number;
@@ -75,6 +77,8 @@ export class HispGateway {
   readonly ctx: GatewayContext;
   private readonly listeners: { submission?: SmtpListener; inbound?: SmtpListener } = {};
   private readonly addresses: { submission?: AddressInfo; inbound?: AddressInfo } = {};
+  /** The HTTP API, when `[api] enabled`. */
+  private api: ApiListener | undefined;
   private readonly waiters: Record<Direction | 'notifier', (() => void)[]> = { outbound: [], inbound: [], notifier: [] };
   /** Relay workers waiting for work, the one idle last at the end: each can be handed a message (claimRelay). */
   private readonly idleRelays: IdleRelay[] = [];
@@ -211,7 +215,21 @@ export class HispGateway {
       this.listeners.inbound = new SmtpListener(config.inbound, inboundHandlers(this.ctx), { ...common, name: 'inbound', auth: false });
       this.addresses.inbound = await this.listeners.inbound.listen();
     }
+    if (config.api.enabled) {
+      const apiKeys = new ApiKeyStore(this.ctx.db, { onTouchFailure: (err) => logger.warn({ err: describeError(err) }, "could not record an API key's last use") });
+      this.api = await ApiListener.start({ ...this.ctx, apiKeys }, this.options.closeTimeoutMs !== undefined ? { closeTimeoutMs: this.options.closeTimeoutMs } : {});
+      logger.info({ url: this.api.url }, 'HTTP API listening');
+    }
     logger.info({ domains: this.ctx.registry.names, workers: config.queue.workers, dataDir: config.dataDir }, 'hisp gateway started');
+  }
+
+  /** Where the HTTP API listens (`http://127.0.0.1:5580`), when it does. */
+  get apiUrl(): string | undefined {
+    return this.api?.url;
+  }
+
+  get apiPort(): number | undefined {
+    return this.api?.port;
   }
 
   get submissionPort(): number | undefined {
@@ -411,7 +429,8 @@ export class HispGateway {
     try {
       if (this.housekeeping) clearInterval(this.housekeeping);
       clearTimeout(this.notifierWake);
-      await Promise.all([this.listeners.submission?.close(), this.listeners.inbound?.close()]);
+      // No new sessions or requests; those in progress finish (bounded by closeTimeoutMs) before the store closes.
+      await Promise.all([this.listeners.submission?.close(), this.listeners.inbound?.close(), this.api?.close()]);
       for (const key of ['outbound', 'inbound', 'notifier'] as const) for (const w of this.waiters[key].splice(0)) w();
       for (const w of this.stopWaiters.splice(0)) w();
       await Promise.all(this.loops);

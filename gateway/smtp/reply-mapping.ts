@@ -80,6 +80,9 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_API_PAYLOAD_TOO_LARGE: { code: 552, enhanced: '5.3.4' },
   HISP_API_IDEMPOTENCY_CONFLICT: { code: 550, enhanced: '5.0.0' },
   HISP_API_RATE_LIMITED: { code: 451, enhanced: '4.7.0' },
+  HISP_API_NO_ROUTE: { code: 500, enhanced: '5.5.1' }, // HTTP only; the nearest SMTP notion: command unrecognized
+  HISP_API_METHOD_NOT_ALLOWED: { code: 502, enhanced: '5.5.1' }, // HTTP only; command not implemented
+  HISP_API_UNAVAILABLE: { code: 421, enhanced: '4.3.2' }, // HTTP only; system not accepting network messages
 };
 
 /** Any error to an SMTP reply; errors that are not HispErrors are local failures (451 4.3.0). */

@@ -4,6 +4,7 @@ import { MimeEntity } from '../mime/mime-entity.js';
 import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { SubmissionUser } from '../config/schema.js';
+import { addressInScopes } from '../core/address-scope.js';
 import { DirectAddress, MAX_ADDRESS_FIELD } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { rfc5322Date } from '../core/rfc5322-date.js';
@@ -18,17 +19,7 @@ import type { SmtpEdgeHandlers, SmtpTransaction } from './smtp-listener.js';
 
 /** True when `user` may send as `address`: listed as such, or `@domain` of its domain (case-insensitive). */
 export function mayUse(user: SubmissionUser, address: string): boolean {
-  let a: DirectAddress;
-  try {
-    a = DirectAddress.parse(address);
-  } catch {
-    return false;
-  }
-  const full = a.toString().toLowerCase();
-  return user.mayUseAddresses.some((m) => {
-    const x = m.toLowerCase();
-    return x.startsWith('@') ? x.slice(1) === a.domain : x === full;
-  });
+  return addressInScopes(user.mayUseAddresses, address);
 }
 
 /** A scrypt hash to verify against for unknown users, so that the reply time does not tell which user names exist. */

@@ -380,4 +380,26 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 9,
+    description: 'API keys: a hash of each secret, the key\'s scopes and rate',
+    up: `
+      -- The keys of the HTTP API (api-key-store.ts, issue 15). The key itself is shown once, when
+      -- created: only the SHA-256 of its secret part is kept. id is its public part; actions,
+      -- send_as and mailboxes its scopes (JSON arrays); rate_per_minute NULL: [api.rateLimit]'s.
+      -- A revoked key stays listed with the time of its revocation.
+      CREATE TABLE api_keys (
+        id              TEXT PRIMARY KEY,
+        name            TEXT NOT NULL,
+        secret_sha256   BLOB NOT NULL,
+        actions         TEXT NOT NULL,
+        send_as         TEXT NOT NULL,
+        mailboxes       TEXT NOT NULL,
+        rate_per_minute INTEGER,
+        created_at      INTEGER NOT NULL,
+        revoked_at      INTEGER,
+        last_used_at    INTEGER
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

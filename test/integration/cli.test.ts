@@ -48,7 +48,7 @@ describe('the development domain of the embedded default', () => {
 
   it('answers --help for every verb', () => {
     const verbs = buildProgram().commands.map((c) => c.name());
-    expect(verbs).toEqual(expect.arrayContaining(['start', 'wrap', 'unwrap', 'discover', 'config', 'status', 'queue', 'quarantine', 'send', 'render']));
+    expect(verbs).toEqual(expect.arrayContaining(['start', 'wrap', 'unwrap', 'discover', 'config', 'status', 'queue', 'quarantine', 'send', 'render', 'xdm', 'api-key']));
     for (const verb of verbs) {
       const out = execFileSync(process.execPath, [hisp, verb, '--help']).toString();
       expect(out).toContain(`Usage: hisp ${verb}`);

@@ -89,13 +89,18 @@ describe('hisp config check', () => {
     expect(r.stderr).not.toContain('do-not-print-me');
   });
 
-  it('refuses api.enabled = true (exit 1, naming api.enabled): the HTTP API is not there yet and nothing would listen', () => {
-    const file = join(work, 'api.toml');
-    writeFileSync(file, readFileSync(valid, 'utf8').replace('[submission]', '[api]\nenabled = true\n[submission]'));
-    const r = hisp(['config', 'check', '--config', file]);
+  it('[api]: plain HTTP on loopback is valid and shown as such; on another host it needs a certificate (exit 1, naming api.host)', () => {
+    const loopback = join(work, 'api.toml');
+    writeFileSync(loopback, readFileSync(valid, 'utf8').replace('[submission]', '[api]\nenabled = true\n[submission]'));
+    const ok = hisp(['config', 'check', '--config', loopback]);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('api 127.0.0.1:5580 (plain HTTP, loopback)');
+    const exposed = join(work, 'api-exposed.toml');
+    writeFileSync(exposed, readFileSync(valid, 'utf8').replace('[submission]', '[api]\nenabled = true\nhost = "0.0.0.0"\n[submission]'));
+    const r = hisp(['config', 'check', '--config', exposed]);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('(1 error)');
-    expect(r.stderr).toContain('  api.enabled: the HTTP API is not available in this release (nothing would listen)');
+    expect(r.stderr).toContain('  api.host: 0.0.0.0 is not a loopback address: plain HTTP (no tlsCert and tlsKey) is served on loopback only');
     expect(r.stdout).toBe('');
   });
 

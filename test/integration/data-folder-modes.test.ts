@@ -75,7 +75,7 @@ describe.each(['022', '000'])('hisp start under umask %s', (umask) => {
   const dataDir = path.join(tmp.dir, `data-${umask}`);
 
   it('keeps every file 0600 and every folder 0700, while running and after the stop', async () => {
-    const hisp = spawnHisp(['start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0'], { cwd: tmp.dir, how: { umask } });
+    const hisp = spawnHisp(['start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0', '--api-port', '0'], { cwd: tmp.dir, how: { umask } });
     const context = () => `${hisp.stdout().slice(-3000)}\n${hisp.stderr()}`;
     try {
       const ports = await listening(hisp);
@@ -97,7 +97,7 @@ describe('the gateway as a library (no CLI), umask 000', () => {
     const previous = process.umask(0);
     let gateway: HispGateway | undefined;
     try {
-      const dev = await embeddedDefault(dataDir, { submission: 0, inbound: 0 });
+      const dev = await embeddedDefault(dataDir, { submission: 0, inbound: 0, api: 0 });
       gateway = await HispGateway.start({ config: dev.config, logger: createLogger({ level: 'silent' }), pollIntervalMs: 100 });
       expect(await submitToEmbedded(dataDir, gateway.submissionPort!, message('modes-library'))).toMatch(/^250 /);
       await sendUnencrypted(gateway.inboundPort!);

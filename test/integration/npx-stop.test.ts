@@ -28,7 +28,7 @@ afterAll(() => {
 describe('npx hisp start', () => {
   it('stops the gateway, drained, when the npx process gets SIGTERM', async () => {
     const dataDir = path.join(tmp.dir, 'data');
-    const hisp = spawnHisp(['start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0'], { cwd: tmp.dir, how: 'npx', env: cleanEnv() });
+    const hisp = spawnHisp(['start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0', '--api-port', '0'], { cwd: tmp.dir, how: 'npx', env: cleanEnv() });
     const context = () => `stdout:\n${hisp.stdout().slice(-3000)}\nstderr:\n${hisp.stderr().slice(-3000)}`;
     // npx links this package into its cache first: slow on a loaded machine.
     const ports = await listening(hisp, 150_000);

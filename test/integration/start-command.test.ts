@@ -18,6 +18,10 @@ import { parseMdn } from '../../gateway/mdn/mdn-parser.js';
 import { ensureBuilt, REPO_ROOT } from '../helpers/openssl.js';
 import { credentialPaths } from '../helpers/pki.js';
 import { rawSmtp } from '../helpers/raw-smtp.js';
+import { missingExecutable, requirePeer } from '../helpers/require-peer.js';
+
+/** The banner's and the README's API examples are curl commands, run as a user pastes them. */
+const curl = requirePeer(missingExecutable('curl'));
 
 const HISP = path.join(REPO_ROOT, 'bin', 'hisp.js');
 const work = mkdtempSync(path.join(tmpdir(), 'hisp-start-cmd-'));
@@ -88,7 +92,7 @@ describe('hisp start (embedded default)', () => {
   let inboundPort = 0;
 
   beforeAll(async () => {
-    hisp = startHisp(['start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0']);
+    hisp = startHisp(['start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0', '--api-port', '0']);
     const m = await waitFor(
       'the "listening" line',
       () => {
@@ -135,6 +139,41 @@ describe('hisp start (embedded default)', () => {
     // The first-message command reads it from there.
     expect(hisp.stderr()).toContain('--auth-password "$(cat data/private/submission-password)"');
     expect(hisp.stdout() + hisp.stderr()).not.toContain(password);
+  });
+
+  it.skipIf(curl.skip)(curl.title('serves the HTTP API on loopback with the development key, whose file the banner names and whose curl command works'), async () => {
+    const token = readFileSync(path.join(dataDir, 'private', 'api-key'), 'utf8').trim();
+    const banner = hisp.stderr();
+    const url = /^hisp: HTTP API at (http:\/\/127\.0\.0\.1:\d+), its development key \(id ([0-9a-f]{16})\) in data\/private\/api-key \(mode 0600\):$/m.exec(banner);
+    expect(url, banner).not.toBeNull();
+    expect(banner).toMatch(new RegExp(`^hisp: listening: submission ${submissionPort}, inbound ${inboundPort}, api ${new URL(url![1]!).port} `, 'm'));
+    expect(banner + hisp.stdout()).not.toContain(token.slice(22));
+    const me = await fetch(`${url![1]}/v1/me`, { headers: { authorization: `Bearer ${token}` } });
+    expect(me.status).toBe(200);
+    expect(await me.json()).toMatchObject({ id: url![2], name: 'development', sendAs: ['@direct.localhost'], mailboxes: ['@direct.localhost'] });
+    // The banner's command, as a user pastes it (from the folder hisp was started in).
+    const command = /^ {2}(curl .*)$/m.exec(banner)![1]!;
+    const curl = spawnSync('sh', ['-c', command], { cwd: work, env: cleanEnv() });
+    expect(curl.status, curl.stderr.toString()).toBe(0);
+    expect(JSON.parse(curl.stdout.toString())).toMatchObject({ id: url![2] });
+    // Its requests are in the log with the key's id, never the key.
+    await waitFor('the API request in the log', () => hisp.stdout().includes('"api request"'));
+    expect(jsonLines(hisp.stdout()).filter((r) => r.msg === 'api request')).toContainEqual(expect.objectContaining({ keyId: url![2], route: '/v1/me', status: 200 }));
+    expect(hisp.stdout()).not.toContain(token.slice(22));
+  });
+
+  it.skipIf(curl.skip)(curl.title("runs the README's curl examples of the HTTP API as written (the port and folder of this run put in)"), () => {
+    const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const block = /## HTTP API\n[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)![1]!;
+    const port = /^hisp: HTTP API at http:\/\/127\.0\.0\.1:(\d+)/m.exec(hisp.stderr())![1]!;
+    const script = block.replaceAll('127.0.0.1:5580', `127.0.0.1:${port}`).replaceAll('hisp-data/', 'data/');
+    // Each curl on its own line of output, to check them one by one.
+    const r = spawnSync('sh', ['-ec', script.replace(/^(curl (?:.*\\\n)*.*)$/gm, '$1; echo')], { cwd: work, env: cleanEnv() });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const [me, validated, document] = r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(me).toMatchObject({ name: 'development' });
+    expect(validated).toMatchObject({ from: 'direct.localhost', recipients: [{ address: 'patient@direct.localhost', verdict: 'trusted', local: true }] });
+    expect(document).toMatchObject({ openapi: '3.1.0' });
   });
 
   it('keeps the log stream pure JSON lines on stdout (not a terminal) and the banner on stderr', async () => {
@@ -217,7 +256,7 @@ describe('hisp start on a terminal', () => {
   it('writes readable log lines, not JSON, when stdout is a TTY', async () => {
     const dataDir = path.join(work, 'tty-data');
     // script(1) runs the command on a pseudo-terminal: stdout and stderr are TTYs.
-    const command = [process.execPath, HISP, 'start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0'].map((a) => `'${a}'`).join(' ');
+    const command = [process.execPath, HISP, 'start', '--data-dir', dataDir, '--submission-port', '0', '--inbound-port', '0', '--api-port', '0'].map((a) => `'${a}'`).join(' ');
     const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: work, env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     // Without the colours' escape sequences.
@@ -238,6 +277,17 @@ describe('hisp start on a terminal', () => {
   }, 90_000);
 });
 
+/** A local domain for the configurations below: recipient.test, the test root CA anchored both ways. */
+const RECIPIENT_DOMAIN_TOML = [
+  '[[domains]]',
+  'name = "recipient.test"',
+  `anchors = { incoming = [${JSON.stringify(credentialPaths('root-ca').cert)}], outgoing = [${JSON.stringify(credentialPaths('root-ca').cert)}] }`,
+  '[[domains.credentials]]',
+  `key = ${JSON.stringify(credentialPaths('recipient-domain').key)}`,
+  `cert = ${JSON.stringify(credentialPaths('recipient-domain').chain)}`,
+  '',
+];
+
 describe('hisp start --config', () => {
   it('exits 1 with a clear message when the file does not exist', async () => {
     const r = startHisp(['start', '--config', '/nonexistent/hisp.toml']);
@@ -249,7 +299,6 @@ describe('hisp start --config', () => {
 
   it('exits 1 naming the key path of an unknown key, and does not start', async () => {
     const tls = credentialPaths('sender-domain');
-    const domain = credentialPaths('recipient-domain');
     const file = path.join(work, 'bad.toml');
     writeFileSync(
       file,
@@ -262,13 +311,7 @@ describe('hisp start --config', () => {
         '[inbound]',
         'port = 0',
         'maxClient = 5',
-        '[[domains]]',
-        'name = "recipient.test"',
-        `anchors = { incoming = [${JSON.stringify(credentialPaths('root-ca').cert)}], outgoing = [${JSON.stringify(credentialPaths('root-ca').cert)}] }`,
-        '[[domains.credentials]]',
-        `key = ${JSON.stringify(domain.key)}`,
-        `cert = ${JSON.stringify(domain.chain)}`,
-        '',
+        ...RECIPIENT_DOMAIN_TOML,
       ].join('\n'),
     );
     const r = startHisp(['start', '--config', file]);
@@ -280,11 +323,47 @@ describe('hisp start --config', () => {
     expect(r.stderr()).toMatch(/\(1 error\)/);
     expect(r.stdout()).not.toMatch(/listening/);
 
-    // [api] is reserved for the coming HTTP API: turned on, the start is refused, not run without it.
-    writeFileSync(file, readFileSync(file, 'utf8').replace('maxClient = 5\n', '[api]\nenabled = true\n'));
+    // [api] in plain HTTP on a public address: refused at start (an API key must not cross a network in clear).
+    writeFileSync(file, readFileSync(file, 'utf8').replace('maxClient = 5\n', '[api]\nenabled = true\nhost = "0.0.0.0"\n'));
     const api = startHisp(['start', '--config', file]);
     expect((await api.exited).code).toBe(1);
-    expect(api.stderr()).toMatch(/\(1 error\):\n {2}api\.enabled: the HTTP API is not available in this release/);
+    expect(api.stderr()).toMatch(/\(1 error\):\n {2}api\.host: 0\.0\.0\.0 is not a loopback address: plain HTTP/);
     expect(api.stdout()).not.toMatch(/listening/);
   }, 30_000);
+
+  it.skipIf(curl.skip)(curl.title('with [api] enabled over HTTPS: the banner gives its URL, and a key made with hisp api-key works at once'), async () => {
+    const tls = credentialPaths('sender-domain');
+    const file = path.join(work, 'api.toml');
+    const serverCert = path.join(REPO_ROOT, 'test/fixtures/trust/tls-server.cert.pem');
+    writeFileSync(
+      file,
+      [
+        `dataDir = ${JSON.stringify(path.join(work, 'api-data'))}`,
+        '[submission]',
+        'enabled = false',
+        '[inbound]',
+        'port = 0',
+        `tlsCert = ${JSON.stringify(tls.chain)}`,
+        `tlsKey = ${JSON.stringify(tls.key)}`,
+        '[api]',
+        'enabled = true',
+        'port = 0',
+        `tlsCert = ${JSON.stringify(serverCert)}`,
+        `tlsKey = ${JSON.stringify(path.join(REPO_ROOT, 'test/fixtures/trust/tls-server.key.pem'))}`,
+        ...RECIPIENT_DOMAIN_TOML,
+      ].join('\n'),
+    );
+    const h = startHisp(['start', '--config', file]);
+    try {
+      const m = await waitFor('the "listening" line', () => /^hisp: listening: submission off, inbound \d+, api (\d+) /m.exec(h.stderr()) ?? undefined, 60_000, () => h.stderr());
+      expect(h.stderr()).toContain(`hisp: HTTP API at https://127.0.0.1:${m[1]} (keys: hisp api-key create --config ${file})`);
+      const created = spawnSync(process.execPath, [HISP, 'api-key', 'create', '--config', file, '--name', 'ehr', '--action', 'status'], { cwd: work, env: cleanEnv() });
+      expect(created.status, created.stderr.toString()).toBe(0);
+      const me = spawnSync('curl', ['-s', '--cacert', serverCert, '-H', `Authorization: Bearer ${created.stdout.toString().trim()}`, `https://127.0.0.1:${m[1]}/v1/me`], { cwd: work });
+      expect(JSON.parse(me.stdout.toString())).toMatchObject({ name: 'ehr', actions: ['status'] });
+    } finally {
+      h.child.kill('SIGTERM');
+    }
+    expect((await h.exited).code).toBe(0);
+  }, 60_000);
 });

@@ -1,0 +1,92 @@
+import { Type, type TObject, type TProperties, type ObjectOptions } from '@sinclair/typebox';
+
+/**
+ * The TypeBox schemas the routes share, and the rule every request schema follows: objects are
+ * closed (`additionalProperties: false`), so that an unknown field is a 400, never silently dropped
+ * or kept (issue 15). The server checks the rule for every route at registration
+ * ({@link assertClosedObjects}); {@link Closed} is the short way to follow it.
+ */
+
+/** An object that takes exactly its properties (an unknown one is HISP_API_INVALID_REQUEST). */
+export function Closed<T extends TProperties>(properties: T, options: ObjectOptions = {}): TObject<T> {
+  return Type.Object(properties, { ...options, additionalProperties: false });
+}
+
+/**
+ * A Direct address as the API takes it: `local@domain` (RFC 5321 mailbox, R-ADR-1), the domain in
+ * LDH labels of at most 63 characters and 253 in all (RFC 1035 §2.3.4), no spaces or angle brackets.
+ * `DirectAddress.parse` is the reading; the pattern makes the rule visible in /openapi.json and
+ * keeps what is not a host name away from DNS.
+ */
+export const DirectAddressSchema = Type.String({
+  minLength: 3,
+  maxLength: 320,
+  pattern: '^[^\\s<>@]+(?:@[^\\s<>@]+)*@(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\\.?$',
+  description: 'A Direct address (local@domain).',
+});
+
+/** A local domain, as in a key's `@domain` scopes (without the `@`). */
+export const DomainNameSchema = Type.String({
+  minLength: 1,
+  maxLength: 254,
+  pattern: '^(?=.{1,253}\\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\\.?$',
+  description: 'A domain name.',
+});
+
+/**
+ * An RFC 9457 problem detail (gateway/api/problem-mapping.ts): `application/problem+json`, with the
+ * HISP_… code and extension members (§3.2), hence open (`additionalProperties: true`).
+ */
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String({ description: 'A URI naming the problem type: tag:hisp.dev,2026:problem: and the code.' }),
+    title: Type.String(),
+    status: Type.Integer({ minimum: 400, maximum: 599 }),
+    detail: Type.String(),
+    code: Type.String({ pattern: '^HISP_[A-Z0-9_]+$', description: 'The HISP_… code (docs/errors.md).' }),
+    instance: Type.Optional(Type.String()),
+    trace: Type.Optional(Type.String({ description: 'For an internal failure: the id the log has its details under.' })),
+    retryAfter: Type.Optional(Type.Integer({ minimum: 0, description: 'Seconds to wait (429, 503), as the Retry-After field says.' })),
+    errors: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            in: Type.String({ description: 'body, querystring, params or headers' }),
+            path: Type.String({ description: 'A JSON Pointer (RFC 6901) into that part.' }),
+            message: Type.String(),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
+  },
+  { $id: 'Problem', additionalProperties: true, description: 'An RFC 9457 problem detail.' },
+);
+
+/** The media type of every error response (RFC 9457 §3). */
+export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
+
+/** Request parts whose objects must be closed. Headers are not: every request carries others. */
+export const CLOSED_PARTS = ['body', 'querystring', 'params'] as const;
+
+/**
+ * Throws when a schema holds an object that is not closed: a route that would accept unknown
+ * fields is a programming error, found when the route is registered, not by a client.
+ */
+export function assertClosedObjects(schema: unknown, where: string): void {
+  if (schema === null || typeof schema !== 'object') return;
+  const s = schema as Record<string, unknown>;
+  const isObject = s.type === 'object' || (s.type === undefined && s.properties !== undefined);
+  if (isObject && s.additionalProperties !== false) {
+    throw new Error(`${where}: an object schema without additionalProperties: false (unknown fields must be refused with a 400; use Closed())`);
+  }
+  for (const key of ['properties', 'patternProperties', '$defs', 'definitions'] as const) {
+    const children = s[key];
+    if (children && typeof children === 'object') for (const [name, child] of Object.entries(children)) assertClosedObjects(child, `${where}.${name}`);
+  }
+  for (const key of ['items', 'additionalItems', 'not', 'if', 'then', 'else'] as const) assertClosedObjects(s[key], `${where}[]`);
+  for (const key of ['anyOf', 'oneOf', 'allOf', 'prefixItems'] as const) {
+    const list = s[key];
+    if (Array.isArray(list)) list.forEach((child, i) => assertClosedObjects(child, `${where}|${i}`));
+  }
+}

@@ -1,0 +1,109 @@
+// An ApiContext for unit tests of the HTTP API (app.inject, no sockets): a configuration with one
+// local domain from the test PKI (hospital.test, anchoring the test root CA), a real key store on a
+// temporary database, discovery on a scripted DNS, and a logger whose lines the test can read.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DomainRegistry } from '../../gateway/admin/domain-registry.js';
+import { afterEach } from 'vitest';
+import { buildApiServer, type ApiApp, type ApiContext, type ApiRoutes } from '../../gateway/api/api-server.js';
+import { buildConfig } from '../../gateway/config/load-config.js';
+import { createLogger } from '../../gateway/core/logger.js';
+import { CertificateDiscovery, type DiscoveryDns } from '../../gateway/discovery/certificate-discovery.js';
+import { ApiKeyStore, type NewApiKey } from '../../gateway/store/api-key-store.js';
+import { openDatabase, type HispDatabase } from '../../gateway/store/database.js';
+import { TrustValidator } from '../../gateway/trust/trust-validator.js';
+import { credentialPaths } from './pki.js';
+import { ApiClient } from './api-client.js';
+import { scriptedDns } from './scripted-dns.js';
+
+/** The local domain of the test context. */
+export const TEST_DOMAIN = 'hospital.test';
+
+export interface ApiTestContext {
+  ctx: ApiContext;
+  db: HispDatabase;
+  /** Every log line so far (JSON, one per line). */
+  logs(): string;
+  /** A new key in the store; its token. */
+  key(input?: Partial<NewApiKey>): Promise<{ id: string; token: string }>;
+  close(): Promise<void>;
+}
+
+export interface ApiTestContextOptions {
+  /** `[api]` keys (rateLimit, bodyLimitBytes…) merged over the defaults. */
+  api?: Record<string, unknown>;
+  dns?: DiscoveryDns;
+  /** Keys of the local domain merged over the test's (policy, anchors…). */
+  domain?: Record<string, unknown>;
+  /** The clock of the context (validation time, key use); default Date.now. */
+  now?: () => number;
+}
+
+export function apiTestContext(options: ApiTestContextOptions = {}): Promise<ApiTestContext> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hisp-api-'));
+  const domain = credentialPaths('sender-domain');
+  const { config } = buildConfig(
+    {
+      dataDir,
+      submission: { enabled: false },
+      inbound: { enabled: false },
+      api: { enabled: true, ...(options.api ?? {}) },
+      domains: [{ name: TEST_DOMAIN, catchAll: false, addresses: [{ address: `patient@${TEST_DOMAIN}` }], credentials: [{ key: domain.key, cert: domain.chain }], anchors: { incoming: [credentialPaths('root-ca').cert], outgoing: [credentialPaths('root-ca').cert] }, ...(options.domain ?? {}) }],
+    },
+    { baseDir: dataDir, env: {} },
+  );
+  const db = openDatabase({ dataDir });
+  let text = '';
+  const logger = createLogger({ level: 'info', destination: { write: (line: string) => void (text += line) } });
+  const apiKeys = new ApiKeyStore(db);
+  const ctx: ApiContext = {
+    config,
+    registry: DomainRegistry.load(config),
+    discovery: new CertificateDiscovery({ dns: options.dns ?? scriptedDns({}) }),
+    validator: new TrustValidator(),
+    logger,
+    now: options.now ?? Date.now,
+    apiKeys,
+  };
+  return Promise.resolve({
+    ctx,
+    db,
+    logs: () => text,
+    key: async (input = {}) => {
+      const { key, token } = await apiKeys.create(
+        { name: 'test', actions: ['send', 'status', 'receive', 'validate'], sendAs: [`@${TEST_DOMAIN}`], mailboxes: [`@${TEST_DOMAIN}`], ...input },
+        Date.now(),
+      );
+      return { id: key.id, token };
+    },
+    close: async () => {
+      await db.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  });
+}
+
+/**
+ * A server per test: `start()` builds one on a fresh context (with its ApiClient), closed after
+ * the test by the afterEach this registers.
+ */
+export function apiServerPerTest(): {
+  start(options?: ApiTestContextOptions & { routes?: readonly ApiRoutes[] }): Promise<{ client: ApiClient; t: ApiTestContext; app: ApiApp }>;
+} {
+  let running: { t: ApiTestContext; app?: ApiApp } | undefined;
+  afterEach(async () => {
+    await running?.app?.close();
+    await running?.t.close();
+    running = undefined;
+  });
+  return {
+    async start(options = {}) {
+      const t = await apiTestContext(options);
+      running = { t };
+      const app = await buildApiServer(t.ctx, options.routes ? { routes: options.routes } : {});
+      running.app = app;
+      return { client: await ApiClient.forApp(app), t, app };
+    },
+  };
+}
