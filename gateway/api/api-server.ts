@@ -18,6 +18,10 @@ import './api-authorization.js';
 import { problemForError } from './problem-mapping.js';
 import { meRoutes } from './routes/me-routes.js';
 import { recipientsRoutes } from './routes/recipients-routes.js';
+import { messagesRoutes } from './routes/messages-routes.js';
+import { eventsRoutes } from './routes/events-routes.js';
+import { mailboxesRoutes } from './routes/mailboxes-routes.js';
+import type { ApiServices } from './api-services.js';
 
 /**
  * What the API's routes use: the gateway's services (one service, three doors: the routes call
@@ -26,6 +30,8 @@ import { recipientsRoutes } from './routes/recipients-routes.js';
  */
 export interface ApiContext extends Pick<GatewayContext, 'config' | 'registry' | 'discovery' | 'validator' | 'logger' | 'now'> {
   readonly apiKeys: ApiKeyStore;
+  /** Sending, status, events and webhooks, mailboxes (api-services.ts). */
+  readonly services: ApiServices;
 }
 
 /** The fastify instance of the API, with TypeBox types for the routes' schemas. */
@@ -35,7 +41,7 @@ export type ApiApp = FastifyInstance<HttpServer | HttpsServer, IncomingMessage, 
 export type ApiRoutes = (app: ApiApp, ctx: ApiContext) => Promise<void> | void;
 
 /** Every area of the API; a new area's module is added here. */
-export const API_ROUTES: readonly ApiRoutes[] = [meRoutes, recipientsRoutes];
+export const API_ROUTES: readonly ApiRoutes[] = [meRoutes, recipientsRoutes, messagesRoutes, eventsRoutes, mailboxesRoutes];
 
 export interface ApiServerOptions {
   /** The HTTPS key and certificate chain (PEM); without them, plain HTTP (loopback only: ApiListener). */

@@ -1,4 +1,5 @@
 import type { DeliveryStatus } from '../queue/outbound-queue.js';
+import type { FailureReason } from './failure-reason.js';
 import type { EventData, HispEvent } from './event-outbox.js';
 
 /** A recipient's state (issue 15): `queued → relayed → processed → dispatched`, or `failed` with a reason. */
@@ -18,8 +19,8 @@ export interface Transition {
 export interface RecipientStatus {
   address: string;
   state: RecipientState;
-  /** For `failed`: no-certificate, untrusted, no-route, rejected, expired, bounced, processed-timeout, dispatched-timeout, failure-mdn, dsn. */
-  reason?: string;
+  /** For `failed`: why (events/failure-reason.ts). */
+  reason?: FailureReason;
   detail?: string;
   updatedAt: string;
   transitions: Transition[];
@@ -67,7 +68,7 @@ function fold(address: string, events: readonly HispEvent[]): RecipientStatus {
   return {
     address,
     state: last.state,
-    ...(last.reason !== undefined ? { reason: last.reason } : {}),
+    ...(last.reason !== undefined ? { reason: last.reason as FailureReason } : {}),
     ...(last.detail !== undefined ? { detail: last.detail } : {}),
     updatedAt: last.at,
     transitions,
@@ -91,5 +92,5 @@ function fromDelivery(address: string, d: DeliveryStatus | undefined): Recipient
   const state: RecipientState = d?.state === 'delivered' ? 'relayed' : d?.state === 'failed' ? 'failed' : 'queued';
   const detail = d?.lastReply ? `${d.lastReply.code} ${d.lastReply.enhanced ?? ''} ${d.lastReply.text}`.replace(/\s+/g, ' ').trim() : undefined;
   const t: Transition = { state, at, ...(state === 'failed' ? { reason: d?.failureReason ?? 'rejected' } : {}), ...(detail ? { detail } : {}) };
-  return { address, state, ...(t.reason ? { reason: t.reason } : {}), ...(detail ? { detail } : {}), updatedAt: at, transitions: [t] };
+  return { address, state, ...(t.reason ? { reason: t.reason as FailureReason } : {}), ...(detail ? { detail } : {}), updatedAt: at, transitions: [t] };
 }

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { HispConfig } from '../config/schema.js';
 import { createLogger } from '../core/logger.js';
 import { WrapPool } from '../agent/wrap-pool.js';
+import { createApiServices, type ApiServices } from '../api/api-services.js';
 import { ApiListener } from '../api/api-listener.js';
 import { SmtpConnectionCache } from '../delivery/smtp-relay.js';
 import { RetrySchedule } from '../queue/retry-schedule.js';
@@ -79,7 +80,7 @@ export class HispGateway {
   private readonly addresses: { submission?: AddressInfo; inbound?: AddressInfo } = {};
   /** The HTTP API, when `[api] enabled`. */
   private api: ApiListener | undefined;
-  private readonly waiters: Record<Direction | 'notifier', (() => void)[]> = { outbound: [], inbound: [], notifier: [] };
+  private readonly waiters: Record<Direction | 'notifier' | 'webhooks', (() => void)[]> = { outbound: [], inbound: [], notifier: [], webhooks: [] };
   /** Relay workers waiting for work, the one idle last at the end: each can be handed a message (claimRelay). */
   private readonly idleRelays: IdleRelay[] = [];
   /** Times outbound work was queued without a hand-over: a busy relay worker looks for it when it is free. */
@@ -92,11 +93,14 @@ export class HispGateway {
    * Rounds run and items handled per loop since start (the notifier's items: failed deliveries and
    * due time-outs it looked at). Tests count on them that nothing spins; operators may read them.
    */
-  readonly loopStats: Record<Direction | 'notifier', { rounds: number; items: number }> = {
+  readonly loopStats: Record<Direction | 'notifier' | 'webhooks', { rounds: number; items: number }> = {
     outbound: { rounds: 0, items: 0 },
     inbound: { rounds: 0, items: 0 },
     notifier: { rounds: 0, items: 0 },
+    webhooks: { rounds: 0, items: 0 },
   };
+  /** The services of the HTTP API, when it runs. */
+  private apiServices: ApiServices | undefined;
   /** Pauses to end at once when the gateway stops. */
   private readonly stopWaiters: (() => void)[] = [];
   /** Why the gateway stopped itself (a failed WAL sync), if it did. */
@@ -217,7 +221,11 @@ export class HispGateway {
     }
     if (config.api.enabled) {
       const apiKeys = new ApiKeyStore(this.ctx.db, { onTouchFailure: (err) => logger.warn({ err: describeError(err) }, "could not record an API key's last use") });
-      this.api = await ApiListener.start({ ...this.ctx, apiKeys }, this.options.closeTimeoutMs !== undefined ? { closeTimeoutMs: this.options.closeTimeoutMs } : {});
+      const services = createApiServices(this.ctx, apiKeys, incomingDir);
+      this.apiServices = services;
+      // The outbox to the keys' webhooks: each subscriber on its own back-off (events/webhook-dispatcher.ts).
+      this.loops.push(this.loop('webhooks', () => services.webhooks.runOnce()));
+      this.api = await ApiListener.start({ ...this.ctx, apiKeys, services }, this.options.closeTimeoutMs !== undefined ? { closeTimeoutMs: this.options.closeTimeoutMs } : {});
       logger.info({ url: this.api.url }, 'HTTP API listening');
     }
     logger.info({ domains: this.ctx.registry.names, workers: config.queue.workers, dataDir: config.dataDir }, 'hisp gateway started');
@@ -254,7 +262,7 @@ export class HispGateway {
     }, NOTIFIER_WAKE_MS);
   }
 
-  private idle(key: Direction | 'notifier'): Promise<void> {
+  private idle(key: Direction | 'notifier' | 'webhooks'): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, this.pollIntervalMs);
       const list = this.waiters[key];
@@ -360,7 +368,7 @@ export class HispGateway {
     };
   }
 
-  private async loop(key: Direction | 'notifier', round: () => Promise<number>): Promise<void> {
+  private async loop(key: Direction | 'notifier' | 'webhooks', round: () => Promise<number>): Promise<void> {
     const stats = this.loopStats[key];
     let failures = 0;
     while (!this.stopping) {
@@ -403,7 +411,10 @@ export class HispGateway {
       const purged = await this.ctx.queue.purge(new Date(now - week));
       const pruned = await this.ctx.db.batch(() => this.ctx.dedupe.prune(this.ctx.config.dedupe.windowHours * 3_600_000, now) + this.ctx.tracking.purge(new Date(now - week)));
       const segments = await this.ctx.queue.messages.reclaimSpool();
-      if (purged + pruned + segments > 0) this.ctx.logger.info({ purged, pruned, segments }, 'housekeeping');
+      // The API's Idempotency-Keys answer for 24 h; events are kept 30 days for replay (GET /v1/events).
+      const api = this.apiServices;
+      const expired = api ? await this.ctx.db.batch(() => api.sender.purge() + api.outbox.purge(new Date(now - 30 * 86_400_000))) : 0;
+      if (purged + pruned + segments + expired > 0) this.ctx.logger.info({ purged, pruned, segments, expired }, 'housekeeping');
     } catch (err) {
       this.ctx.logger.warn({ err: describeError(err) }, 'housekeeping failed');
     }
@@ -431,7 +442,7 @@ export class HispGateway {
       clearTimeout(this.notifierWake);
       // No new sessions or requests; those in progress finish (bounded by closeTimeoutMs) before the store closes.
       await Promise.all([this.listeners.submission?.close(), this.listeners.inbound?.close(), this.api?.close()]);
-      for (const key of ['outbound', 'inbound', 'notifier'] as const) for (const w of this.waiters[key].splice(0)) w();
+      for (const key of ['outbound', 'inbound', 'notifier', 'webhooks'] as const) for (const w of this.waiters[key].splice(0)) w();
       for (const w of this.stopWaiters.splice(0)) w();
       await Promise.all(this.loops);
       this.ctx.relayConnections.close();

@@ -108,7 +108,7 @@ export class MessageSender {
    * `requestHash`: a SHA-256 of the request as received (the route computes it over the body and
    * the documents' octets), compared when the Idempotency-Key is used again.
    */
-  async send(request: SendRequest, actor: SendActor, log: Logger, idempotency?: { key: string; requestHash: string }): Promise<SendResult> {
+  async send(request: SendRequest, actor: SendActor, log: Pick<Logger, 'info'>, idempotency?: { key: string; requestHash: string }): Promise<SendResult> {
     if (idempotency) {
       const earlier = this.replay(actor.apiKeyId, idempotency);
       if (earlier) return earlier;

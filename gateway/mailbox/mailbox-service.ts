@@ -67,7 +67,7 @@ export class MailboxService {
    * meanwhile (purged a week after delivery), the MDN is not sent: the sender's dispatched
    * time-out has long passed, and it was told of a failure then.
    */
-  async acknowledge(mailbox: string, id: string, by: string, log: Logger): Promise<{ acknowledgedAt: string; dispatchedMdn: boolean }> {
+  async acknowledge(mailbox: string, id: string, by: string, log: Pick<Logger, 'info' | 'warn'>): Promise<{ acknowledgedAt: string; dispatchedMdn: boolean }> {
     const entry = this.entry(mailbox, id);
     const first = await this.store.acknowledge(id, by);
     let dispatchedMdn = false;

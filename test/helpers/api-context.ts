@@ -1,11 +1,15 @@
 // An ApiContext for unit tests of the HTTP API (app.inject, no sockets): a configuration with one
 // local domain from the test PKI (hospital.test, anchoring the test root CA), a real key store on a
 // temporary database, discovery on a scripted DNS, and a logger whose lines the test can read.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DomainRegistry } from '../../gateway/admin/domain-registry.js';
 import { afterEach } from 'vitest';
+import { createApiServices } from '../../gateway/api/api-services.js';
+import type { GatewayContext } from '../../gateway/flows/gateway-context.js';
+import { SqliteQueue } from '../../gateway/queue/sqlite-queue.js';
+import { TrackingStore } from '../../gateway/store/tracking-store.js';
 import { buildApiServer, type ApiApp, type ApiContext, type ApiRoutes } from '../../gateway/api/api-server.js';
 import { buildConfig } from '../../gateway/config/load-config.js';
 import { createLogger } from '../../gateway/core/logger.js';
@@ -22,6 +26,8 @@ export const TEST_DOMAIN = 'hospital.test';
 
 export interface ApiTestContext {
   ctx: ApiContext;
+  /** The queue the send service stores into (no workers take from it). */
+  queue: SqliteQueue;
   db: HispDatabase;
   /** Every log line so far (JSON, one per line). */
   logs(): string;
@@ -57,17 +63,29 @@ export function apiTestContext(options: ApiTestContextOptions = {}): Promise<Api
   let text = '';
   const logger = createLogger({ level: 'info', destination: { write: (line: string) => void (text += line) } });
   const apiKeys = new ApiKeyStore(db);
+  const now = options.now ?? Date.now;
+  const registry = DomainRegistry.load(config);
+  const discovery = new CertificateDiscovery({ dns: options.dns ?? scriptedDns({}) });
+  const validator = new TrustValidator();
+  const queue = new SqliteQueue(db, { now });
+  // What the services need of a running gateway: its store and queue (no workers: what is sent
+  // stays queued, for the test to look at), its domains and clock.
+  const gateway = { config, registry, db, queue, tracking: new TrackingStore(db), discovery, validator, logger, now, wake: () => undefined } as unknown as GatewayContext;
+  const incoming = join(dataDir, 'incoming');
+  mkdirSync(incoming, { recursive: true });
   const ctx: ApiContext = {
     config,
-    registry: DomainRegistry.load(config),
-    discovery: new CertificateDiscovery({ dns: options.dns ?? scriptedDns({}) }),
-    validator: new TrustValidator(),
+    registry,
+    discovery,
+    validator,
     logger,
-    now: options.now ?? Date.now,
+    now,
     apiKeys,
+    services: createApiServices(gateway, apiKeys, incoming),
   };
   return Promise.resolve({
     ctx,
+    queue,
     db,
     logs: () => text,
     key: async (input = {}) => {
