@@ -30,7 +30,7 @@ const WEBHOOK_TIMEOUT_MS = 10_000;
  * (its messages' states), and of the mailboxes it may read, when it may receive (messages received).
  */
 export function eventScope(key: ApiKey): EventScope {
-  return [...(keyMay(key, 'send') || keyMay(key, 'status') ? key.sendAs : []), ...(keyMay(key, 'receive') ? key.mailboxes : [])];
+  return { sent: keyMay(key, 'send') || keyMay(key, 'status') ? key.sendAs : [], received: keyMay(key, 'receive') ? key.mailboxes : [] };
 }
 
 /** The services of a gateway: `incomingDir` is where the send service composes messages (the store's file system). */

@@ -472,6 +472,9 @@ describe('loadConfig: every class of error names its key path', () => {
     expectError(minimal('[[domains.addresses]]\naddress = "a@sender.test"\ndelivery = { type = "webhook", url = "http://hooks.example/x", hmacSecret = "0123456789abcdef" }'), 'domains[0].addresses[0].delivery.url', 'http: only to a loopback host');
     const short = expectError(minimal('[[domains.addresses]]\naddress = "a@sender.test"\ndelivery = { type = "webhook", url = "https://hooks.example/x", hmacSecret = "tiny-secret" }'), 'domains[0].addresses[0].delivery.hmacSecret', 'too short');
     expect(short.message).not.toContain('tiny-secret');
+    // An API mailbox needs the API that reads it (issue 15).
+    expectError(minimal('[[domains.addresses]]\naddress = "a@sender.test"\ndelivery = { type = "api" }'), 'domains[0].addresses[0].delivery.type', 'needs the HTTP API');
+    expect(load(minimal('[[domains.addresses]]\naddress = "a@sender.test"\ndelivery = { type = "api" }', '[api]\nenabled = true\n')).domains[0]?.addresses[0]?.delivery).toEqual({ type: 'api' });
     expectError(minimal('[[domains.addresses]]\naddress = "a@sender.test"\ndelivery = { type = "webhook", url = "https://hooks.example/x", hmacSecret = "0123456789abcdef", hmacSecretFile = "s" }'), 'domains[0].addresses[0].delivery.hmacSecret', 'not both');
     expectError(minimal('', '[dns]\nservers = ["dns.example:53"]\n'), 'dns.servers[0]', 'must be an IP address');
     expectError(minimal('', '[fetch]\nallowAddresses = ["10.0.0.0/8", "crl.example"]\n'), 'fetch.allowAddresses[1]', 'is not an IP address or CIDR range');

@@ -195,6 +195,17 @@ export function buildConfig(raw: unknown, options: BuildConfigOptions = {}): Con
     'address',
   );
 
+  // An API mailbox is read only through the HTTP API: without it nobody could ever take its messages.
+  if (!api.enabled) {
+    domains.forEach((d, i) => {
+      const where = childPath(indexPath('domains', i), 'delivery');
+      if (d.delivery.type === 'api') issues.error(childPath(where, 'type'), 'delivery type "api" needs the HTTP API: set [api] enabled = true');
+      d.addresses.forEach((a, j) => {
+        if (a.delivery.type === 'api') issues.error(childPath(childPath(indexPath(childPath(indexPath('domains', i), 'addresses'), j), 'delivery'), 'type'), 'delivery type "api" needs the HTTP API: set [api] enabled = true');
+      });
+    });
+  }
+
   const users = userSections.map((s) => readUser(s, domains));
   checkDuplicates(
     issues,

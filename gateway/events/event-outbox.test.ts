@@ -20,7 +20,7 @@ const T0 = Date.UTC(2026, 0, 1, 12);
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const body = Buffer.from('Subject: results\r\n\r\nhello\r\n');
-const HOSPITAL = ['@hospital.example'];
+const HOSPITAL = { sent: ['@hospital.example'], received: [] };
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'hisp-events-'));
@@ -150,9 +150,9 @@ describe('the event outbox: every state change of a recipient, written in the co
     expect(mine.map((e) => e.data.recipient)).toEqual(['p1@phr.example', 'p3@phr.example', 'p4@phr.example']);
     expect(outbox.after(Number(mine[0]!.cursor), HOSPITAL).map((e) => e.data.recipient)).toEqual(['p3@phr.example', 'p4@phr.example']);
     expect(outbox.after(0, HOSPITAL, 1)).toHaveLength(1);
-    expect(outbox.after(0, ['nurse@clinic.example']).map((e) => e.data.recipient)).toEqual(['p2@phr.example']);
-    expect(outbox.after(0, ['other@hospital.example'])).toEqual([]);
-    expect(outbox.after(0, [])).toEqual([]);
+    expect(outbox.after(0, { sent: ['nurse@clinic.example'], received: [] }).map((e) => e.data.recipient)).toEqual(['p2@phr.example']);
+    expect(outbox.after(0, { sent: ['other@hospital.example'], received: [] })).toEqual([]);
+    expect(outbox.after(0, { sent: [], received: [] })).toEqual([]);
     expect(outbox.after(0, HOSPITAL, 10, ['message.failed'])).toEqual([]);
   });
 
@@ -161,7 +161,8 @@ describe('the event outbox: every state change of a recipient, written in the co
     const [d] = await queue.lease(1, 'r1', MINUTE, 'inbound');
     await db.batch(() => queue.deliveries.complete(d!, { code: 250, text: 'delivered' }, clock));
     expect(outbox.after(0, HOSPITAL)).toEqual([]);
-    const received = outbox.after(0, ['@phr.example']);
+    expect(outbox.after(0, { sent: ['@phr.example'], received: [] })).toEqual([]);
+    const received = outbox.after(0, { sent: [], received: ['@phr.example'] });
     expect(received.map((e) => [e.type, e.data.recipient, e.data.from])).toEqual([['message.received', 'Patient@PHR.example', 'doctor@hospital.example']]);
   });
 });

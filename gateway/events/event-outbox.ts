@@ -39,8 +39,17 @@ export interface EventData {
   from?: string;
 }
 
-/** Whose events a reader may see: addresses (`alice@x`) and domains (`@x`), as an API key's scopes are written. */
-export type EventScope = readonly string[];
+/** Addresses (`alice@x`) and domains (`@x`), as an API key's scopes are written. */
+export type AddressScope = readonly string[];
+
+/**
+ * Whose events a reader may see: the state changes of messages sent from `sent` (an API key's
+ * send-as scopes), and the messages received into the mailboxes of `received` (its mailboxes).
+ */
+export interface EventScope {
+  sent: AddressScope;
+  received: AddressScope;
+}
 
 interface EventRow {
   seq: number;
@@ -72,24 +81,32 @@ export class EventOutbox {
   }
 
   /**
-   * Events after `cursor` (exclusive; 0 or undefined: from the start of what is kept) whose
-   * address or domain is in `scope`, oldest first, at most `limit` (≤ {@link MAX_EVENTS_PER_READ}).
-   * An empty scope sees nothing.
+   * Events after `cursor` (exclusive; 0: from the start of what is kept) of `scope`, oldest
+   * first, at most `limit` (≤ {@link MAX_EVENTS_PER_READ}). An empty scope sees nothing.
    */
   after(cursor: number, scope: EventScope, limit = 100, types?: readonly EventType[]): HispEvent[] {
-    const addresses = scope.filter((s) => !s.startsWith('@')).map((s) => s.toLowerCase());
-    const domains = scope.filter((s) => s.startsWith('@')).map((s) => s.slice(1).toLowerCase());
-    if (addresses.length === 0 && domains.length === 0) return [];
     const n = Math.max(1, Math.min(MAX_EVENTS_PER_READ, Math.floor(limit)));
-    const who: string[] = [];
-    if (addresses.length > 0) who.push(`address IN (${addresses.map(() => '?').join(', ')})`);
-    if (domains.length > 0) who.push(`domain IN (${domains.map(() => '?').join(', ')})`);
+    const params: unknown[] = [Math.max(0, Math.floor(cursor))];
+    const whose: string[] = [];
+    const part = (list: AddressScope, received: boolean) => {
+      const addresses = list.filter((x) => !x.startsWith('@')).map((x) => x.toLowerCase());
+      const domains = list.filter((x) => x.startsWith('@')).map((x) => x.slice(1).toLowerCase());
+      if (addresses.length + domains.length === 0) return;
+      const who: string[] = [];
+      if (addresses.length > 0) who.push(`address IN (${addresses.map(() => '?').join(', ')})`);
+      if (domains.length > 0) who.push(`domain IN (${domains.map(() => '?').join(', ')})`);
+      whose.push(`(type ${received ? '=' : '<>'} 'message.received' AND (${who.join(' OR ')}))`);
+      params.push(...addresses, ...domains);
+    };
+    part(scope.sent, false);
+    part(scope.received, true);
+    if (whose.length === 0) return [];
     const kinds = types && types.length > 0 ? ` AND type IN (${types.map(() => '?').join(', ')})` : '';
-    // Prepared per call: a scope has at most a few dozen entries, and SQLite caches nothing here
-    // that a statement per shape would save (the index on seq does the work).
+    params.push(...(types ?? []));
+    // Prepared per call: a scope has at most a few dozen entries; the index on seq does the work.
     const rows = this.db.sqlite
-      .prepare<unknown[], EventRow>(`SELECT seq, id, type, queue_id, recipient, at, data FROM events WHERE seq > ? AND (${who.join(' OR ')})${kinds} ORDER BY seq LIMIT ${n}`)
-      .all(Math.max(0, Math.floor(cursor)), ...addresses, ...domains, ...(types ?? []));
+      .prepare<unknown[], EventRow>(`SELECT seq, id, type, queue_id, recipient, at, data FROM events WHERE seq > ? AND (${whose.join(' OR ')})${kinds} ORDER BY seq LIMIT ${n}`)
+      .all(...params);
     return rows.map(toEvent);
   }
 

@@ -1,7 +1,7 @@
 import { HispError } from '../core/errors.js';
 import type { SqliteQueue } from '../queue/sqlite-queue.js';
 import type { HispDatabase } from '../store/database.js';
-import type { EventOutbox, EventScope } from './event-outbox.js';
+import type { AddressScope, EventOutbox } from './event-outbox.js';
 import { recipientStatuses, type RecipientState, type RecipientStatus } from './message-status.js';
 
 /** A sent message as `GET /v1/messages/{id}` shows it (issue 15, "Send"). */
@@ -18,7 +18,7 @@ export interface MessageView {
 }
 
 export interface MessageListQuery {
-  scope: EventScope;
+  scope: AddressScope;
   /** Only messages with at least one recipient in this state now. */
   state?: RecipientState | undefined;
   /** Only messages submitted at or after this time. */
@@ -49,7 +49,7 @@ export class MessageTracker {
   ) {}
 
   /** One message; HISP_NOT_FOUND when there is none, or it is not in `scope` (existence is not revealed). */
-  async get(id: string, scope: EventScope): Promise<MessageView> {
+  async get(id: string, scope: AddressScope): Promise<MessageView> {
     const status = this.queue.messages.has(id) ? await this.queue.get(id) : undefined;
     if (!status || status.direction !== 'outbound' || status.mailFrom === '' || !inScope(status.mailFrom, scope)) {
       throw new HispError('HISP_NOT_FOUND', 'no such message');
@@ -104,7 +104,7 @@ export class MessageTracker {
   }
 }
 
-function inScope(address: string, scope: EventScope): boolean {
+function inScope(address: string, scope: AddressScope): boolean {
   const a = address.toLowerCase();
   const domain = a.slice(a.lastIndexOf('@') + 1);
   return scope.some((s) => (s.startsWith('@') ? s.slice(1).toLowerCase() === domain : s.toLowerCase() === a));

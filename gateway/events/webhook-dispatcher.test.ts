@@ -66,7 +66,7 @@ afterEach(async () => {
 
 function dispatcher(allow: string[] = ['127.0.0.1/32']): WebhookDispatcher {
   return new WebhookDispatcher(db, outbox, {
-    scopeOf: (id) => (id === 'k1' && !revoked ? ['@hospital.example'] : undefined),
+    scopeOf: (id) => (id === 'k1' && !revoked ? { sent: ['@hospital.example'], received: [] } : undefined),
     post: { policy: new FetchAddressPolicy(allow), timeoutMs: 5000 },
     logger: createLogger({ level: 'silent' }),
     now: () => clock,

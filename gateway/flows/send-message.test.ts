@@ -97,7 +97,7 @@ describe('MessageSender', () => {
       ['summary.html', 'text/html'],
     ]);
     expect(rendered).toHaveLength(1);
-    expect(new EventOutbox(db).after(0, ['@hospital.example']).map((e) => e.type)).toEqual(['message.queued', 'message.queued']);
+    expect(new EventOutbox(db).after(0, { sent: ['@hospital.example'], received: [] }).map((e) => e.type)).toEqual(['message.queued', 'message.queued']);
     expect(readdirSync(incoming)).toEqual([]);
   });
 

@@ -442,7 +442,7 @@ describe.skipIf(knot.skip)(knot.title('ETT delivery-notification mailboxes again
     expect((await view('nonexistent')).detail).toMatch(/^550 5\.1\.1 /);
     expect((await view('noCertificate')).detail).toMatch(/^554 5\.7\.5 no certificate/);
     // Every event of a.test's sender, in commit order, each with a unique id.
-    const events = new EventOutbox(a.ctx.db).after(0, [SENDER], 500);
+    const events = new EventOutbox(a.ctx.db).after(0, { sent: [SENDER], received: [] }, 500);
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
     expect(events.map((e) => Number(e.cursor))).toEqual([...events.map((e) => Number(e.cursor))].sort((x, y) => x - y));
     expect(events.filter((e) => e.type === 'message.failed')).toHaveLength(7);

@@ -70,7 +70,7 @@ export function eventsRoutes(app: ApiApp, ctx: ApiContext): void {
     (request) => {
       const key = requireKey(request);
       const scope = eventScope(key);
-      if (scope.length === 0) throw new HispError('HISP_API_FORBIDDEN', 'this API key may see no events: it may neither send, read status nor receive');
+      if (scope.sent.length + scope.received.length === 0) throw new HispError('HISP_API_FORBIDDEN', 'this API key may see no events: it may neither send, read status nor receive');
       const after = Number(request.query.after ?? '0');
       const limit = Math.min(MAX_EVENTS_PER_READ, Math.max(1, Number(request.query.limit ?? '100')));
       const events = outbox.after(after, scope, limit, request.query.type ? [request.query.type] : undefined);
@@ -89,7 +89,7 @@ export function eventsRoutes(app: ApiApp, ctx: ApiContext): void {
     },
     (request) => {
       const key = requireKey(request);
-      if (eventScope(key).length === 0) throw new HispError('HISP_API_FORBIDDEN', 'this API key may see no events');
+      if (eventScope(key).sent.length + eventScope(key).received.length === 0) throw new HispError('HISP_API_FORBIDDEN', 'this API key may see no events');
       const { secret, subscription } = webhooks.subscribe(key.id, request.body.url);
       request.log.info({ url: subscription.url }, 'webhook subscribed');
       return { secret, webhook: toJson(subscription) };
