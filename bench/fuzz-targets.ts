@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import dnsPacket from 'dns-packet';
 import { decodeBer, decodeOid, type Tlv } from '../gateway/agent/der.js';
 import { decodeBase64, MimeEntity, splitMultipart } from '../gateway/mime/mime-entity.js';
@@ -18,6 +19,8 @@ import { buildMdn } from '../gateway/mdn/mdn-builder.js';
 import { parseMdn } from '../gateway/mdn/mdn-parser.js';
 import { buildDsn, failedRecipient } from '../gateway/queue/dsn.js';
 import { parseDsn } from '../gateway/queue/dsn-parser.js';
+import { renderCcda } from '../gateway/documents/ccda-renderer.js';
+import { unpackXdm } from '../gateway/documents/xdm-unpack.js';
 import {
   bindResponse,
   certsOnlySignedData,
@@ -336,12 +339,51 @@ function dsnSeeds(): Buffer[] {
   return [built, ...vectorFiles(/delivery-status/i)];
 }
 
+// ------------------------------------------------------------------------------------------------ documents
+
+const CDA_SAMPLES = join(REPO_ROOT, '..', 'shared', 'vectors', 'ett', 'cda-samples');
+
+/** ETT's samples of one kind (absent vectors: none; the smoke test's seeds still run). */
+function cdaSamples(pattern: RegExp): Buffer[] {
+  if (!existsSync(CDA_SAMPLES)) return [];
+  return readdirSync(CDA_SAMPLES)
+    .filter((n) => pattern.test(n))
+    .map((n) => readFileSync(join(CDA_SAMPLES, n)))
+    .filter((b) => b.length < 400_000);
+}
+
+/** A small CDA with each kind of narrative markup, so that mutations reach the renderer's every branch. */
+const SMALL_CDA = Buffer.from(
+  '<?xml version="1.0"?><ClinicalDocument xmlns="urn:hl7-org:v3"><title>T</title><recordTarget><patientRole><patient><name><given>A</given><family>B</family></name></patient></patientRole></recordTarget>' +
+    '<component><structuredBody><component><section><title>S</title><text><paragraph styleCode="Bold">p<content ID="c1">c</content><linkHtml href="#c1">l</linkHtml></paragraph>' +
+    '<list><item>i</item></list><table><thead><tr><th>h</th></tr></thead><tbody><tr><td colspan="2">d<sub>s</sub><sup>u</sup><br/></td></tr></tbody></table>' +
+    '<renderMultiMedia referencedObject="m1"/><footnote>f</footnote></text></section></component></structuredBody></component></ClinicalDocument>',
+);
+
+/** XDM packages: ETT's, unpacked with the streaming reader (bytes discarded, hashes kept). */
+function xdmTarget(): FuzzTarget {
+  return {
+    description: 'XDM packages (documents/xdm-unpack.ts unpackXdm: zip entries, inflation caps, METADATA.XML)',
+    inputs: 10_000,
+    setup: () => {
+      const seeds = cdaSamples(/\.zip$/i);
+      return Promise.resolve({
+        generate: (rng: Rng) => mutateSeeds(rng, seeds.length > 0 ? seeds : [SMALL_CDA], NASTY_BER, 512),
+        run: async (input: Buffer) => {
+          await unpackXdm(input, { onDocument: () => new Writable({ write: (_c, _e, done) => done() }) });
+          return ok();
+        },
+      });
+    },
+  };
+}
+
 // ------------------------------------------------------------------------------------------------
 
 /** The parsers of network bytes under `npm run fuzz`, with their default share of 10⁶ inputs. */
 export const FUZZ_TARGETS: Readonly<Record<string, FuzzTarget>> = {
   mime: fromSeeds(
-    'MIME (agent/mime-entity.ts): MimeEntity.parse, header, contentType, splitMultipart, decodeBase64',
+    'MIME (mime/mime-entity.ts): MimeEntity.parse, header, contentType, splitMultipart, decodeBase64',
     200_000,
     () => [...agent().messages, agent().signedEntity, ...mdnSeeds(), ...dsnSeeds(), fixedMessage()],
     readMime,
@@ -378,6 +420,8 @@ export const FUZZ_TARGETS: Readonly<Record<string, FuzzTarget>> = {
   mdn: fromSeeds('MDNs (mdn/mdn-parser.ts parseMdn)', 60_000, mdnSeeds, (b) => parseMdn(b), NASTY_TEXT),
   dsn: fromSeeds('DSNs (queue/dsn-parser.ts parseDsn)', 60_000, dsnSeeds, (b) => parseDsn(b), NASTY_TEXT),
   smtp: smtpCommandTarget(),
+  ccda: fromSeeds('C-CDA (documents/xml-reader.ts readXml, then documents/ccda-renderer.ts renderCcda: the narrative walk)', 20_000, () => [SMALL_CDA, ...cdaSamples(/\.xml$/i)], (b) => renderCcda(b), NASTY_TEXT),
+  xdm: xdmTarget(),
 };
 
 /** Only for the harness's own test (`--self-test`): a planted hang, crash and untyped error. */
