@@ -1,9 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../core/logger.js';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
@@ -11,6 +8,7 @@ import { HispDatabase } from '../store/database.js';
 import { FetchAddressPolicy } from '../trust/fetch-address-policy.js';
 import { EventOutbox, type HispEvent } from './event-outbox.js';
 import { WEBHOOK_BACKOFF_MS, WebhookDispatcher } from './webhook-dispatcher.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
 
 let dir: string;
 let db: HispDatabase;
@@ -20,33 +18,16 @@ let outbox: EventOutbox;
 let revoked = false;
 const T0 = Date.UTC(2026, 11, 7, 12);
 
-/** A subscriber verifying each request with the standardwebhooks library, answering with `status`. */
-let status = 200;
-const received: { event: HispEvent; headers: http.IncomingHttpHeaders; verified: boolean }[] = [];
-let secret = '';
-const server = http.createServer((req, res) => {
-  const chunks: Buffer[] = [];
-  req.on('data', (c: Buffer) => chunks.push(c));
-  req.on('end', () => {
-    const body = Buffer.concat(chunks).toString('utf8');
-    let verified: boolean;
-    try {
-      new Webhook(secret.slice('whsec_'.length)).verify(body, req.headers as Record<string, string>);
-      verified = true;
-    } catch {
-      verified = false;
-    }
-    received.push({ event: JSON.parse(body) as HispEvent, headers: req.headers, verified });
-    res.writeHead(status).end();
-  });
-});
+/** A subscriber verifying each request with the standardwebhooks library. */
+let hooks: WebhookReceiver<HispEvent>;
 let url = '';
+const received = () => hooks.received;
 
 beforeAll(async () => {
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`;
+  hooks = await startWebhookReceiver<HispEvent>();
+  url = hooks.url;
 });
-afterAll(() => new Promise<void>((r) => server.close(() => r())));
+afterAll(() => hooks.close());
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'hisp-webhooks-'));
@@ -54,8 +35,8 @@ beforeEach(() => {
   clock = T0;
   queue = new SqliteQueue(db, { now: () => clock });
   outbox = new EventOutbox(db);
-  received.length = 0;
-  status = 200;
+  hooks.received.length = 0;
+  hooks.answer(200);
   revoked = false;
 });
 
@@ -84,52 +65,52 @@ describe('WebhookDispatcher', () => {
     clock = Date.now();
     await send('before@phr.example');
     const d = dispatcher();
-    secret = d.subscribe('k1', url).secret;
-    expect(secret).toMatch(/^whsec_/);
+    hooks.secret(d.subscribe('k1', url).secret);
+    expect(d.get('k1')?.url).toBe(url);
     await send('a@phr.example');
     await send('b@phr.example');
     await queue.enqueue({ direction: 'outbound', mailFrom: 'nurse@clinic.example', recipients: ['c@phr.example'] }, Buffer.from('x'));
     expect(await d.runOnce()).toBe(2);
-    expect(received.map((r) => [r.event.type, r.event.data.recipient, r.verified])).toEqual([
+    expect(received().map((r) => [r.event.type, r.event.data.recipient, r.verified])).toEqual([
       ['message.queued', 'a@phr.example', true],
       ['message.queued', 'b@phr.example', true],
     ]);
-    expect(received[0]?.headers['webhook-id']).toBe(received[0]?.event.id);
+    expect(received()[0]?.headers['webhook-id']).toBe(received()[0]?.event.id);
     expect(await d.runOnce()).toBe(0);
-    expect(received).toHaveLength(2);
-    expect(d.get('k1')).toMatchObject({ failures: 0, cursor: received[1]?.event.cursor });
+    expect(received()).toHaveLength(2);
+    expect(d.get('k1')).toMatchObject({ failures: 0, cursor: received()[1]?.event.cursor });
   });
 
   it('a failure waits its back-off, counted in rounds and requests, then delivers the same event (same id) again', async () => {
     clock = Date.now();
     const d = dispatcher();
-    secret = d.subscribe('k1', url).secret;
+    hooks.secret(d.subscribe('k1', url).secret);
     await send('a@phr.example');
-    status = 503;
+    hooks.answer(503);
     expect(await d.runOnce()).toBe(0);
-    expect(received).toHaveLength(1);
+    expect(received()).toHaveLength(1);
     expect(d.get('k1')).toMatchObject({ failures: 1, lastError: 'HTTP 503' });
     for (let i = 0; i < 20; i++) await d.runOnce();
-    expect(received).toHaveLength(1);
-    status = 200;
+    expect(received()).toHaveLength(1);
+    hooks.answer(200);
     clock += WEBHOOK_BACKOFF_MS[0]!;
     expect(await d.runOnce()).toBe(1);
-    expect(received.map((r) => r.event.id)).toEqual([received[0]!.event.id, received[0]!.event.id]);
+    expect(received().map((r) => r.event.id)).toEqual([received()[0]!.event.id, received()[0]!.event.id]);
     expect(d.get('k1')).toMatchObject({ failures: 0, lastError: null });
   });
 
   it('a revoked key gets nothing; a URL to a loopback address is refused unless [fetch] allowAddresses lets it', async () => {
     clock = Date.now();
     const strict = dispatcher([]);
-    secret = strict.subscribe('k1', url).secret;
+    hooks.secret(strict.subscribe('k1', url).secret);
     await send('a@phr.example');
     expect(await strict.runOnce()).toBe(0);
-    expect(received).toHaveLength(0);
+    expect(received()).toHaveLength(0);
     expect(strict.get('k1')?.lastError).toMatch(/127\.0\.0\.1, which is not an allowed address/);
     clock += WEBHOOK_BACKOFF_MS[0]!;
     revoked = true;
     expect(await dispatcher().runOnce()).toBe(0);
-    expect(received).toHaveLength(0);
+    expect(received()).toHaveLength(0);
     expect(() => strict.subscribe('k1', 'http://example.org/hook')).toThrow(/https/);
   });
 });

@@ -6,9 +6,6 @@
  * webhook receives the events in order, each signature verified with the standardwebhooks library.
  * Real peers on loopback: knotd publishes both domains' certificates (DNS CERT) and MX records.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HispGateway } from '../../gateway/flows/hisp-gateway.js';
 import { ApiKeyStore } from '../../gateway/store/api-key-store.js';
@@ -16,6 +13,7 @@ import { ApiClient } from '../helpers/api-client.js';
 import { gatewayConfigObject, startDirectNetwork, startGateway, toConfig, waitFor, type DirectNetwork } from '../helpers/direct-network.js';
 import { missingExecutable, requirePeer } from '../helpers/require-peer.js';
 import { vectorGroup } from '../helpers/vectors.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 
 const knot = requirePeer(missingExecutable('knotd'));
 const ett = vectorGroup('ett', ['cda-samples/CCDA_Ambulatory.xml']);
@@ -36,27 +34,10 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('two gateways th
   let phr: ApiClient;
   let ehrKey = '';
   let phrKey = '';
-  let secret = '';
-  const hooks: { event: Event; verified: boolean }[] = [];
-  const receiver = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      let verified: boolean;
-      try {
-        new Webhook(secret.slice('whsec_'.length)).verify(body, req.headers as Record<string, string>);
-        verified = true;
-      } catch {
-        verified = false;
-      }
-      hooks.push({ event: JSON.parse(body) as Event, verified });
-      res.writeHead(204).end();
-    });
-  });
+  let hooks: WebhookReceiver<Event>;
 
   beforeAll(async () => {
-    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    hooks = await startWebhookReceiver<Event>();
     net = await startDirectNetwork(['a.test', 'b.test']);
     // The EHR's webhook listens on loopback: A's fetch policy must allow it ([fetch] allowAddresses).
     const aRaw = await gatewayConfigObject(net.spec('a.test', { extra: { api: { enabled: true, port: 0 }, fetch: { allowAddresses: ['127.0.0.1/32'] } } }), net.dns.address);
@@ -76,13 +57,13 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('two gateways th
     await a?.stop();
     await b?.stop();
     await net?.stop();
-    await new Promise<void>((r) => receiver.close(() => r()));
+    await hooks?.close();
   });
 
   it('EHR → A → B’s API mailbox → PHR reads and acknowledges → A says dispatched, and the webhook told the EHR every step, in order, signed', async () => {
-    const hook = await ehr.request('PUT', '/v1/webhook', { key: ehrKey, json: { url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hisp-events` } });
+    const hook = await ehr.request('PUT', '/v1/webhook', { key: ehrKey, json: { url: hooks.url } });
     expect(hook.status).toBe(200);
-    secret = (hook.body as { secret: string }).secret;
+    hooks.secret((hook.body as { secret: string }).secret);
 
     const ccda = ett.read('cda-samples/CCDA_Ambulatory.xml');
     const sent = await ehr.request('POST', '/v1/messages', {
@@ -166,7 +147,7 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('two gateways th
     expect(status.transitions.map((t) => t.state)).toEqual(['queued', 'relayed', 'processed', 'dispatched']);
     expect(status.transitions[3]?.evidence?.mdnMessageId).toEqual(expect.any(String));
 
-    const delivered = await waitFor('four webhook events', () => (hooks.length >= 4 ? hooks : undefined), WAIT_MS);
+    const delivered = await waitFor('four webhook events', () => (hooks.received.length >= 4 ? hooks.received : undefined), WAIT_MS);
     expect(delivered.map((h) => [h.event.type, h.event.data.id, h.verified])).toEqual([
       ['message.queued', id, true],
       ['message.relayed', id, true],
