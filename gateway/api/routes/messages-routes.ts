@@ -241,6 +241,9 @@ async function readMultipart(request: FastifyRequest, incoming: string, temp: st
         continue;
       }
       if (part.fieldname !== 'document') throw new HispError('HISP_API_INVALID_REQUEST', `unknown file part ${JSON.stringify(part.fieldname.slice(0, 40))}: documents are parts named "document"`);
+      // The form is the message field, then its files (the MultipartForm description): a file
+      // before it is refused before anything of it is written to disk.
+      if (message === undefined) throw new HispError('HISP_API_INVALID_REQUEST', 'a multipart send has its "message" field before its files');
       files.push(await toDisk(part, incoming, temp));
     }
   } catch (err) {
