@@ -275,16 +275,24 @@ async function toDisk(part: MultipartFile, incoming: string, temp: string[]): Pr
   const path = join(incoming, `upload-${randomBytes(12).toString('hex')}`);
   temp.push(path);
   const hash = createHash('sha256');
-  await pipeline(
-    part.file,
-    new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    }),
-    createWriteStream(path, { mode: 0o600 }),
-  );
+  const out = createWriteStream(path, { mode: 0o600 });
+  try {
+    await pipeline(
+      part.file,
+      new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          hash.update(chunk);
+          done(null, chunk);
+        },
+      }),
+      out,
+    );
+  } catch (err) {
+    // A failed pipeline settles before the file stream it destroyed has opened (so created) and
+    // closed its file: the caller's rm could run first and the file appear after it, left behind.
+    if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
+    throw err;
+  }
   // @fastify/multipart ends a file that reached its size limit early, and says so.
   if (part.file.truncated) throw new HispError('HISP_API_PAYLOAD_TOO_LARGE', `a document is larger than ${SEND_BODY_LIMITS.fileBytes} octets`);
   // eslint-disable-next-line no-control-regex -- control characters are what is refused in a file name
