@@ -241,6 +241,9 @@ async function readMultipart(request: FastifyRequest, incoming: string, temp: st
         continue;
       }
       if (part.fieldname !== 'document') throw new HispError('HISP_API_INVALID_REQUEST', `unknown file part ${JSON.stringify(part.fieldname.slice(0, 40))}: documents are parts named "document"`);
+      // The form is the message field, then its files (the MultipartForm description): a file
+      // before it is refused before anything of it is written to disk.
+      if (message === undefined) throw new HispError('HISP_API_INVALID_REQUEST', 'a multipart send has its "message" field before its files');
       files.push(await toDisk(part, incoming, temp));
     }
   } catch (err) {
@@ -272,16 +275,24 @@ async function toDisk(part: MultipartFile, incoming: string, temp: string[]): Pr
   const path = join(incoming, `upload-${randomBytes(12).toString('hex')}`);
   temp.push(path);
   const hash = createHash('sha256');
-  await pipeline(
-    part.file,
-    new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    }),
-    createWriteStream(path, { mode: 0o600 }),
-  );
+  const out = createWriteStream(path, { mode: 0o600 });
+  try {
+    await pipeline(
+      part.file,
+      new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          hash.update(chunk);
+          done(null, chunk);
+        },
+      }),
+      out,
+    );
+  } catch (err) {
+    // A failed pipeline settles before the file stream it destroyed has opened (so created) and
+    // closed its file: the caller's rm could run first and the file appear after it, left behind.
+    if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
+    throw err;
+  }
   // @fastify/multipart ends a file that reached its size limit early, and says so.
   if (part.file.truncated) throw new HispError('HISP_API_PAYLOAD_TOO_LARGE', `a document is larger than ${SEND_BODY_LIMITS.fileBytes} octets`);
   // eslint-disable-next-line no-control-regex -- control characters are what is refused in a file name
