@@ -173,6 +173,8 @@ describe('what the receive side verified reaches the endpoint', () => {
           ],
         },
       ],
+      // How it was protected, by the names of hisp wrap's options (the test's sender wraps with the defaults).
+      algorithms: { cipher: expect.stringMatching(/^aes(128|192|256)-(cbc|gcm)$/) as string, keyTransport: expect.stringMatching(/^rsa-/) as string, digest: 'sha256' },
     });
     const viaHook = Buffer.from(payload.message, 'base64');
     expect(fields(viaHook).filter((f) => /^authentication-results:\s*hisp\.recipient\.test;/i.test(f))).toHaveLength(1);
