@@ -86,7 +86,7 @@ export interface E2eOptions {
   verbose?: boolean;
 }
 
-interface Load {
+export interface Load {
   size: '10KB' | '100KB';
   sessions: number;
   n: number;
@@ -96,7 +96,7 @@ interface Load {
 
 // N chosen so that each hisp run takes several seconds on a 2-core machine. The loads with a
 // target are measured in steady state: after STEADY_WARM_UP messages, over 7-10 s (see the header).
-const STEADY_WARM_UP = 3000;
+export const STEADY_WARM_UP = 3000;
 const HOP_LOADS: Load[] = [
   { size: '10KB', sessions: 20, n: 5000, warmUp: STEADY_WARM_UP },
   { size: '100KB', sessions: 20, n: 3000, warmUp: STEADY_WARM_UP },
@@ -234,7 +234,7 @@ export function closeSessions(sessions: SMTPConnection[]): void {
   for (const c of sessions) c.quit();
 }
 
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
@@ -246,7 +246,7 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 /** Polls `count` until it reaches `target`; returns performance.now() then. Fails after STALL_MS without progress. */
-async function waitCount(what: string, count: () => number, target: number, intervalMs = 10): Promise<number> {
+export async function waitCount(what: string, count: () => number, target: number, intervalMs = 10): Promise<number> {
   let last = -1;
   let lastChange = performance.now();
   for (;;) {
@@ -293,7 +293,7 @@ function statFields(pid: number): string[] | undefined {
 }
 
 /** utime + stime of one process (all its threads), seconds. */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const f = statFields(pid);
   if (!f) return NaN;
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
@@ -315,12 +315,12 @@ function groupCpuSeconds(pgid: number): number {
 }
 
 /** CPU seconds of this process (the SMTP client sessions) and of smtp-sink, to take differences of. */
-function peerCpu(sink: SmtpSink): { client: number; sink: number } {
+export function peerCpu(sink: SmtpSink): { client: number; sink: number } {
   const u = process.cpuUsage();
   return { client: (u.user + u.system) / 1e6, sink: sink.pgid === undefined ? NaN : groupCpuSeconds(sink.pgid) };
 }
 
-function peerCpuPerMsg(start: { client: number; sink: number }, sink: SmtpSink, n: number): PeerCpu {
+export function peerCpuPerMsg(start: { client: number; sink: number }, sink: SmtpSink, n: number): PeerCpu {
   const end = peerCpu(sink);
   return { clientCpuPerMsg: (end.client - start.client) / n, sinkCpuPerMsg: (end.sink - start.sink) / n };
 }
@@ -405,12 +405,12 @@ export async function startGatewayProcess(name: string, configFile: string, logF
 // The runs
 
 /** CPU of the machine's other parts of a run, per message: the client (this process) and smtp-sink. */
-interface PeerCpu {
+export interface PeerCpu {
   clientCpuPerMsg: number;
   sinkCpuPerMsg: number;
 }
 
-interface HopResult extends PeerCpu {
+export interface HopResult extends PeerCpu {
   perSec: number;
   cpuPerMsg: number;
   peakRssMiB: number;
@@ -438,7 +438,7 @@ interface Reference extends PeerCpu {
   submitP99: number;
 }
 
-class E2eBench {
+export class E2eBench {
   constructor(
     private readonly net: DirectNetwork,
     private readonly options: E2eOptions,
@@ -448,7 +448,7 @@ class E2eBench {
     if (this.options.verbose) process.stderr.write(`e2e: ${line}\n`);
   }
 
-  private runDir(label: string): string {
+  runDir(label: string): string {
     const dir = join(this.net.dir, `run${++runCounter}-${label}`);
     mkdirSync(dir, { recursive: true });
     return dir;
@@ -520,7 +520,14 @@ class E2eBench {
     }
   }
 
-  private async gatewayConfig(dir: string, domain: string, remote: Record<string, unknown>, ports?: { submission: number; inbound: number }): Promise<string> {
+  /** A gateway's configuration file in `dir`; `sections`: top-level sections added (e.g. `api`). */
+  async gatewayConfig(
+    dir: string,
+    domain: string,
+    remote: Record<string, unknown>,
+    ports?: { submission: number; inbound: number },
+    sections: Record<string, unknown> = {},
+  ): Promise<string> {
     const spec = this.net.spec(domain, {
       dataDir: join(dir, `data-${domain}`),
       // The deployment defaults (tests shorten the retry schedule and give up within a minute).
@@ -532,6 +539,7 @@ class E2eBench {
       raw.submission = { ...(raw.submission as Record<string, unknown>), port: ports.submission };
       raw.inbound = { ...(raw.inbound as Record<string, unknown>), port: ports.inbound };
     }
+    Object.assign(raw, sections);
     const file = join(dir, `${domain}.toml`);
     writeToml(file, raw);
     return file;
