@@ -150,6 +150,9 @@ function message(tag: string, seq: number, to: string, bytes: number): Buffer {
   return Buffer.from(head + bodyOf(Math.max(100, bytes - head.length)), 'latin1');
 }
 
+/** The raw message of sequence number `seq` of a run tagged `tag`. */
+export type MessageMaker = (tag: string, seq: number) => Buffer;
+
 const MESSAGE_ID_RE = /^Message-ID:\s*<e2e-([\w-]+)\.(\d+)@a\.test>/im;
 
 // ---------------------------------------------------------------------------------------------
@@ -454,21 +457,23 @@ export class E2eBench {
     return dir;
   }
 
-  /** Opens the sessions, sends the warm-up (waiting for `warmedUp`), then the N messages. */
+  /** Opens the sessions, sends the warm-up (waiting for `warmedUp`), then the N messages (`make`'s, else message()'s). */
   private async drive(
     load: Load,
     session: SessionOptions,
     to: string,
     warmedUp: (count: number) => Promise<void>,
+    make?: MessageMaker,
   ): Promise<{ tag: string; submitted: Submitted }> {
     const tag = `r${++tagCounter}`;
     const sessions = await Promise.all(Array.from({ length: load.sessions }, () => openSession(session)));
     try {
       const bytes = BYTES[load.size];
       const warmUp = load.warmUp ?? WARM_UP;
-      await submit(sessions, warmUp, (seq) => ({ from: 'provider@a.test', to: [to], raw: message(`${tag}w`, seq, to, bytes) }));
+      const raw = make ?? ((t: string, seq: number) => message(t, seq, to, bytes));
+      await submit(sessions, warmUp, (seq) => ({ from: 'provider@a.test', to: [to], raw: raw(`${tag}w`, seq) }));
       await warmedUp(warmUp);
-      const submitted = await submit(sessions, load.n, (seq) => ({ from: 'provider@a.test', to: [to], raw: message(tag, seq, to, bytes) }));
+      const submitted = await submit(sessions, load.n, (seq) => ({ from: 'provider@a.test', to: [to], raw: raw(tag, seq) }));
       return { tag, submitted };
     } finally {
       closeSessions(sessions);
@@ -554,9 +559,10 @@ export class E2eBench {
 
   /**
    * Gateway A alone, relaying into smtp-sink (sink.test routed to it; its certificate in DNS).
-   * `hispRoot`: the checkout whose bin/hisp.js (and dist/) runs the gateway, default this one.
+   * `hispRoot`: the checkout whose bin/hisp.js (and dist/) runs the gateway, default this one;
+   * `make`: the messages, from provider@a.test to patient@sink.test (default: message()'s of the load's size).
    */
-  async hop(load: Load, hispRoot = REPO_ROOT): Promise<HopResult> {
+  async hop(load: Load, hispRoot = REPO_ROOT, make?: MessageMaker): Promise<HopResult> {
     const dir = this.runDir(`hop-${load.size}-${load.sessions}`);
     const sink = await startSmtpSink();
     let a: GatewayProcess | undefined;
@@ -567,12 +573,18 @@ export class E2eBench {
       let base = 0;
       let cpu0 = 0;
       let peers0 = peerCpu(sink);
-      const { submitted } = await this.drive(load, { port: this.net.ports['a.test']!.submission, tls: true, auth: { user: EDGE_USER, pass: EDGE_PASSWORD } }, 'patient@sink.test', async (w) => {
-        await waitCount('hisp warm-up at smtp-sink', () => sink.counters().messages, w);
-        base = w;
-        cpu0 = cpuSeconds(pid);
-        peers0 = peerCpu(sink);
-      });
+      const { submitted } = await this.drive(
+        load,
+        { port: this.net.ports['a.test']!.submission, tls: true, auth: { user: EDGE_USER, pass: EDGE_PASSWORD } },
+        'patient@sink.test',
+        async (w) => {
+          await waitCount('hisp warm-up at smtp-sink', () => sink.counters().messages, w);
+          base = w;
+          cpu0 = cpuSeconds(pid);
+          peers0 = peerCpu(sink);
+        },
+        make,
+      );
       const end = await waitCount('hisp relay into smtp-sink', () => sink.counters().messages, base + load.n);
       const cpu = cpuSeconds(pid) - cpu0;
       return {
