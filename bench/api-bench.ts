@@ -23,6 +23,7 @@ import {
   startGatewayProcess,
   STEADY_WARM_UP,
   waitCount,
+  type E2eFigure,
   type GatewayProcess,
   type HopResult,
   type Load,
@@ -60,18 +61,11 @@ import { vm } from './hostile-bench.js';
  *   files are streamed to disk, never whole in memory), and until it is relayed into smtp-sink
  *   (informative: signing and encrypting a message of that size).
  *
- * The API key is made with `hisp api-key create --config … > file` before the gateway starts, with
- * a rate of its own high enough not to limit the run (the rate limiter still counts every request).
+ * The API key is made with `hisp api-key create --config … > file` once the gateway has made its
+ * data folder, with a rate of its own high enough not to limit the run (the rate limiter still
+ * counts every request). The API is plain HTTP on loopback (what `[api]` allows without a
+ * certificate), while the SMTP hop runs STARTTLS.
  */
-export interface ApiFigure {
-  name: string;
-  value: number;
-  unit: string;
-  reference: number | null;
-  target: string | null;
-  pass: boolean | null;
-}
-
 export interface ApiBenchOptions {
   /** Multiplies N and the warm-up (a quick check: 0.1). */
   scale?: number;
@@ -362,7 +356,7 @@ async function multipart25(bench: E2eBench, log: (line: string) => void): Promis
 
 // ---------------------------------------------------------------------------------------------
 
-export async function benchApi(options: ApiBenchOptions = {}): Promise<ApiFigure[] | { skipped: string }> {
+export async function benchApi(options: ApiBenchOptions = {}): Promise<E2eFigure[] | { skipped: string }> {
   const why = e2eUnavailableReason();
   if (why) return { skipped: why };
   if (!existsSync(SAMPLE)) return { skipped: `${SAMPLE} absent (the ETT vectors)` };
@@ -371,7 +365,7 @@ export async function benchApi(options: ApiBenchOptions = {}): Promise<ApiFigure
   const load: Load = { size: '100KB', sessions: CLIENTS, n: Math.max(20, Math.round(N * scale)), warmUp: Math.max(20, Math.round(STEADY_WARM_UP * scale)) };
   const renderedLoad: Load = { ...load, n: Math.max(20, Math.round(RENDERED.n * scale)), warmUp: Math.max(20, Math.round(RENDERED.warmUp * scale)) };
   const only = new Set(options.only ?? ['hop', 'multipart']);
-  const figures: ApiFigure[] = [];
+  const figures: E2eFigure[] = [];
   const fig = (name: string, value: number, unit: string, reference: number | null = null, target: string | null = null, pass: boolean | null = null) =>
     figures.push({ name, value, unit, reference, target, pass });
 
