@@ -86,7 +86,7 @@ export interface E2eOptions {
   verbose?: boolean;
 }
 
-interface Load {
+export interface Load {
   size: '10KB' | '100KB';
   sessions: number;
   n: number;
@@ -96,7 +96,7 @@ interface Load {
 
 // N chosen so that each hisp run takes several seconds on a 2-core machine. The loads with a
 // target are measured in steady state: after STEADY_WARM_UP messages, over 7-10 s (see the header).
-const STEADY_WARM_UP = 3000;
+export const STEADY_WARM_UP = 3000;
 const HOP_LOADS: Load[] = [
   { size: '10KB', sessions: 20, n: 5000, warmUp: STEADY_WARM_UP },
   { size: '100KB', sessions: 20, n: 3000, warmUp: STEADY_WARM_UP },
@@ -149,6 +149,9 @@ function message(tag: string, seq: number, to: string, bytes: number): Buffer {
     'Content-Type: application/xml; name=ccda.xml\r\nContent-Transfer-Encoding: base64\r\n\r\n';
   return Buffer.from(head + bodyOf(Math.max(100, bytes - head.length)), 'latin1');
 }
+
+/** The raw message of sequence number `seq` of a run tagged `tag`. */
+export type MessageMaker = (tag: string, seq: number) => Buffer;
 
 const MESSAGE_ID_RE = /^Message-ID:\s*<e2e-([\w-]+)\.(\d+)@a\.test>/im;
 
@@ -234,7 +237,7 @@ export function closeSessions(sessions: SMTPConnection[]): void {
   for (const c of sessions) c.quit();
 }
 
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
@@ -246,7 +249,7 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 /** Polls `count` until it reaches `target`; returns performance.now() then. Fails after STALL_MS without progress. */
-async function waitCount(what: string, count: () => number, target: number, intervalMs = 10): Promise<number> {
+export async function waitCount(what: string, count: () => number, target: number, intervalMs = 10): Promise<number> {
   let last = -1;
   let lastChange = performance.now();
   for (;;) {
@@ -293,7 +296,7 @@ function statFields(pid: number): string[] | undefined {
 }
 
 /** utime + stime of one process (all its threads), seconds. */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const f = statFields(pid);
   if (!f) return NaN;
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
@@ -315,12 +318,12 @@ function groupCpuSeconds(pgid: number): number {
 }
 
 /** CPU seconds of this process (the SMTP client sessions) and of smtp-sink, to take differences of. */
-function peerCpu(sink: SmtpSink): { client: number; sink: number } {
+export function peerCpu(sink: SmtpSink): { client: number; sink: number } {
   const u = process.cpuUsage();
   return { client: (u.user + u.system) / 1e6, sink: sink.pgid === undefined ? NaN : groupCpuSeconds(sink.pgid) };
 }
 
-function peerCpuPerMsg(start: { client: number; sink: number }, sink: SmtpSink, n: number): PeerCpu {
+export function peerCpuPerMsg(start: { client: number; sink: number }, sink: SmtpSink, n: number): PeerCpu {
   const end = peerCpu(sink);
   return { clientCpuPerMsg: (end.client - start.client) / n, sinkCpuPerMsg: (end.sink - start.sink) / n };
 }
@@ -405,12 +408,12 @@ export async function startGatewayProcess(name: string, configFile: string, logF
 // The runs
 
 /** CPU of the machine's other parts of a run, per message: the client (this process) and smtp-sink. */
-interface PeerCpu {
+export interface PeerCpu {
   clientCpuPerMsg: number;
   sinkCpuPerMsg: number;
 }
 
-interface HopResult extends PeerCpu {
+export interface HopResult extends PeerCpu {
   perSec: number;
   cpuPerMsg: number;
   peakRssMiB: number;
@@ -438,7 +441,7 @@ interface Reference extends PeerCpu {
   submitP99: number;
 }
 
-class E2eBench {
+export class E2eBench {
   constructor(
     private readonly net: DirectNetwork,
     private readonly options: E2eOptions,
@@ -448,27 +451,29 @@ class E2eBench {
     if (this.options.verbose) process.stderr.write(`e2e: ${line}\n`);
   }
 
-  private runDir(label: string): string {
+  runDir(label: string): string {
     const dir = join(this.net.dir, `run${++runCounter}-${label}`);
     mkdirSync(dir, { recursive: true });
     return dir;
   }
 
-  /** Opens the sessions, sends the warm-up (waiting for `warmedUp`), then the N messages. */
+  /** Opens the sessions, sends the warm-up (waiting for `warmedUp`), then the N messages (`make`'s, else message()'s). */
   private async drive(
     load: Load,
     session: SessionOptions,
     to: string,
     warmedUp: (count: number) => Promise<void>,
+    make?: MessageMaker,
   ): Promise<{ tag: string; submitted: Submitted }> {
     const tag = `r${++tagCounter}`;
     const sessions = await Promise.all(Array.from({ length: load.sessions }, () => openSession(session)));
     try {
       const bytes = BYTES[load.size];
       const warmUp = load.warmUp ?? WARM_UP;
-      await submit(sessions, warmUp, (seq) => ({ from: 'provider@a.test', to: [to], raw: message(`${tag}w`, seq, to, bytes) }));
+      const raw = make ?? ((t: string, seq: number) => message(t, seq, to, bytes));
+      await submit(sessions, warmUp, (seq) => ({ from: 'provider@a.test', to: [to], raw: raw(`${tag}w`, seq) }));
       await warmedUp(warmUp);
-      const submitted = await submit(sessions, load.n, (seq) => ({ from: 'provider@a.test', to: [to], raw: message(tag, seq, to, bytes) }));
+      const submitted = await submit(sessions, load.n, (seq) => ({ from: 'provider@a.test', to: [to], raw: raw(tag, seq) }));
       return { tag, submitted };
     } finally {
       closeSessions(sessions);
@@ -520,7 +525,14 @@ class E2eBench {
     }
   }
 
-  private async gatewayConfig(dir: string, domain: string, remote: Record<string, unknown>, ports?: { submission: number; inbound: number }): Promise<string> {
+  /** A gateway's configuration file in `dir`; `sections`: top-level sections added (e.g. `api`). */
+  async gatewayConfig(
+    dir: string,
+    domain: string,
+    remote: Record<string, unknown>,
+    ports?: { submission: number; inbound: number },
+    sections: Record<string, unknown> = {},
+  ): Promise<string> {
     const spec = this.net.spec(domain, {
       dataDir: join(dir, `data-${domain}`),
       // The deployment defaults (tests shorten the retry schedule and give up within a minute).
@@ -532,6 +544,7 @@ class E2eBench {
       raw.submission = { ...(raw.submission as Record<string, unknown>), port: ports.submission };
       raw.inbound = { ...(raw.inbound as Record<string, unknown>), port: ports.inbound };
     }
+    Object.assign(raw, sections);
     const file = join(dir, `${domain}.toml`);
     writeToml(file, raw);
     return file;
@@ -546,9 +559,10 @@ class E2eBench {
 
   /**
    * Gateway A alone, relaying into smtp-sink (sink.test routed to it; its certificate in DNS).
-   * `hispRoot`: the checkout whose bin/hisp.js (and dist/) runs the gateway, default this one.
+   * `hispRoot`: the checkout whose bin/hisp.js (and dist/) runs the gateway, default this one;
+   * `make`: the messages, from provider@a.test to patient@sink.test (default: message()'s of the load's size).
    */
-  async hop(load: Load, hispRoot = REPO_ROOT): Promise<HopResult> {
+  async hop(load: Load, hispRoot = REPO_ROOT, make?: MessageMaker): Promise<HopResult> {
     const dir = this.runDir(`hop-${load.size}-${load.sessions}`);
     const sink = await startSmtpSink();
     let a: GatewayProcess | undefined;
@@ -559,12 +573,18 @@ class E2eBench {
       let base = 0;
       let cpu0 = 0;
       let peers0 = peerCpu(sink);
-      const { submitted } = await this.drive(load, { port: this.net.ports['a.test']!.submission, tls: true, auth: { user: EDGE_USER, pass: EDGE_PASSWORD } }, 'patient@sink.test', async (w) => {
-        await waitCount('hisp warm-up at smtp-sink', () => sink.counters().messages, w);
-        base = w;
-        cpu0 = cpuSeconds(pid);
-        peers0 = peerCpu(sink);
-      });
+      const { submitted } = await this.drive(
+        load,
+        { port: this.net.ports['a.test']!.submission, tls: true, auth: { user: EDGE_USER, pass: EDGE_PASSWORD } },
+        'patient@sink.test',
+        async (w) => {
+          await waitCount('hisp warm-up at smtp-sink', () => sink.counters().messages, w);
+          base = w;
+          cpu0 = cpuSeconds(pid);
+          peers0 = peerCpu(sink);
+        },
+        make,
+      );
       const end = await waitCount('hisp relay into smtp-sink', () => sink.counters().messages, base + load.n);
       const cpu = cpuSeconds(pid) - cpu0;
       return {

@@ -92,7 +92,7 @@ function inner(seq: number, bytes: number, tag: string): Buffer {
   return Buffer.from(head + line.repeat(Math.max(1, Math.ceil((bytes - head.length) / line.length))));
 }
 
-function vm(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+export function vm(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
   return m ? Number(m[1]) * 1024 : NaN;
 }

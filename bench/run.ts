@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { unwrapMessage } from '../gateway/agent/unwrap-message.js';
 import { wrapMessage } from '../gateway/agent/wrap-message.js';
 import { benchCredentials, makeMessage, pkiPath, REPO_ROOT } from './agent-workload.js';
+import { benchApi } from './api-bench.js';
 import { benchDiscovery } from './discovery-bench.js';
 import { benchRender } from './documents-render-bench.js';
 import { benchXdm } from './documents-xdm-bench.js';
@@ -163,6 +164,12 @@ try {
   const e2e = await benchE2e({ verbose: true });
   if ('skipped' in e2e) console.log(`e2e: skipped: ${e2e.skipped}`);
   else for (const f of e2e) add(f);
+
+  // ---- the HTTP API (issue 15): POST /v1/messages with a 100 KB C-CDA over 20 clients beside the
+  // SMTP hop, and the peak RSS of a 25 MiB multipart upload
+  const api = await benchApi({ verbose: true });
+  if ('skipped' in api) console.log(`api: skipped: ${api.skipped}`);
+  else for (const f of api) add(f);
 
   // ---- hostile load (issue 14): inbound latency under an AUTH flood, memory receiving 10 × 45 MB
   for (const f of await benchHostile({ verbose: true })) add(f);

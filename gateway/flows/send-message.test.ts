@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -99,6 +100,25 @@ describe('MessageSender', () => {
     expect(rendered).toHaveLength(1);
     expect(new EventOutbox(db).after(0, { sent: ['@hospital.example'], received: [] }).map((e) => e.type)).toEqual(['message.queued', 'message.queued']);
     expect(readdirSync(incoming)).toEqual([]);
+  });
+
+  it('composes a small send in memory and a large one or one with a file part into a file: the same document arrives, nothing stays in incoming', async () => {
+    const s = sender();
+    const small = randomBytes(64 * 1024);
+    const large = randomBytes(1024 * 1024 + 1);
+    const onDisk = join(dir, 'upload.bin');
+    writeFileSync(onDisk, small);
+    const sends: [SendRequest['documents'], Buffer][] = [
+      [[{ filename: 'scan.bin', contentType: 'application/octet-stream', kind: 'other', content: small }], small],
+      [[{ filename: 'scan.bin', contentType: 'application/octet-stream', kind: 'other', content: large }], large],
+      [[{ filename: 'scan.bin', contentType: 'application/octet-stream', kind: 'other', content: { path: onDisk } }], small],
+    ];
+    for (const [documents, octets] of sends) {
+      const result = await s.send({ ...request, documents }, actor, log);
+      const parsed = await simpleParser(await queue.body(result.id));
+      expect(parsed.attachments.map((a) => [a.filename, a.content.equals(octets)])).toEqual([['scan.bin', true]]);
+      expect(readdirSync(incoming)).toEqual([]);
+    }
   });
 
   it('package xdm: one zip holding the documents, and XDM/1.0/DDM in the Subject; humanReadable false: no rendering', async () => {

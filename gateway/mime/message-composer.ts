@@ -89,6 +89,13 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
   return new MailComposer(options).compile().createReadStream();
 }
 
+/** {@link composeMessage} in memory, for a message whose documents are all in memory already. */
+export async function composeMessageToBuffer(input: ComposeInput): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of composeMessage(input)) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+  return Buffer.concat(chunks);
+}
+
 /** {@link composeMessage} into `file`; resolves with its size. */
 export async function composeMessageToFile(input: ComposeInput, file: string): Promise<number> {
   const out = createWriteStream(file, { mode: 0o600 });
