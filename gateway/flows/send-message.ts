@@ -4,7 +4,7 @@ import { basename, extname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
-import { composeMessageToBuffer, composeMessageToFile, type ComposeInput, type ComposedDocument, type DocumentKind } from '../mime/message-composer.js';
+import { composeMessageToBuffer, composeMessageToFile, subjectFor, type ComposeInput, type ComposedDocument, type DocumentKind } from '../mime/message-composer.js';
 import type { GatewayContext } from './gateway-context.js';
 import { queueOutbound } from './queue-outbound.js';
 
@@ -174,7 +174,7 @@ export class MessageSender {
             submittedBy: `api:${actor.apiKeyId}`,
             messageId,
             receivedAt: now,
-            meta: { client: actor.client, api: true, apiKey: actor.apiKeyId, from: from.toString(), finalDelivery, subject: request.subject.slice(0, 200), ...(request.clientRef !== undefined ? { clientRef: request.clientRef } : {}) },
+            meta: { client: actor.client, api: true, apiKey: actor.apiKeyId, from: from.toString(), finalDelivery, subject: subjectFor(request.subject, attached).slice(0, 200), ...(request.clientRef !== undefined ? { clientRef: request.clientRef } : {}) },
           },
           body,
           idempotency

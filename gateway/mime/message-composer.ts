@@ -61,8 +61,7 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
   for (const [name, value] of Object.entries(input.headers ?? {})) {
     if (/[\r\n]/.test(value) || !/^[A-Za-z0-9-]+$/.test(name)) throw new HispError('HISP_API_INVALID_REQUEST', `header field ${name} is not a single line`);
   }
-  const zip = input.documents.some((d) => isZip(d));
-  const subject = zip && !input.subject.includes(XDM_SUBJECT_TOKEN) ? `${input.subject} ${XDM_SUBJECT_TOKEN}`.trim() : input.subject;
+  const subject = subjectFor(input.subject, input.documents);
   const options: Mail.Options = {
     from: input.from,
     to: [...input.to],
@@ -99,14 +98,26 @@ export async function composeMessageToBuffer(input: ComposeInput): Promise<Buffe
 /** {@link composeMessage} into `file`; resolves with its size. */
 export async function composeMessageToFile(input: ComposeInput, file: string): Promise<number> {
   const out = createWriteStream(file, { mode: 0o600 });
-  await pipeline(composeMessage(input), out);
+  try {
+    await pipeline(composeMessage(input), out);
+  } catch (err) {
+    // A failed pipeline may settle before the file stream it destroyed has created and closed its
+    // file: the caller's clean-up could run first and the file appear after it, left behind.
+    if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
+    throw err;
+  }
   return out.bytesWritten;
+}
+
+/** The Subject a message goes with: with a zip attached, `XDM/1.0/DDM` in it (ETT rule 124, R-XDM-2). */
+export function subjectFor(subject: string, documents: readonly Pick<ComposedDocument, 'kind' | 'filename' | 'contentType'>[]): string {
+  return documents.some((d) => isZip(d)) && !subject.includes(XDM_SUBJECT_TOKEN) ? `${subject} ${XDM_SUBJECT_TOKEN}`.trim() : subject;
 }
 
 function contentTypeOf(d: ComposedDocument): string {
   return KIND_TYPES[d.kind] ?? d.contentType;
 }
 
-function isZip(d: ComposedDocument): boolean {
+function isZip(d: Pick<ComposedDocument, 'kind' | 'filename' | 'contentType'>): boolean {
   return d.kind === 'xdm' || /\.zip$/i.test(d.filename) || /^application\/(x-)?zip/i.test(d.contentType);
 }

@@ -115,7 +115,8 @@ describe.skipIf(!ett.present)(ett.title('POST /v1/messages'), () => {
     const meta = { from: FROM, to: ['patient@phr.example'], subject: 'Records', text: 'See attached.', package: 'both', documents: [{ kind: 'ccda' }, { kind: 'pdf', contentType: 'application/pdf' }] };
     const pdf = Buffer.from('%PDF-1.4 test\n');
     const body = Buffer.concat([
-      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="message"\r\n\r\n${JSON.stringify(meta)}\r\n`),
+      // As curl -F 'message=@m.json;type=application/json' sends it: the field arrives parsed.
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="message"\r\nContent-Type: application/json\r\n\r\n${JSON.stringify(meta)}\r\n`),
       Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="document"; filename="CCDA_Ambulatory.xml"\r\nContent-Type: text/xml\r\n\r\n`),
       ccda(),
       Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="document"; filename="letter.pdf"\r\nContent-Type: application/octet-stream\r\n\r\n`),
@@ -133,6 +134,8 @@ describe.skipIf(!ett.present)(ett.title('POST /v1/messages'), () => {
       ['XDM.zip', 'application/zip'],
     ]);
     expect(mail.attachments[1]?.content.equals(pdf)).toBe(true);
+    // The status shows the Subject as it went, XDM/1.0/DDM included.
+    expect((await client.request('GET', `/v1/messages/${(r.body as Sent).id}`, { key: token })).body).toMatchObject({ subject: 'Records XDM/1.0/DDM' });
     expect(readdirSync(join(t.ctx.config.dataDir, 'incoming'))).toEqual([]);
 
     const unknownField = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="other"\r\n\r\nx\r\n--${boundary}--\r\n`);

@@ -232,10 +232,16 @@ async function readMultipart(request: FastifyRequest, incoming: string, temp: st
       if (part.type === 'field') {
         if (part.fieldname !== 'message' || message !== undefined) throw new HispError('HISP_API_INVALID_REQUEST', 'a multipart send has one field, "message", before its files');
         let parsed: unknown;
-        try {
-          parsed = JSON.parse(String(part.value));
-        } catch {
-          throw new HispError('HISP_API_INVALID_REQUEST', 'the "message" field is not valid JSON');
+        if (typeof part.value === 'string') {
+          try {
+            parsed = JSON.parse(part.value);
+          } catch {
+            throw new HispError('HISP_API_INVALID_REQUEST', 'the "message" field is not valid JSON');
+          }
+        } else {
+          // A field sent with Content-Type: application/json (curl -F 'message=@m.json;type=application/json')
+          // arrives parsed by @fastify/multipart (its own secure-json-parse): checked the same way.
+          parsed = part.value;
         }
         if (!checkMultipartMessage.Check(parsed)) {
           const first = checkMultipartMessage.Errors(parsed).First();
