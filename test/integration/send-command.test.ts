@@ -88,7 +88,7 @@ describe('hisp send (through the HTTP API of a running hisp)', () => {
       { address: TO, state: 'queued' },
       { address: 'nurse@direct.localhost', state: 'queued' },
     ]);
-    expect(await apiStatus(answer.id)).toMatchObject({ subject: 'Health record', clientRef: 'order-42' });
+    expect(await apiStatus(answer.id)).toMatchObject({ subject: 'Health record XDM/1.0/DDM', clientRef: 'order-42' });
     const status = await runHisp(['status', answer.id, '--json', '--data-dir', dataDir], { cwd: work });
     expect((JSON.parse(status.stdout) as StatusReport).messageId).toBe(answer.messageId);
     // What the patient receives: the C-CDA, its rendering, and the XDM package, announced in the Subject (ETT rule 124).
