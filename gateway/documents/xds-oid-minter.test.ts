@@ -19,5 +19,8 @@ describe('XdsOidMinter', () => {
   it('refuses a root that is not an OID, or too long to mint 64-character ids under (HISP_USAGE)', () => {
     for (const root of ['', '1', '1.02', '3.1', '1.2.', 'urn:oid:1.2']) expect(hispError(() => new XdsOidMinter(root)).code).toBe('HISP_USAGE');
     expect(hispError(() => new XdsOidMinter(`1.${'2'.repeat(40)}`).next()).message).toMatch(/too long/);
+    // Decided by the root's length alone (38 characters at most), whatever batch a minter draws.
+    for (let i = 0; i < 50; i++) expect(new XdsOidMinter(`1.${'2'.repeat(36)}`).next().length).toBeLessThanOrEqual(64);
+    expect(hispError(() => new XdsOidMinter(`1.${'2'.repeat(37)}`)).message).toMatch(/too long/);
   });
 });

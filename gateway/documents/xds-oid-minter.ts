@@ -24,12 +24,22 @@ const OID_SYNTAX = /^[0-2](\.(0|[1-9][0-9]*))+$/;
  *   const ids = new XdsOidMinter('1.2.840.114350.1.13.252');
  *   ids.next(); // '1.2.840.114350.1.13.252.9170312771802347001.1'
  */
+/** The longest root: `root.<20-digit batch>.<4-digit count>` within {@link MAX_OID_LENGTH}. */
+const MAX_ROOT_LENGTH = MAX_OID_LENGTH - 1 - 20 - 1 - 4;
+
 export class XdsOidMinter {
   private readonly batch: string;
   private count = 0;
 
   constructor(readonly root?: string) {
-    if (root !== undefined) assertOid(root, 'the OID root');
+    if (root !== undefined) {
+      assertOid(root, 'the OID root');
+      // Decided by the root alone, never by the batch drawn: a random 64-bit batch has up to 20
+      // digits, and a package's counter up to 4 (`root.batch.count` must fit in 64 characters).
+      if (root.length > MAX_ROOT_LENGTH) {
+        throw new HispError('HISP_USAGE', `the OID root ${root} is too long: at most ${MAX_ROOT_LENGTH} characters, so that the unique ids under it stay within the ${MAX_OID_LENGTH} characters XDS allows`);
+      }
+    }
     this.batch = randomBytes(8).readBigUInt64BE().toString();
   }
 
