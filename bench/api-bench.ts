@@ -37,7 +37,8 @@ import { vm } from './hostile-bench.js';
  * the same peers as bench/e2e-bench.ts (knotd publishing sink.test's certificate, smtp-sink standing
  * in for the remote HISP), gateway A as a `hisp start --config` child process:
  *
- * - hop: `POST /v1/messages` (JSON, the document in base64) with a 100 KB C-CDA over 20 concurrent
+ * - hop: `POST /v1/messages` (JSON, the document in base64) with a 100 KB C-CDA (the ETT ambulatory
+ *   sample grown, CRLF lines as the sample has them, so it goes 7bit) over 20 concurrent
  *   HTTP clients (keep-alive connections, each sending its next request when its 202 arrives) to
  *   gateway A, which composes the MIME message, signs and encrypts it to sink.test's certificate,
  *   queues it durably and relays it into smtp-sink: exactly the SMTP hop, with the API as the door.
@@ -48,12 +49,13 @@ import { vm } from './hostile-bench.js';
  *   target: ratio >= 1.0 (the API must not be the slow door). Measured with `humanReadable: false`
  *   (the door itself: the target), and with the default (the C-CDA's rendering for people goes
  *   along as text/html, R-BB-6: informative, what the rendering costs; 1,000 messages after 1,000
- *   of warm-up, since it goes at a third of the speed). Beside them, informative: the SMTP hop
- *   carrying the very message the API composes (141 KB: the C-CDA in base64), which tells the
- *   door's own cost from the larger message's. p50/p99: request sent to 202
+ *   of warm-up, since it goes at a third of the speed). Beside them, informative: the same C-CDA
+ *   with LF line ends (not 7bit data: it goes in base64, a message of 141 KB), and the SMTP hop
+ *   carrying the very message the API composes (101 KB), which tells the door's own cost from
+ *   the message's. p50/p99: request sent to 202
  *   received, at the client. CPU ms per message: utime + stime of the gateway process over the
  *   measured interval. Peak RSS: VmHWM of the gateway process at the end (its whole life).
- *   Rounds as the hop's: SMTP, SMTP with the API's message, API, API with rendering, fresh
+ *   Rounds as the hop's: SMTP, SMTP with the API's message, API, API with LF line ends, API with rendering, fresh
  *   processes each; the figures are medians (peak RSS the highest), lowest and highest ratio beside.
  * - multipart: one 25 MiB document sent as multipart/form-data (streamed from disk by the client)
  *   to a fresh gateway, warm (a few small multipart sends relayed first) and idle: the peak RSS
@@ -97,17 +99,29 @@ const TEXT = 'The continuity of care document of the visit is attached.';
 /**
  * The ETT ambulatory sample grown to `size` octets and still a valid CDA: its structuredBody's
  * sections repeated one at a time while the next one fits, then an XML comment for the rest
- * (comments may stand between elements: XML 1.0 §2.5, and CDA's schema never sees them).
+ * (comments may stand between elements: XML 1.0 §2.5, and CDA's schema never sees them), in lines
+ * as short as the sample's. With the sample's own line ends (CRLF, as every ETT sample has them;
+ * the parser turns them into LF, XML 1.0 §2.11, and they are put back), or `eol` when given.
  */
-export function paddedCcda(sample: string, size: number): Buffer {
+export function paddedCcda(sample: string, size: number, eol: '\r\n' | '\n' = sample.includes('\r\n') ? '\r\n' : '\n'): Buffer {
   const doc = new DOMParser().parseFromString(sample, 'application/xml');
   const body = doc.getElementsByTagName('structuredBody')[0];
   if (!body) throw new Error('the sample has no structuredBody');
   const sections = Array.from(body.childNodes).filter((n) => n.nodeType === 1 && (n as Element).localName === 'component');
   if (sections.length === 0) throw new Error('the sample has no sections');
   const serializer = new XMLSerializer();
-  const bytes = () => Buffer.byteLength(serializer.serializeToString(doc));
-  const comment = (n: number) => doc.createComment(` ${'padding to the benchmark size '.repeat(Math.ceil(n / 30)).slice(0, Math.max(0, n))} `);
+  const text = () => {
+    const xml = serializer.serializeToString(doc);
+    return eol === '\n' ? xml : xml.replace(/\r?\n/g, eol);
+  };
+  const bytes = () => Buffer.byteLength(text());
+  // n octets of comment text once its line ends are eol: lines of the phrase, then a part of it.
+  const comment = (n: number) => {
+    const line = 'padding to the benchmark size';
+    const full = Math.floor(n / (line.length + eol.length));
+    const rest = n - full * (line.length + eol.length);
+    return doc.createComment(` ${`${line}\n`.repeat(full)}${line.repeat(Math.ceil(rest / line.length) + 1).slice(0, rest)} `);
+  };
   for (let i = 0; ; i++) {
     const copy = sections[i % sections.length]!.cloneNode(true);
     body.appendChild(copy);
@@ -119,12 +133,12 @@ export function paddedCcda(sample: string, size: number): Buffer {
   // `<!--  -->` around the text: 9 octets; the rest is text of the comment.
   const missing = size - bytes() - 9;
   if (missing > 0) body.appendChild(comment(missing));
-  return Buffer.from(serializer.serializeToString(doc));
+  return Buffer.from(text());
 }
 
 /**
  * The message the API composes for a send of `ccda` without its rendering, as an EHR would submit
- * it over SMTP (the same composer, fields and document: 1.37 times the C-CDA once in base64), its
+ * it over SMTP (the same composer, fields and document: the C-CDA as it is, 7bit), its
  * Subject and Message-ID numbered per message.
  */
 async function composedSends(ccda: Buffer): Promise<MessageMaker> {
@@ -263,8 +277,8 @@ interface ApiHopResult extends PeerCpu {
 }
 
 /** The API hop once (fresh gateway and smtp-sink): warm-up through to smtp-sink, then N measured. */
-async function apiHop(bench: E2eBench, load: Load, ccda: Buffer, humanReadable: boolean | undefined, cpuProfileDir?: string): Promise<ApiHopResult> {
-  const dir = bench.runDir(`api-${humanReadable === false ? 'plain' : 'rendered'}`);
+async function apiHop(bench: E2eBench, load: Load, ccda: Buffer, humanReadable: boolean | undefined, cpuProfileDir?: string, label = humanReadable === false ? 'plain' : 'rendered'): Promise<ApiHopResult> {
+  const dir = bench.runDir(`api-${label}`);
   const sink = await startSmtpSink();
   const agent = new Agent({ keepAlive: true, maxSockets: load.sessions });
   let gateway: GatewayProcess | undefined;
@@ -375,18 +389,21 @@ export async function benchApi(options: ApiBenchOptions = {}): Promise<E2eFigure
     log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     if (only.has('hop')) {
       const ccda = paddedCcda(readFileSync(SAMPLE, 'utf8'), CCDA_BYTES);
+      const ccdaLf = paddedCcda(readFileSync(SAMPLE, 'utf8'), CCDA_BYTES, '\n');
       const composed = await composedSends(ccda);
-      const runs: { smtp: HopResult; same: HopResult; plain: ApiHopResult; rendered: ApiHopResult }[] = [];
+      const runs: { smtp: HopResult; same: HopResult; plain: ApiHopResult; lf: ApiHopResult; rendered: ApiHopResult }[] = [];
       for (let round = 0; round < (options.rounds ?? ROUNDS); round++) {
         const smtp = await bench.hop(load);
         const same = await bench.hop(load, REPO_ROOT, composed);
         const plain = await apiHop(bench, load, ccda, false, options.cpuProfileDir);
+        const lf = await apiHop(bench, load, ccdaLf, false, options.cpuProfileDir, 'lf');
         const rendered = await apiHop(bench, renderedLoad, ccda, undefined, options.cpuProfileDir);
-        runs.push({ smtp, same, plain, rendered });
+        runs.push({ smtp, same, plain, lf, rendered });
         log(
           `round ${round + 1}: SMTP ${smtp.perSec.toFixed(0)} msg/s ${(smtp.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg; ` +
             `SMTP of the API's message ${same.perSec.toFixed(0)} msg/s ${(same.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg; ` +
             `API ${plain.perSec.toFixed(0)} msg/s ${(plain.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg, 202 p50 ${plain.acceptedP50.toFixed(0)} ms p99 ${plain.acceptedP99.toFixed(0)} ms; ` +
+            `API, LF line ends ${lf.perSec.toFixed(0)} msg/s ${(lf.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg; ` +
             `API with rendering ${rendered.perSec.toFixed(0)} msg/s ${(rendered.cpuPerMsg * 1000).toFixed(2)} ms CPU/msg (load ${loadavg()[0]!.toFixed(2)})`,
         );
       }
@@ -396,6 +413,7 @@ export async function benchApi(options: ApiBenchOptions = {}): Promise<E2eFigure
       const id = `api.hop.100KB.${CLIENTS}_clients`;
       for (const [prefix, pick, target] of [
         [id, (r: (typeof runs)[number]) => r.plain, true],
+        [`${id}.lf_line_ends`, (r: (typeof runs)[number]) => r.lf, false],
         [`${id}.human_readable`, (r: (typeof runs)[number]) => r.rendered, false],
       ] as const) {
         const perSec = m(pick, (x) => x.perSec);
@@ -412,8 +430,8 @@ export async function benchApi(options: ApiBenchOptions = {}): Promise<E2eFigure
         fig(`${prefix}.client_cpu_ms_per_msg`, m(pick, (x) => x.clientCpuPerMsg) * 1000, 'ms', m((r) => r.smtp, (x) => x.clientCpuPerMsg) * 1000);
         fig(`${prefix}.sink_cpu_ms_per_msg`, m(pick, (x) => x.sinkCpuPerMsg) * 1000, 'ms', m((r) => r.smtp, (x) => x.sinkCpuPerMsg) * 1000);
       }
-      // The door alone: the API against SMTP carrying the very message the API composes (141 KB
-      // rather than the hop's 100 KB: the C-CDA in base64), informative.
+      // The door alone: the API against SMTP carrying the very message the API composes (101 KB:
+      // the C-CDA as it is, 7bit, beside the text), informative.
       const same = (f: (x: HopResult) => number) => m((r) => r.same, f);
       fig(`${id}.smtp_same_message.msgs_per_s`, same((x) => x.perSec), 'msg/s', smtpPerSec);
       fig(`${id}.smtp_same_message.cpu_ms_per_msg`, same((x) => x.cpuPerMsg) * 1000, 'ms', smtpCpu);
@@ -434,7 +452,7 @@ export async function benchApi(options: ApiBenchOptions = {}): Promise<E2eFigure
 const USAGE = `usage: node dist/bench/api-bench.js [hop|multipart] [--rounds N] [--scale X] [--cpu-prof DIR]
 
   hop|multipart   run only the API hop (beside the SMTP hop) or only the 25 MiB multipart upload
-  --rounds N      rounds of the hop (SMTP, SMTP of the API's message, API, API with rendering), default ${ROUNDS}
+  --rounds N      rounds of the hop (SMTP, SMTP of the API's message, API, API with LF line ends, API with rendering), default ${ROUNDS}
   --scale X       multiply the hop's message counts by X (e.g. 0.2 for a quick look)
   --cpu-prof DIR  run the gateways with node --cpu-prof, profiles into DIR (one folder per run)`;
 

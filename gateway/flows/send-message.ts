@@ -14,6 +14,8 @@ export interface SendDocument {
   contentType: string;
   kind: DocumentKind;
   content: Buffer | { path: string };
+  /** For a file: its octets are 7bit data, checked as it was written (see ComposedDocument). */
+  sevenBit?: boolean | undefined;
 }
 
 /** `POST /v1/messages` (issue 15, "Send"), as the service takes it. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { simpleParser } from 'mailparser';
 import { afterAll, describe, expect, it } from 'vitest';
 import { composeMessage, composeMessageToFile, type ComposeInput } from './message-composer.js';
-import { MimeEntity } from './mime-entity.js';
+import { MimeEntity, splitMultipart } from './mime-entity.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hisp-compose-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -63,6 +63,38 @@ describe('composeMessage', () => {
     expect(parsed.headers.has('disposition-notification-options')).toBe(false);
     expect(parsed.html).toContain('<p>hello</p>');
     expect(parsed.cc && !Array.isArray(parsed.cc) ? parsed.cc.text : '').toBe('nurse@hospital.example');
+  });
+
+  it('a document that is 7bit data goes as it is (RFC 2045 §6.2), any other in base64; each arrives octet for octet', async () => {
+    const docs: [string, Buffer, string][] = [
+      ['crlf.xml', Buffer.from('<?xml version="1.0"?>\r\n<ClinicalDocument xmlns="urn:hl7-org:v3">\r\n  <title>Summary</title>\r\n</ClinicalDocument>\r\n'), '7bit'],
+      ['no-last-crlf.xml', Buffer.from('<a>\r\n  <b/>\r\n</a>'), '7bit'],
+      ['blank-lines.xml', Buffer.from('<a>\r\n\r\n\r\n</a>\r\n\r\n'), '7bit'],
+      ['lf.xml', Buffer.from('<a>\n  <b/>\n</a>\n'), 'base64'],
+      ['utf8.xml', Buffer.from('<name>Müller</name>\r\n'), 'base64'],
+      ['comment.xml', Buffer.from('<a><!-- note\r\n--></a>\r\n'), '7bit'],
+      ['delimiter-like.txt', Buffer.from('a\r\n--=_hisp-x-Part_1\r\n'), 'base64'],
+      ['letter.pdf', Buffer.from('%PDF-1.4\n%\u00e2\u00e3\u00cf\u00d3\n', 'latin1'), 'base64'],
+    ];
+    const file = join(dir, 'seven-bit.xml');
+    writeFileSync(file, docs[0]![1]);
+    const documents = [
+      ...docs.map(([filename, content]) => ({ filename, contentType: 'application/xml', kind: 'other' as const, content })),
+      { filename: 'from-file.xml', contentType: 'application/xml', kind: 'other' as const, content: { path: file }, sevenBit: true },
+      { filename: 'from-file-unknown.xml', contentType: 'application/xml', kind: 'other' as const, content: { path: file } },
+    ];
+    const raw = await bytesOf({ ...base, documents });
+    const parsed = await simpleParser(raw);
+    const expected = [...docs, ['from-file.xml', docs[0]![1], '7bit'] as const, ['from-file-unknown.xml', docs[0]![1], 'base64'] as const];
+    expect(parsed.attachments.map((a) => [a.filename, a.headers.get('content-transfer-encoding'), a.content.equals(expected.find(([n]) => n === a.filename)![1])])).toEqual(
+      expected.map(([name, , cte]) => [name, cte, true]),
+    );
+    // hisp's own reader (what signing and unwrapping split with) sees the same octets.
+    const entity = MimeEntity.parse(raw);
+    const boundary = /boundary="?([^";]+)"?/.exec(entity.header('content-type') ?? '')![1]!;
+    const parts = splitMultipart(entity.body, boundary).map((p) => MimeEntity.parse(p));
+    const sevenBitParts = parts.filter((p) => p.header('content-transfer-encoding') === '7bit' && p.header('content-disposition')?.startsWith('attachment'));
+    expect(sevenBitParts.map((p) => p.body.toString('latin1'))).toEqual(expected.filter(([, , cte]) => cte === '7bit').map(([, b]) => b.toString('latin1')));
   });
 
   it('refuses a header value that would add a field', () => {

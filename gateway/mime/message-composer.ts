@@ -4,6 +4,7 @@ import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import { HispError } from '../core/errors.js';
 import { FINAL_DELIVERY_REQUEST } from '../mdn/notification-options.js';
+import { COMPOSED_BOUNDARY_PREFIX, isSevenBit } from './seven-bit.js';
 
 /** What a document is (issue 15, `documents[].kind`): it decides its media type and what goes with it. */
 export type DocumentKind = 'ccda' | 'pdf' | 'xdm' | 'fhir' | 'other';
@@ -14,6 +15,11 @@ export interface ComposedDocument {
   kind: DocumentKind;
   /** The octets, or a file that holds them (streamed, never read whole). */
   content: Buffer | { path: string };
+  /**
+   * For a file: whether its octets are 7bit data (a SevenBitScan of ./seven-bit.ts while it was written), so
+   * that it goes as it is; a file not known to be goes in base64. Octets in memory are checked here.
+   */
+  sevenBit?: boolean | undefined;
 }
 
 export interface ComposeInput {
@@ -55,6 +61,12 @@ const KIND_TYPES: Partial<Record<DocumentKind, string>> = {
  * section already, as the submission edge adds them. No Bcc is ever written (R-FMT-2 rule 120:
  * the recipients that are not To or Cc are envelope-only).
  *
+ * A document that is 7bit data already (US-ASCII, CRLF lines of at most 998 octets: every C-CDA of
+ * the ETT samples) goes as it is, `Content-Transfer-Encoding: 7bit` (RFC 2045 §6.2; RFC 8551
+ * §3.1.2 asks for 7-bit content under a signature); any other goes in base64 (RFC 2045 §6.8). Both
+ * arrive octet for octet; the identity encoding spares the third more octets base64 adds to what is
+ * stored, signed, encrypted and relayed.
+ *
  * Returns a stream of the message: documents given as files are read as it is consumed.
  */
 export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
@@ -73,6 +85,8 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
     date: input.date,
     // MailComposer's own X-Mailer would name the library: nothing of our insides goes out.
     xMailer: false,
+    // Delimiters no 7bit document can hold (seven-bit.ts); its own prefix would name the library too.
+    boundaryPrefix: COMPOSED_BOUNDARY_PREFIX,
     headers: {
       'Disposition-Notification-To': input.notifyTo ?? input.from,
       ...(input.finalDelivery ? { 'Disposition-Notification-Options': FINAL_DELIVERY_REQUEST } : {}),
@@ -82,6 +96,7 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
       filename: d.filename,
       contentType: contentTypeOf(d),
       contentDisposition: 'attachment' as const,
+      ...((Buffer.isBuffer(d.content) ? isSevenBit(d.content) : d.sevenBit === true) ? { contentTransferEncoding: '7bit' as const } : {}),
       ...(Buffer.isBuffer(d.content) ? { content: d.content } : { path: d.content.path }),
     })),
   };

@@ -56,6 +56,8 @@ describe.skipIf(!ett.present)(ett.title('POST /v1/messages'), () => {
       ['CCDA_Ambulatory.html', 'text/html'],
     ]);
     expect(mail.attachments[0]?.content.equals(ccda())).toBe(true);
+    // The ETT sample is 7bit data already (US-ASCII, CRLF lines): it goes as it is, not in base64.
+    expect(mail.attachments[0]?.headers.get('content-transfer-encoding')).toBe('7bit');
 
     const status = await client.request('GET', `/v1/messages/${sent.id}`, { key: token });
     expect(status.status).toBe(200);
@@ -86,6 +88,9 @@ describe.skipIf(!ett.present)(ett.title('POST /v1/messages'), () => {
       [send({ to: [] }), 400, 'HISP_API_INVALID_REQUEST'],
       [send({ to: ['not an address'] }), 400, 'HISP_API_INVALID_REQUEST'],
       [send({ documents: [{ filename: 'a.xml', contentType: 'application/xml', kind: 'ccda', content: '!!!' }] }), 400, 'HISP_API_INVALID_REQUEST'],
+      // base64url's alphabet, and line breaks (ajv-formats' own `byte` let these through).
+      [send({ documents: [{ filename: 'a.xml', contentType: 'application/xml', kind: 'ccda', content: 'PGE-_z4K' }] }), 400, 'HISP_API_INVALID_REQUEST'],
+      [send({ documents: [{ filename: 'a.xml', contentType: 'application/xml', kind: 'ccda', content: 'PGEv\nPg==' }] }), 400, 'HISP_API_INVALID_REQUEST'],
       [send({ documents: [{ filename: '../a.xml', contentType: 'application/xml', kind: 'ccda', content: '' }] }), 400, 'HISP_API_INVALID_REQUEST'],
       [send({ documents: [{ filename: 'a.xml', contentType: 'application/xml', kind: 'ccda', content: Buffer.from('<note/>').toString('base64') }] }), 422, 'HISP_CDA_INVALID'],
       [send({ from: 'doctor@elsewhere.example' }), 403, 'HISP_API_FORBIDDEN'],
@@ -134,6 +139,11 @@ describe.skipIf(!ett.present)(ett.title('POST /v1/messages'), () => {
       ['XDM.zip', 'application/zip'],
     ]);
     expect(mail.attachments[1]?.content.equals(pdf)).toBe(true);
+    // Checked as it streamed to disk: the C-CDA goes as it is, the PDF (a bare LF) in base64.
+    expect(mail.attachments.slice(0, 2).map((a) => [a.headers.get('content-transfer-encoding'), a.content.equals([ccda(), pdf][mail.attachments.indexOf(a)]!)])).toEqual([
+      ['7bit', true],
+      ['base64', true],
+    ]);
     // The status shows the Subject as it went, XDM/1.0/DDM included.
     expect((await client.request('GET', `/v1/messages/${(r.body as Sent).id}`, { key: token })).body).toMatchObject({ subject: 'Records XDM/1.0/DDM' });
     expect(readdirSync(join(t.ctx.config.dataDir, 'incoming'))).toEqual([]);
