@@ -99,7 +99,7 @@ async function ensureDevelopmentApiKey(dataDir: string, file: string, domain: st
       const check = keys.authenticate(token, Date.now());
       if (check.ok) return check.key.id;
     }
-    const { key, token } = await keys.create({ name: DEVELOPMENT_API_KEY_NAME, actions: [...API_ACTIONS], sendAs: [`@${domain}`], mailboxes: [`@${domain}`] }, Date.now());
+    const { key, token } = await keys.create({ name: DEVELOPMENT_API_KEY_NAME, actions: [...API_ACTIONS], sendAs: [`@${domain}`], mailboxes: [`@${domain}`] }, Date.now(), { kind: 'system', id: 'embedded-default' });
     writeFileSync(file, `${token}\n`, { mode: 0o600 });
     chmodSync(file, 0o600);
     return key.id;

@@ -21,6 +21,7 @@ import { recipientsRoutes } from './routes/recipients-routes.js';
 import { messagesRoutes } from './routes/messages-routes.js';
 import { eventsRoutes } from './routes/events-routes.js';
 import { mailboxesRoutes } from './routes/mailboxes-routes.js';
+import { auditRoutes } from './routes/audit-routes.js';
 import type { ApiServices } from './api-services.js';
 
 /**
@@ -41,7 +42,7 @@ export type ApiApp = FastifyInstance<HttpServer | HttpsServer, IncomingMessage, 
 export type ApiRoutes = (app: ApiApp, ctx: ApiContext) => Promise<void> | void;
 
 /** Every area of the API; a new area's module is added here. */
-export const API_ROUTES: readonly ApiRoutes[] = [meRoutes, recipientsRoutes, messagesRoutes, eventsRoutes, mailboxesRoutes];
+export const API_ROUTES: readonly ApiRoutes[] = [meRoutes, recipientsRoutes, messagesRoutes, eventsRoutes, mailboxesRoutes, auditRoutes];
 
 export interface ApiServerOptions {
   /** The HTTPS key and certificate chain (PEM); without them, plain HTTP (loopback only: ApiListener). */

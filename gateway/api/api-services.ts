@@ -1,3 +1,4 @@
+import { AuditLog } from '../audit/audit-log.js';
 import { documentTools } from '../documents/document-tools.js';
 import { EventOutbox, type EventScope } from '../events/event-outbox.js';
 import { MessageTracker } from '../events/message-tracker.js';
@@ -20,6 +21,8 @@ export interface ApiServices {
   readonly outbox: EventOutbox;
   readonly webhooks: WebhookDispatcher;
   readonly mailboxes: MailboxService;
+  /** The audit log (gateway/audit/): appended to by the services, read by GET /v1/audit. */
+  readonly audit: AuditLog;
 }
 
 /** How long a webhook POST may take (connect, send, the status line). */
@@ -53,5 +56,6 @@ export function createApiServices(ctx: GatewayContext, apiKeys: ApiKeyStore, inc
       now: ctx.now,
     }),
     mailboxes: new MailboxService(ctx, mailboxStore, tools),
+    audit: new AuditLog(ctx.db.sqlite, ctx.now),
   };
 }

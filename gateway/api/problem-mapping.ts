@@ -33,6 +33,7 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<HispErrorCode, number>> = {
   HISP_IO: 500,
   HISP_CONFIG_INVALID: 500,
   HISP_NOT_FOUND: 404,
+  HISP_AUDIT_BROKEN: 500,
   HISP_KEY_UNREADABLE: 422,
   HISP_KEY_MISMATCH: 422,
   HISP_MIME_MALFORMED: 400,
@@ -101,7 +102,7 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<HispErrorCode, number>> = {
 };
 
 /** Codes whose message is about hisp itself (files, keys, configuration): never shown to a client. */
-const INTERNAL: ReadonlySet<HispErrorCode> = new Set<HispErrorCode>(['HISP_IO', 'HISP_CONFIG_INVALID', 'HISP_BUNDLE_INVALID', 'HISP_BUNDLE_SIGNATURE', 'HISP_BUNDLE_FETCH_FAILED']);
+const INTERNAL: ReadonlySet<HispErrorCode> = new Set<HispErrorCode>(['HISP_IO', 'HISP_CONFIG_INVALID', 'HISP_BUNDLE_INVALID', 'HISP_BUNDLE_SIGNATURE', 'HISP_BUNDLE_FETCH_FAILED', 'HISP_AUDIT_BROKEN']);
 
 /** The status for `err`: the table's; a transient error the table calls 422 is 503 (try later); anything not a HispError 500. */
 export function httpStatusForError(err: unknown): number {

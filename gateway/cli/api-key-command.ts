@@ -25,7 +25,7 @@ interface ListFlags extends DataFlags {
  * `[api.rateLimit] perKeyPerMinute`.
  *
  * key:    { "id": "3f9c0a1b2c3d4e5f", "name": "ehr-prod",
- *           "actions": ["send", "status"],              send, status, receive, validate
+ *           "actions": ["send", "status"],              send, status, receive, validate, audit
  *           "sendAs": ["@hospital.example"], "mailboxes": [],
  *           "ratePerMinute": 600 | null,
  *           "createdAt": "…", "revokedAt": "…" | null, "lastUsedAt": "…" | null }
@@ -92,7 +92,7 @@ export function registerApiKey(program: Command): void {
     .command('api-key')
     .summary('create, list and revoke the keys of the HTTP API')
     .description(
-      'Keys of the HTTP API (docs/api.md), each scoped to what it may do (send, status, receive, validate), ' +
+      'Keys of the HTTP API (docs/api.md), each scoped to what it may do (send, status, receive, validate, audit), ' +
         'the addresses or @domains it may send as and the mailboxes it may read. A key is shown once, when ' +
         'created; the data folder keeps only a hash of it. A running gateway sees new and revoked keys at its ' +
         'next request.',

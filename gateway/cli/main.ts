@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { isHispError } from '../core/errors.js';
 import { EXIT, ReportedFailure } from './exit-codes.js';
 import { registerApiKey } from './api-key-command.js';
+import { registerAudit } from './audit-command.js';
 import { registerConfig } from './config-command.js';
 import { registerDiscover } from './discover-command.js';
 import { registerQuarantine } from './quarantine-command.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerRender(program);
   registerXdm(program);
   registerApiKey(program);
+  registerAudit(program);
   for (const c of program.commands) c.exitOverride().showHelpAfterError('(add --help for usage)');
   return program;
 }

@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   HISP_IO: 'A file could not be read or written.',
   HISP_CONFIG_INVALID: 'The configuration is invalid.',
   HISP_NOT_FOUND: 'What the operator named does not exist: no queued message or quarantine entry with that id.',
+  HISP_AUDIT_BROKEN: "The audit log's hash chain is broken: an entry was changed, removed or cut off the end (hisp audit verify names the first).",
 
   // Key material
   HISP_KEY_UNREADABLE: 'A private key or certificate file could not be parsed (format, password or corruption).',

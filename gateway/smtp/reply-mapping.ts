@@ -17,6 +17,7 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_IO: { code: 451, enhanced: '4.3.0' }, // local error in processing
   HISP_CONFIG_INVALID: { code: 451, enhanced: '4.3.5' }, // system incorrectly configured
   HISP_NOT_FOUND: { code: 550, enhanced: '5.0.0' }, // operator verbs only (hisp status/queue/quarantine); other undefined status
+  HISP_AUDIT_BROKEN: { code: 451, enhanced: '4.3.0' }, // operator verbs only (hisp audit verify): never an SMTP reply
   HISP_KEY_UNREADABLE: { code: 451, enhanced: '4.3.5' },
   HISP_KEY_MISMATCH: { code: 451, enhanced: '4.3.5' },
   HISP_MIME_MALFORMED: { code: 554, enhanced: '5.6.0' }, // other or undefined media error
@@ -106,6 +107,7 @@ const INTERNAL: ReadonlySet<HispErrorCode> = new Set<HispErrorCode>([
   'HISP_IO',
   'HISP_CONFIG_INVALID',
   'HISP_NOT_FOUND',
+  'HISP_AUDIT_BROKEN',
   'HISP_KEY_UNREADABLE',
   'HISP_KEY_MISMATCH',
   'HISP_BUNDLE_INVALID',

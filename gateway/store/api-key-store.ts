@@ -2,13 +2,15 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { normalizeScope } from '../core/address-scope.js';
 import { HispError } from '../core/errors.js';
 import type { HispDatabase } from './database.js';
+import { AuditLog, operatorActor, type AuditActor } from '../audit/audit-log.js';
 
 /**
  * What an API key may do (issue 15): `send` messages as its send-as addresses, read the `status` of
  * messages, `receive` from its mailboxes, `validate` recipients before sending (as one of its
  * send-as addresses or domains; a key that may `send` may also `validate`).
  */
-export const API_ACTIONS = ['send', 'status', 'receive', 'validate'] as const;
+/** audit: read the whole audit log of this hisp (GET /v1/audit), for compliance staff. */
+export const API_ACTIONS = ['send', 'status', 'receive', 'validate', 'audit'] as const;
 export type ApiAction = (typeof API_ACTIONS)[number];
 
 /** Actions that come with another: a key that may send may check its recipients first. */
@@ -92,15 +94,21 @@ export class ApiKeyStore {
   private readonly byId;
   private readonly touched = new Map<string, number>();
 
+  private readonly audit: AuditLog;
   constructor(
     private readonly db: HispDatabase,
     private readonly options: ApiKeyStoreOptions = {},
   ) {
     this.byId = db.sqlite.prepare<[string], Row>('SELECT * FROM api_keys WHERE id = ?');
+    this.audit = new AuditLog(db.sqlite);
   }
 
-  /** Stores a new key (durably) and returns it with its token, the only time the token exists. Throws HISP_USAGE. */
-  async create(input: NewApiKey, now: number): Promise<{ key: ApiKey; token: string }> {
+  /**
+   * Stores a new key (durably) and returns it with its token, the only time the token exists. Throws
+   * HISP_USAGE. Audited (`api-key.created`, never the token) in the same commit, as done by `actor`
+   * (the operator at the command line by default).
+   */
+  async create(input: NewApiKey, now: number, actor: AuditActor = operatorActor()): Promise<{ key: ApiKey; token: string }> {
     const checked = checkNewKey(input);
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
@@ -116,14 +124,22 @@ export class ApiKeyStore {
       revoked_at: null,
       last_used_at: null,
     };
-    await this.db.batch(() =>
+    await this.db.batch(() => {
       this.db.sqlite
         .prepare(
           `INSERT INTO api_keys (id, name, secret_sha256, actions, send_as, mailboxes, rate_per_minute, created_at)
            VALUES (@id, @name, @secret_sha256, @actions, @send_as, @mailboxes, @rate_per_minute, @created_at)`,
         )
-        .run(row),
-    );
+        .run(row);
+      this.audit.append({
+        actor,
+        action: 'api-key.created',
+        object: { kind: 'api-key', id },
+        outcome: 'success',
+        at: now,
+        detail: { name: checked.name, actions: checked.actions, sendAs: checked.sendAs, mailboxes: checked.mailboxes, ratePerMinute: checked.ratePerMinute ?? null },
+      });
+    });
     return { key: toKey(row), token: `hisp_${id}_${secret}` };
   }
 
@@ -140,9 +156,12 @@ export class ApiKeyStore {
     return row ? toKey(row) : undefined;
   }
 
-  /** Revokes a key from now on (again: no change). Throws HISP_NOT_FOUND for an unknown id. */
-  async revoke(id: string, now: number): Promise<ApiKey> {
-    await this.db.batch(() => this.db.sqlite.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id));
+  /** Revokes a key from now on (again: no change). Throws HISP_NOT_FOUND for an unknown id. Audited (`api-key.revoked`) in the same commit. */
+  async revoke(id: string, now: number, actor: AuditActor = operatorActor()): Promise<ApiKey> {
+    await this.db.batch(() => {
+      const { changes } = this.db.sqlite.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id);
+      if (changes > 0) this.audit.append({ actor, action: 'api-key.revoked', object: { kind: 'api-key', id }, outcome: 'success', at: now });
+    });
     const key = this.get(id);
     if (!key) throw new HispError('HISP_NOT_FOUND', `no API key with the id ${JSON.stringify(id.slice(0, 40))} (hisp api-key list shows them)`);
     return key;

@@ -1,6 +1,7 @@
 import { chmodSync, closeSync, constants, mkdirSync, openSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
+import { AUDIT_HASH_FUNCTION, auditHashSql } from '../audit/audit-chain.js';
 import { HispError } from '../core/errors.js';
 import { CommitBatcher, type CommitBatcherOptions } from './commit-batcher.js';
 import { HISP_MIGRATIONS } from './schema.js';
@@ -85,6 +86,9 @@ export class HispDatabase {
       sqlite.pragma('synchronous = FULL');
       sqlite.pragma('foreign_keys = ON');
       sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+      // The audit chain's hash, for the triggers that append audit entries (schema.ts migration 10):
+      // on every connection, before anything can write.
+      sqlite.function(AUDIT_HASH_FUNCTION, { deterministic: true, varargs: true }, auditHashSql);
       // Temporary b-trees (DISTINCT, IN (SELECT …), RETURNING: the relay's lease query has all three)
       // and statement journals in memory: with the default (a temporary file) each run of the lease
       // query set up a page cache of its own, ≈ 230 µs with nothing due against ≈ 6 µs, most of it

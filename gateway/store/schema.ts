@@ -402,4 +402,82 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 10,
+    description: 'the audit log: an append-only chain of who did what, every event of the outbox among it',
+    up: `
+      -- The audit log (issue 16, "Audit"; gateway/audit/). Each entry carries the hash of the one
+      -- before (prev_hash) and its own (hash: SHA-256 over prev_hash and every column, in
+      -- gateway/audit/audit-chain.ts, registered on each connection as hisp_audit_hash): editing or
+      -- deleting a past entry breaks the chain (hisp audit verify). seq counts 1, 2, 3… with no gap:
+      -- it counts on from sqlite_sequence too, so an entry removed from the end leaves a gap before
+      -- the next one. actor_kind: api-key, smtp-user, operator, remote, system. outcome: success or
+      -- failure. detail: JSON, never a secret. patient_ref: the data holder's patient reference
+      -- (authorizations and transmissions), for the patient's history.
+      CREATE TABLE audit_log (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        id          TEXT NOT NULL UNIQUE,
+        at          INTEGER NOT NULL,
+        actor_kind  TEXT NOT NULL,
+        actor_id    TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        object_kind TEXT NOT NULL,
+        object_id   TEXT NOT NULL,
+        outcome     TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
+        patient_ref TEXT,
+        detail      TEXT NOT NULL,
+        prev_hash   TEXT NOT NULL,
+        hash        TEXT NOT NULL
+      );
+      CREATE INDEX audit_log_by_at ON audit_log (at);
+      CREATE INDEX audit_log_by_action ON audit_log (action, seq);
+      CREATE INDEX audit_log_by_actor ON audit_log (actor_id, seq);
+      CREATE INDEX audit_log_by_object ON audit_log (object_kind, object_id, seq);
+      CREATE INDEX audit_log_by_patient ON audit_log (patient_ref, seq) WHERE patient_ref IS NOT NULL;
+
+      -- Append-only through SQL. Whoever holds the file can drop these triggers: the chain is what
+      -- shows an edit then.
+      CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
+      BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+      CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
+      BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+      -- Every event of the outbox (a message queued, relayed, processed, dispatched, failed,
+      -- received) is an audit entry too, in the same transaction. The actor: who submitted a queued
+      -- message (api:KEY an API key, else the SMTP user), the sender of a received one, the
+      -- recipient's side for its MDNs, hisp itself for the relay's outcomes.
+      CREATE TRIGGER audit_events AFTER INSERT ON events
+      BEGIN
+        INSERT INTO audit_log (seq, id, at, actor_kind, actor_id, action, object_kind, object_id, outcome, patient_ref, detail, prev_hash, hash)
+        SELECT s.seq, s.id, NEW.at, s.actor_kind, s.actor_id, NEW.type, 'message', NEW.queue_id, s.outcome, NULL, s.detail, s.prev,
+               hisp_audit_hash(s.prev, s.seq, s.id, NEW.at, s.actor_kind, s.actor_id, NEW.type, 'message', NEW.queue_id, s.outcome, NULL, s.detail)
+        FROM (
+          -- sqlite_sequence: never a seq handed out before (an entry cut off the end leaves a gap); it is
+          -- written back at the end of a statement, so the entries of one statement (an UPDATE of two
+          -- deliveries fires this twice) count on from the largest seq there is.
+          SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), COALESCE((SELECT max(seq) FROM audit_log), 0)) + 1 AS seq,
+                 -- The event's own random id, not randomblob(): SQLite may flatten this subquery and
+                 -- evaluate the expression once per use (the column, the hash), differently each time.
+                 'aud_' || substr(NEW.id, 5) AS id,
+                 COALESCE((SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), '0000000000000000000000000000000000000000000000000000000000000000') AS prev,
+                 CASE
+                   WHEN NEW.type = 'message.queued' THEN
+                     CASE WHEN m.submitted_by LIKE 'api:%' THEN 'api-key' WHEN COALESCE(m.submitted_by, '') <> '' THEN 'smtp-user' ELSE 'system' END
+                   WHEN NEW.type IN ('message.received', 'message.processed', 'message.dispatched') THEN 'remote'
+                   ELSE 'system'
+                 END AS actor_kind,
+                 CASE
+                   WHEN NEW.type = 'message.queued' THEN
+                     CASE WHEN m.submitted_by LIKE 'api:%' THEN substr(m.submitted_by, 5) WHEN COALESCE(m.submitted_by, '') <> '' THEN m.submitted_by ELSE 'hisp' END
+                   WHEN NEW.type = 'message.received' THEN lower(COALESCE(m.mail_from, ''))
+                   WHEN NEW.type IN ('message.processed', 'message.dispatched') THEN lower(NEW.recipient)
+                   ELSE 'hisp'
+                 END AS actor_id,
+                 CASE NEW.type WHEN 'message.failed' THEN 'failure' ELSE 'success' END AS outcome,
+                 json_object('event', NEW.id, 'recipient', NEW.recipient, 'address', NEW.address, 'data', json(NEW.data)) AS detail
+          FROM (SELECT NULL) LEFT JOIN messages AS m ON m.queue_id = NEW.queue_id
+        ) AS s;
+      END;
+    `,
+  },
 ];

@@ -8,7 +8,7 @@ export const MeSchema = Type.Object(
   {
     id: Type.String({ description: 'The public part of the key (hisp_<id>_…), as the logs name it.' }),
     name: Type.String(),
-    actions: Type.Array(Type.Union(API_ACTIONS.map((a) => Type.Literal(a))), { description: 'send (which includes validate), status, receive, validate.' }),
+    actions: Type.Array(Type.Union(API_ACTIONS.map((a) => Type.Literal(a))), { description: 'send (which includes validate), status, receive, validate, audit (the whole audit log).' }),
     sendAs: Type.Array(Type.String(), { description: 'Addresses (a@domain) and domains (@domain) it may send as.' }),
     mailboxes: Type.Array(Type.String(), { description: 'Addresses and domains whose mailboxes it may read.' }),
     ratePerMinute: Type.Integer({ description: 'Requests a minute it may make (its own rate, or the server default).' }),
