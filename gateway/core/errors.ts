@@ -86,6 +86,7 @@ export const ERROR_CODES = {
   HISP_XDM_MALFORMED: 'An XDM package cannot be read: not a zip, a corrupt entry, no METADATA.XML, or metadata that cannot be read (IHE ITI TF-2b 3.32).',
   HISP_XDM_UNSAFE: 'An XDM package holds an entry that could escape its folder or stand for another: a path with .., an absolute or backslash path, a symbolic link, a duplicate name.',
   HISP_XDM_TOO_LARGE: 'An XDM package exceeds the unpacking bounds: number of entries, total uncompressed size, or compression ratio (a zip bomb).',
+  HISP_CONTEXT_MALFORMED: "A Direct Context metadata part (X-Direct-Context, metadata.txt) is malformed: a required field missing, a value outside the guide's, or over its bounds.",
 
   // HTTP API
   HISP_API_UNAUTHORIZED: 'The request carries no API key, or one that is unknown or revoked (HTTP 401).',

@@ -4,6 +4,7 @@ import { basename, extname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
+import { newContextId, type DirectContext } from '../documents/direct-context.js';
 import { composeMessageToBuffer, composeMessageToFile, subjectFor, type ComposeInput, type ComposedDocument, type DocumentKind } from '../mime/message-composer.js';
 import type { GatewayContext } from './gateway-context.js';
 import { queueOutbound } from './queue-outbound.js';
@@ -35,6 +36,8 @@ export interface SendRequest {
   finalDelivery?: boolean | undefined;
   /** The EHR's own reference, returned in the status and the events' message. */
   clientRef?: string | undefined;
+  /** Direct Context of the message (X-Direct-Context and its metadata.txt part): version and id are hisp's when not given. */
+  context?: Omit<DirectContext, 'version' | 'id'> & { id?: string | undefined } | undefined;
 }
 
 /** Who sends: the API key, and the client's address (kept with the message as the SMTP edge keeps its client's). */
@@ -153,6 +156,8 @@ export class MessageSender {
         date: now,
         finalDelivery,
         ...(request.clientRef !== undefined ? { headers: { 'X-Hisp-Client-Ref': request.clientRef } } : {}),
+        // Direct Context 1.1 (documents/direct-context.ts); its id unique to the transaction (§3.2).
+        ...(request.context !== undefined ? { directContext: { ...request.context, version: '1.1', id: request.context.id ?? newContextId() } } : {}),
       };
       const parts = attached.reduce((n, d) => (Buffer.isBuffer(d.content) ? n + d.content.length : Infinity), Buffer.byteLength(request.text) + Buffer.byteLength(request.html ?? ''));
       let body: Buffer | { file: string; size: number };

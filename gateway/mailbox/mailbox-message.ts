@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
-import { HispError } from '../core/errors.js';
+import { HispError, isHispError } from '../core/errors.js';
+import { parseDirectContext, type DirectContext } from '../documents/direct-context.js';
 import type { MailboxEntry } from './mailbox-store.js';
 
 /** One part of a received message, as the API lists it. */
@@ -42,6 +43,8 @@ export interface MailboxMessageView {
   parts: MessagePart[];
   xdm?: { submissionSet: Record<string, unknown>; documents: Record<string, unknown>[] };
   ccda?: Record<string, unknown>;
+  /** The message's Direct Context, when it has an X-Direct-Context header: read, or why it could not be. */
+  context?: ({ valid: true } & DirectContext) | { valid: false; reason: string };
 }
 
 /** mailparser's bounds: no conversion the API does not use, and HTML read only as far as this. */
@@ -66,6 +69,8 @@ export async function readMailboxMessage(entry: MailboxEntry, file: string, tool
     security: securityOf(entry.security),
     parts: parts.map((p) => p.part),
   };
+  const contextRef = parsed.headers.get('x-direct-context');
+  if (typeof contextRef === 'string') view.context = contextOf(contextRef, parsed);
   for (const p of parts) {
     if (view.ccda === undefined && /^(application|text)\/xml$/i.test(p.part.contentType)) {
       const summary = tools.summarizeCcda(p.bytes);
@@ -87,6 +92,18 @@ export async function readMailboxPart(file: string, partId: string): Promise<{ p
 }
 
 const ZIP_MAGIC = Buffer.from([0x50, 0x4b, 0x03, 0x04]);
+
+/** The part the X-Direct-Context header names by its Content-ID (Direct Context §2), read. */
+function contextOf(ref: string, parsed: ParsedMail): NonNullable<MailboxMessageView['context']> {
+  const cid = ref.trim().replace(/^<|>$/g, '').toLowerCase();
+  const part = parsed.attachments.find((a) => a.contentId !== undefined && a.contentId.replace(/^<|>$/g, '').toLowerCase() === cid);
+  if (!part) return { valid: false, reason: `no part has the Content-ID the X-Direct-Context header names (${cid.slice(0, 80)})` };
+  try {
+    return { valid: true, ...parseDirectContext(part.content) };
+  } catch (err) {
+    return { valid: false, reason: isHispError(err) ? err.message : 'the metadata part cannot be read' };
+  }
+}
 
 async function parse(file: string): Promise<ParsedMail> {
   try {

@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import { HispError } from '../core/errors.js';
 import { FINAL_DELIVERY_REQUEST } from '../mdn/notification-options.js';
+import { DIRECT_CONTEXT_FILENAME, DIRECT_CONTEXT_HEADER, formatDirectContext, type DirectContext } from '../documents/direct-context.js';
 import { COMPOSED_BOUNDARY_PREFIX, isSevenBit } from './seven-bit.js';
 
 /** What a document is (issue 15, `documents[].kind`): it decides its media type and what goes with it. */
@@ -39,6 +41,8 @@ export interface ComposeInput {
   notifyTo?: string;
   /** Extra header fields (name → value), e.g. `X-Hisp-Client-Ref`. Values must be single-line. */
   headers?: Readonly<Record<string, string>>;
+  /** Direct Context (gateway/documents/direct-context.ts): the `X-Direct-Context` header and its `metadata.txt` part. */
+  directContext?: DirectContext | undefined;
 }
 
 /** The subject token of XDM in Direct (ETT validator rule 124, R-XDM-2): required when a zip is attached. */
@@ -74,6 +78,10 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
     if (/[\r\n]/.test(value) || !/^[A-Za-z0-9-]+$/.test(name)) throw new HispError('HISP_API_INVALID_REQUEST', `header field ${name} is not a single line`);
   }
   const subject = subjectFor(input.subject, input.documents);
+  // Direct Context §2: the header names the metadata part by its Content-ID (RFC 2392 msg-id form);
+  // the part is an attachment (a reader without support sees it), text/plain, US-ASCII.
+  // Short, so that the header stays on one line for most domains (a folded one is as valid).
+  const contextCid = input.directContext ? `<ctx.${randomBytes(8).toString('hex')}@${input.messageId.slice(input.messageId.lastIndexOf('@') + 1).replace(/>$/, '')}>` : undefined;
   const options: Mail.Options = {
     from: input.from,
     to: [...input.to],
@@ -91,6 +99,7 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
       'Disposition-Notification-To': input.notifyTo ?? input.from,
       ...(input.finalDelivery ? { 'Disposition-Notification-Options': FINAL_DELIVERY_REQUEST } : {}),
       ...input.headers,
+      ...(contextCid ? { [DIRECT_CONTEXT_HEADER]: contextCid } : {}),
     },
     attachments: input.documents.map((d) => ({
       filename: d.filename,
@@ -100,6 +109,17 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
       ...(Buffer.isBuffer(d.content) ? { content: d.content } : { path: d.content.path }),
     })),
   };
+  if (input.directContext && contextCid) {
+    // Not nodemailer's `cid`: that makes the part a related one of the HTML, left out without HTML.
+    (options.attachments as Mail.Attachment[]).push({
+      filename: DIRECT_CONTEXT_FILENAME,
+      contentType: 'text/plain; charset=us-ascii',
+      contentDisposition: 'attachment',
+      contentTransferEncoding: '7bit',
+      content: formatDirectContext(input.directContext),
+      headers: { 'Content-ID': contextCid },
+    });
+  }
   return new MailComposer(options).compile().createReadStream();
 }
 

@@ -74,6 +74,7 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_XDM_MALFORMED: { code: 554, enhanced: '5.6.0' },
   HISP_XDM_UNSAFE: { code: 554, enhanced: '5.6.0' },
   HISP_XDM_TOO_LARGE: { code: 552, enhanced: '5.3.4' }, // message too big for system
+  HISP_CONTEXT_MALFORMED: { code: 554, enhanced: '5.6.0' }, // other or undefined media error
   HISP_API_UNAUTHORIZED: { code: 530, enhanced: '5.7.0' },
   HISP_API_FORBIDDEN: { code: 550, enhanced: '5.7.1' },
   HISP_API_INVALID_REQUEST: { code: 501, enhanced: '5.5.4' },

@@ -36,6 +36,28 @@ const MessageSchema = Type.Object(
     parts: Type.Array(PartSchema),
     xdm: Type.Optional(Type.Object({ submissionSet: Type.Record(Type.String(), Type.Unknown()), documents: Type.Array(Type.Record(Type.String(), Type.Unknown())) }, { additionalProperties: false })),
     ccda: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'The header facts of the C-CDA: title, patient, author, organization, date.' })),
+    context: Type.Optional(
+      Type.Union(
+        [
+          Type.Object(
+            {
+              valid: Type.Literal(true),
+              version: Type.String(),
+              id: Type.String(),
+              patientId: Type.Optional(Type.Array(Type.Object({ authority: Type.String(), id: Type.String() }, { additionalProperties: false }))),
+              type: Type.Optional(Type.Object({ category: Type.String(), action: Type.String() }, { additionalProperties: false })),
+              purpose: Type.Optional(Type.String()),
+              patient: Type.Optional(Type.Record(Type.String(), Type.String())),
+              encapsulation: Type.Optional(Type.String()),
+              other: Type.Optional(Type.Record(Type.String(), Type.String())),
+            },
+            { additionalProperties: false },
+          ),
+          Type.Object({ valid: Type.Literal(false), reason: Type.String() }, { additionalProperties: false }),
+        ],
+        { description: 'Direct Context (the X-Direct-Context header and the metadata.txt part it names): read, or why it could not be.' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

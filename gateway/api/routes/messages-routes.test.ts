@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { apiServerPerTest, TEST_DOMAIN, type ApiTestContext } from '../../../test/helpers/api-context.js';
 import type { ApiClient } from '../../../test/helpers/api-client.js';
 import { vectorGroup } from '../../../test/helpers/vectors.js';
+import { parseDirectContext } from '../../documents/direct-context.js';
 
 const ett = vectorGroup('ett', ['cda-samples/CCDA_Ambulatory.xml']);
 const server = apiServerPerTest();
@@ -64,6 +65,23 @@ describe.skipIf(!ett.present)(ett.title('POST /v1/messages'), () => {
     expect(status.body).toMatchObject({ id: sent.id, from: FROM, clientRef: 'order-42', submittedVia: 'api', recipients: [{ address: 'patient@phr.example', state: 'queued' }, { state: 'queued' }] });
     const list = await client.request('GET', '/v1/messages?state=queued&limit=10', { key: token });
     expect((list.body as { messages: { id: string }[] }).messages.map((m) => m.id)).toEqual([sent.id]);
+  });
+
+  it('context: the Direct Context goes as the X-Direct-Context header and its metadata.txt part; a bad one is 400', async () => {
+    const { client, t, token } = await start();
+    const context = { patientId: [{ authority: '2.16.840.1.113883.19.5', id: 'MRN-1' }], type: { category: 'general', action: 'report' }, purpose: 'treatment', patient: { givenName: 'Jane', surname: 'Doe' } };
+    const r = await client.request('POST', '/v1/messages', { key: token, json: send({ documents: [], context }) });
+    expect(r.status).toBe(202);
+    const raw = (await t.queue.body((r.body as Sent).id)).toString('latin1');
+    const cid = /^X-Direct-Context: (<[^>]+>)\r$/m.exec(raw)?.[1];
+    expect(cid).toBeDefined();
+    const mail = await simpleParser(raw);
+    const part = mail.attachments.find((a) => a.contentId === cid);
+    expect(part?.filename).toBe('metadata.txt');
+    expect(parseDirectContext(part!.content)).toMatchObject({ version: '1.1', id: expect.stringMatching(/^[0-9a-f-]{36}$/) as unknown, ...context });
+    for (const bad of [{ purpose: 'curiosity' }, { type: { category: 'dentistry', action: 'report' } }, { patient: { surname: 'Doe; givenName=Eve' } }, { patientId: [{ authority: 'hospital', id: '1' }] }, { other: 'x' }]) {
+      expect((await client.request('POST', '/v1/messages', { key: token, json: send({ documents: [], context: bad }) })).status, JSON.stringify(bad)).toBe(400);
+    }
   });
 
   it('Idempotency-Key: the same body answers the first response, another body 422, concurrent duplicates store one message', async () => {

@@ -10,6 +10,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyRequest } from 'fastify';
 import { HispError, isHispError } from '../../core/errors.js';
 import { FAILURE_REASONS } from '../../events/failure-reason.js';
+import { CONTEXT_ACTIONS, CONTEXT_CATEGORIES, CONTEXT_PATIENT_PARAMETERS, CONTEXT_PURPOSES } from '../../documents/direct-context.js';
 import { SevenBitScan } from '../../mime/seven-bit.js';
 import type { RecipientState } from '../../events/message-status.js';
 import { requestHash, SEND_LIMITS, type SendDocument, type SendRequest } from '../../flows/send-message.js';
@@ -33,6 +34,29 @@ const KindSchema = Type.Union([Type.Literal('ccda'), Type.Literal('pdf'), Type.L
 const FilenameSchema = Type.String({ minLength: 1, maxLength: 255, pattern: '^[^/\\\\\\u0000-\\u001f]+$', description: 'The file name the document goes by (no folders).' });
 const ContentTypeSchema = Type.String({ minLength: 3, maxLength: 127, pattern: '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$', description: 'Its media type (type/subtype).' });
 
+/** Printable US-ASCII without the separators of the metadata part's values (`;`, `=`, line breaks). */
+const ContextValue = Type.String({ minLength: 1, maxLength: 200, pattern: '^[\\x20-\\x3a\\x3c\\x3e-\\x7e]+$' });
+
+/**
+ * Direct Context (the Direct Project's Implementation Guide for Expressing Context in Direct
+ * Messaging, 1.1): written as the X-Direct-Context header and its metadata.txt part
+ * (gateway/documents/direct-context.ts).
+ */
+const ContextSchema = Closed(
+  {
+    id: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[\\x21-\\x7e]+$', description: 'Unique to the transaction (§3.2); default a new UUID.' })),
+    patientId: Type.Optional(
+      Type.Array(Closed({ authority: Type.String({ maxLength: 64, pattern: '^[0-2](\\.(0|[1-9][0-9]*))+$', description: 'The assigning authority’s OID.' }), id: ContextValue }), { minItems: 1, maxItems: 20 }),
+    ),
+    type: Type.Optional(
+      Closed({ category: Type.Union(CONTEXT_CATEGORIES.map((c) => Type.Literal(c))), action: Type.Union(CONTEXT_ACTIONS.map((a) => Type.Literal(a))) }),
+    ),
+    purpose: Type.Optional(Type.Union(CONTEXT_PURPOSES.map((p) => Type.Literal(p)))),
+    patient: Type.Optional(Closed(Object.fromEntries(CONTEXT_PATIENT_PARAMETERS.map((p) => [p, Type.Optional(ContextValue)])))),
+  },
+  { description: 'Direct Context of the message: the X-Direct-Context header and its metadata.txt part (patient ids, type, purpose, patient matching parameters).' },
+);
+
 /** The message fields of a send, the same in JSON and in a multipart body's `message` field. */
 const messageFields = {
   from: DirectAddressSchema,
@@ -45,6 +69,7 @@ const messageFields = {
   humanReadable: Type.Optional(Type.Boolean({ description: 'Attach the rendering of each C-CDA as text/html (default: true when a C-CDA is attached).' })),
   finalDelivery: Type.Optional(Type.Boolean({ description: 'Ask for the dispatched MDN (timely and reliable delivery); default: the sending domain’s setting.' })),
   clientRef: Type.Optional(Type.String({ maxLength: 200, pattern: '^[\\x20-\\x7e]*$', description: 'Your own reference, kept with the message and shown in its status.' })),
+  context: Type.Optional(ContextSchema),
 };
 
 const JsonDocument = Closed({
