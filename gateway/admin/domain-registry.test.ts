@@ -8,6 +8,8 @@ import { credentialPaths, type CredentialName, type LeafName } from '../../test/
 import { buildConfig } from '../config/load-config.js';
 import type { HispConfig } from '../config/schema.js';
 import { DomainRegistry } from './domain-registry.js';
+import { parseTrustBundle } from '../trust/trust-bundle.js';
+import { readTrustFile } from '../../test/fixtures/trust/trust-pki.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'hisp-registry-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -17,6 +19,7 @@ const credential = (name: LeafName, extra: Record<string, unknown> = {}) => ({ k
 
 interface DomainOverrides {
   name?: string;
+  bundles?: unknown[];
   catchAll?: boolean;
   credentials?: unknown[];
   anchors?: unknown;
@@ -32,6 +35,7 @@ function domain(o: DomainOverrides = {}) {
     anchors: o.anchors ?? { incoming: [cert('root-ca')], outgoing: [cert('intermediate-ca')] },
     addresses: o.addresses ?? [{ address: 'patient@recipient.test' }, { address: 'Nurse.Jane@recipient.test' }],
     ...(o.policy !== undefined ? { policy: o.policy } : {}),
+    ...(o.bundles !== undefined ? { bundles: o.bundles } : {}),
   };
 }
 
@@ -192,5 +196,41 @@ describe('DomainRegistry.load', () => {
       expect(err.code).toBe('HISP_CONFIG_INVALID');
       expect(err.message).toContain('no RSA decryption credential');
     });
+  });
+});
+
+describe('DomainRegistry: the Blue Button+ Patient trust bundle (R-BB-5)', () => {
+  // Served from the fixtures (the fetching itself is test/integration/trust-bundle-source.test.ts's).
+  const bundleFetcher = (url: URL) => Promise.resolve(readTrustFile(url.pathname.slice(1)));
+  const bundleAnchors = parseTrustBundle(readTrustFile('bundle.p7b')).anchors.map((c) => c.sha256).sort();
+
+  it('serves a patient bundle\'s anchors to patient-directed sends only; an ordinary bundle to every send', async () => {
+    const r = DomainRegistry.load(
+      config([domain({ anchors: { incoming: [cert('root-ca')], outgoing: [] }, bundles: [{ url: 'https://bundles.example/bundle.p7b', patient: true }] })]),
+      { bundleFetcher },
+    );
+    await r.startBundles();
+    try {
+      expect(bundleAnchors.length).toBeGreaterThan(0);
+      expect(r.anchorsFor('recipient.test', 'outgoing')).toEqual([]);
+      expect(r.anchorsFor('patient@recipient.test', 'outgoing', { patientDirected: true }).map((c) => c.sha256).sort()).toEqual(bundleAnchors);
+      // Never for what comes in.
+      expect(r.anchorsFor('recipient.test', 'incoming', { patientDirected: true }).map((c) => c.sha256)).toEqual(r.anchorsFor('recipient.test', 'incoming').map((c) => c.sha256));
+    } finally {
+      r.stopBundles();
+    }
+    const ordinary = DomainRegistry.load(config([domain({ anchors: { incoming: [cert('root-ca')], outgoing: [] }, bundles: [{ url: 'https://bundles.example/bundle.p7b', direction: 'outgoing' }] })]), { bundleFetcher });
+    await ordinary.startBundles();
+    try {
+      expect(ordinary.anchorsFor('recipient.test', 'outgoing').map((c) => c.sha256).sort()).toEqual(bundleAnchors);
+    } finally {
+      ordinary.stopBundles();
+    }
+  });
+
+  it('a patient bundle is outgoing: another direction is a configuration error', () => {
+    const err = hispError(() => config([domain({ bundles: [{ url: 'https://bundles.example/bundle.p7b', patient: true, direction: 'incoming' }] })]));
+    expect(err.code).toBe('HISP_CONFIG_INVALID');
+    expect(err.message).toMatch(/patient bundle serves patient-directed sends only/);
   });
 });

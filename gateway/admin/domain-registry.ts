@@ -10,6 +10,7 @@ import { resolvePolicy, type CertificatePolicy } from '../policy/cert-policy.js'
 import { AnchorStore, type TrustDirection } from '../trust/anchor-store.js';
 import type { LookupFunction } from 'node:net';
 import { readFileSync } from 'node:fs';
+import type { Fetcher } from '../trust/http-fetch.js';
 import { TrustBundleSource } from '../trust/trust-bundle.js';
 
 /** Whether the receive side takes mail for an address (RFC 5321 §3.3 RCPT). */
@@ -30,6 +31,8 @@ export interface DomainRegistryOptions {
   logger?: Logger;
   /** DNS resolution for the bundle fetcher (hisp's resolver). */
   lookup?: LookupFunction;
+  /** How trust bundles are fetched; default HTTPS under [fetch] (tests give one that serves files). */
+  bundleFetcher?: Fetcher;
 }
 
 /**
@@ -39,6 +42,8 @@ export interface DomainRegistryOptions {
  */
 export class DomainRegistry {
   readonly anchors = new AnchorStore();
+  /** The anchors of the patient bundles (R-BB-5): patient-directed sends only (anchorsFor). */
+  private readonly patientAnchors = new AnchorStore();
   private readonly domains = new Map<string, LocalDomain>();
   private readonly bundles: TrustBundleSource[] = [];
 
@@ -91,11 +96,13 @@ export class DomainRegistry {
         allowSha1: policy.allowSha1,
         scopes: [{ scope: d.name, directions }],
         ...(this.options.lookup ? { lookup: this.options.lookup } : {}),
+        ...(this.options.bundleFetcher ? { fetcher: this.options.bundleFetcher } : {}),
         ...(this.options.logger ? { logger: this.options.logger } : {}),
         // A bundle URL is the operator's, but its redirects are not: the same address policy (issue 14 item 4).
         allowAddresses: this.config.fetch.allowAddresses,
       });
-      this.anchors.addSource(source);
+      // A patient bundle's anchors (R-BB-5) are kept apart: only patient-directed sends use them.
+      (b.patient ? this.patientAnchors : this.anchors).addSource(source);
       this.bundles.push(source);
     }
     this.domains.set(d.name, { config: d, signers, decryptors, encryptionCertificates, policy });
@@ -163,8 +170,15 @@ export class DomainRegistry {
     return this.local(domain).policy;
   }
 
-  anchorsFor(address: string | DirectAddress, direction: TrustDirection): Certificate[] {
-    return this.anchors.anchorsFor(address, direction);
+  /**
+   * The anchors of a local address or domain for `direction`. A patient-directed send (a patient's
+   * authorization, issue 16) also trusts the domain's patient bundles (R-BB-5); nothing else does.
+   */
+  anchorsFor(address: string | DirectAddress, direction: TrustDirection, options: { patientDirected?: boolean } = {}): Certificate[] {
+    const anchors = this.anchors.anchorsFor(address, direction);
+    if (!options.patientDirected || direction !== 'outgoing') return anchors;
+    const seen = new Set(anchors.map((c) => c.sha256));
+    return [...anchors, ...this.patientAnchors.anchorsFor(address, direction).filter((c) => !seen.has(c.sha256))];
   }
 
   /**

@@ -252,7 +252,7 @@ async function discoverAsGateway(
   try {
     const localRecipient = registry.isLocalDomain(address.domain);
     const policy = registry.policy(from.domain);
-    const anchors = registry.anchorsFor(from.scope, 'outgoing');
+    const anchors = registry.anchorsFor(from.scope, 'outgoing', { patientDirected: options.patientDirected });
     const view: GatewayView = {
       config: configFile,
       from: from.scope,

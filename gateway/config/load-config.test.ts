@@ -267,7 +267,7 @@ port = 2525
     expect(remoteDomainSettings(c, 'PARTNER.example.').keyTransport).toBe('rsa-oaep-sha256');
     expect(remoteDomainSettings(c, 'unknown.example')).toEqual(c.remoteDomains['*']);
     const d = c.domains[0]!;
-    expect(d.bundles).toEqual([{ url: 'https://bundles.example.net/b.p7m', signer: pem('intermediate-ca').cert, refreshHours: 24, direction: 'incoming' }]);
+    expect(d.bundles).toEqual([{ url: 'https://bundles.example.net/b.p7m', signer: pem('intermediate-ca').cert, refreshHours: 24, direction: 'incoming', patient: false }]);
     expect(d.policy).toMatchObject({ minRsaBits: 3072, revocation: 'hard-fail', requiredKeyUsage: { signing: ['digitalSignature'], encryption: [] } });
     expect(resolvePolicy(d.policy).allowedSignatureAlgorithms).toEqual(['1.2.840.113549.1.1.11', '1.2.840.10045.4.3.2']);
     expect(d.addresses.map((a) => a.delivery)).toEqual([

@@ -513,7 +513,8 @@ function readDomain(s: Section, ctx: Context): DomainConfig {
   const bundles = s.sections('bundles').map((b) => readBundle(b));
   const policy = readPolicy(s.section('policy'));
   for (const direction of ['incoming', 'outgoing'] as const) {
-    const bundled = bundles.some((b) => b.direction === direction || b.direction === 'both');
+    // A patient bundle does not count: it serves patient-directed sends only.
+    const bundled = bundles.some((b) => !b.patient && (b.direction === direction || b.direction === 'both'));
     if (anchors[direction].length === 0 && !bundled && !(direction === 'outgoing' && policy.blueButtonPlus.enabled)) {
       s.issues.warn(
         anchorsSection.at(direction),
@@ -660,11 +661,17 @@ function readBundle(s: Section): BundleConfig {
       s.issues.error(s.at('signer'), isHispError(err) ? `${err.message} (${err.code})` : `cannot read a certificate from ${signer}`);
     }
   }
+  const patient = s.bool('patient', false);
+  // A patient bundle (R-BB-5) serves patient-directed sends: outgoing, whatever the default says.
+  if (patient && s.has('direction') && s.oneOf('direction', BUNDLE_DIRECTIONS, 'outgoing') !== 'outgoing') {
+    s.issues.error(s.at('direction'), 'a patient bundle serves patient-directed sends only: its direction is "outgoing"');
+  }
   const bundle: BundleConfig = {
     url: url ?? '',
     ...(signer !== undefined ? { signer } : {}),
     refreshHours: s.number('refreshHours', DEFAULTS.bundle.refreshHours, 0.01, 720),
-    direction: s.oneOf('direction', BUNDLE_DIRECTIONS, DEFAULTS.bundle.direction),
+    direction: patient ? 'outgoing' : s.oneOf('direction', BUNDLE_DIRECTIONS, DEFAULTS.bundle.direction),
+    patient,
   };
   s.done();
   return bundle;

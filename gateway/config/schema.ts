@@ -210,6 +210,11 @@ export interface BundleConfig {
   readonly signer?: string;
   readonly refreshHours: number;
   readonly direction: BundleDirection;
+  /**
+   * The Blue Button+ Patient trust bundle (R-BB-5; issue 16): its anchors serve only patient-directed
+   * sends (a patient's authorization: POST /v1/patients/…/records), never other mail; outgoing only.
+   */
+  readonly patient: boolean;
 }
 
 /** {@link CertificatePolicyInput} with every field present (signature algorithms by name or OID). */

@@ -67,7 +67,7 @@ export async function checkRecipient(
   const found = await discoverRecipient(address, {
     discovery: services.discovery,
     validator: services.validator,
-    anchors: registry.anchorsFor(sender.scope, 'outgoing'),
+    anchors: registry.anchorsFor(sender.scope, 'outgoing', { patientDirected: options.patientDirected ?? false }),
     policy: registry.policy(sender.domain),
     ...(options.at ? { at: options.at } : {}),
     patientDirected: options.patientDirected ?? false,

@@ -135,7 +135,8 @@ export class RelayWorker {
       }
       certificates.push(...this.ctx.registry.encryptionCertificates(first.domain));
     } else {
-      const anchors = this.ctx.registry.anchorsFor(sender, 'outgoing');
+      const patientDirected = message.meta.patientDirected === true;
+      const anchors = this.ctx.registry.anchorsFor(sender, 'outgoing', { patientDirected });
       const policy = this.ctx.registry.policy(sender.domain);
       for (const d of group) {
         const found = await discoverRecipient(DirectAddress.parse(d.recipient), {
@@ -144,7 +145,7 @@ export class RelayWorker {
           anchors,
           policy,
           at: new Date(this.ctx.now()),
-          patientDirected: message.meta.patientDirected === true,
+          patientDirected,
         });
         if (found.status === 'selected') {
           ready.push(d);
