@@ -10,6 +10,7 @@ import { benchApi } from './api-bench.js';
 import { benchDiscovery } from './discovery-bench.js';
 import { benchRender } from './documents-render-bench.js';
 import { benchXdm } from './documents-xdm-bench.js';
+import { benchAudit } from './audit-bench.js';
 import { benchE2e } from './e2e-bench.js';
 import { writeFigures, type Figure } from './figure.js';
 import { benchHostile } from './hostile-bench.js';
@@ -178,6 +179,8 @@ try {
   figures.push(...(await benchRender(machine)));
   // ---- documents (issue 15): XDM pack and unpack of 10 MB, beside zlib on the same bytes
   for (const f of await benchXdm(machine)) add(f);
+  // ---- the audit chain (issue 16): verifying 200,000 entries beside SHA-256 alone over the same texts
+  figures.push(...benchAudit(machine));
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
