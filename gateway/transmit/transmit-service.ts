@@ -7,8 +7,8 @@ import { HispError } from '../core/errors.js';
 import type { MessageTracker } from '../events/message-tracker.js';
 import type { RecipientStatus } from '../events/message-status.js';
 import type { RecipientCheckServices } from '../flows/recipient-check.js';
-import type { MessageSender, SendDocument } from '../flows/send-message.js';
-import { validateRecipients, type RecipientVerdict } from '../flows/validate-recipients.js';
+import type { MessageSender } from '../flows/send-message.js';
+import { validateRecipients } from '../flows/validate-recipients.js';
 import type { DocumentKind } from '../mime/message-composer.js';
 import type { HispDatabase } from '../store/database.js';
 import { AuthorizationStore, authorizationStatus, patientKey, type Authorization, type GrantedBy, type TransmitDestination, type TransmitFrequency } from './authorization-store.js';
@@ -66,6 +66,8 @@ export interface TransmitServiceDeps {
   audit: AuditLog;
   checks: RecipientCheckServices;
   now: () => number;
+  /** The recipient check (default validateRecipients, as POST /v1/recipients/validate runs it); tests give their own verdicts. */
+  validate?: typeof validateRecipients;
 }
 
 /** How long a client waits before asking again when a destination's discovery failed for now. */
@@ -120,7 +122,7 @@ export class TransmitService {
     const now = this.deps.now();
     if (input.expiresAt !== undefined && input.expiresAt <= now) throw new HispError('HISP_API_INVALID_REQUEST', 'body /expiresAt: in the past');
 
-    const verdicts = await validateRecipients(
+    const verdicts = await (this.deps.validate ?? validateRecipients)(
       destinations.map((d) => d.address),
       { scope: from.toString(), domain: from.domain },
       this.deps.checks,
@@ -132,7 +134,7 @@ export class TransmitService {
       throw new HispError('HISP_TRANSMIT_DESTINATION_REFUSED', `${refused.length} destination(s) not trusted for a patient-directed send from ${from.domain}: ${refused.map((v) => `${v.address} (${v.verdict})`).join(', ').slice(0, 400)}`, {
         transient: later,
         details: {
-          destinations: refused.map((v) => ({ address: v.address, verdict: v.verdict as RecipientVerdict, ...(v.code ? { code: v.code } : {}), ...(v.reason ? { reason: v.reason } : {}) })),
+          destinations: refused.map((v) => ({ address: v.address, verdict: v.verdict, ...(v.code ? { code: v.code } : {}), ...(v.reason ? { reason: v.reason } : {}) })),
           ...(later ? { retryAfter: DESTINATION_RETRY_AFTER_S } : {}),
         },
       });
@@ -291,7 +293,7 @@ export class TransmitService {
             to: [d.address],
             subject: input.subject ?? `Health information from ${a.dataHolder.name}`,
             text: contextSentence(a.dataHolder.name, a.patient.name),
-            documents: [input.document as SendDocument],
+            documents: [input.document],
             package: d.package,
             humanReadable: d.humanReadable,
             clientRef: base.id,
