@@ -259,6 +259,14 @@ describe('pushing records', () => {
     expect((await service.push(jane, record('c'), ehr, log)).transmissions[0]).toMatchObject({ status: 'queued' });
   });
 
+  it('two pushes of the same document at once: one message per destination, the other answered as a duplicate', async () => {
+    await service.authorize(jane, grant({ destinations: [{ address: 'jane@phr.example' }] }), ehr);
+    const [x, y] = await Promise.all([service.push(jane, record(), ehr, log), service.push(jane, record(), ehr, log)]);
+    expect([x.transmissions[0]!.status, y.transmissions[0]!.status].sort()).toEqual(['queued', 'skipped']);
+    expect([x, y].flatMap((p) => p.transmissions.map((t) => t.reason)).filter(Boolean)).toEqual(['duplicate']);
+    expect(messageCount()).toBe(1);
+  });
+
   it('a push that fails midway leaves the destinations reached recorded; pushed again, only the others get it', async () => {
     await service.authorize(jane, grant({ destinations: [{ address: 'jane@phr.example' }, { address: 'jane@phr2.example' }] }), ehr);
     renderFails.add(2);

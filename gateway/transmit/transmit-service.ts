@@ -88,7 +88,8 @@ const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`
  * destinations commit together at the end. A crash midway leaves the destinations reached with
  * their transmission and the others with nothing: the EHR, which had no 202, pushes again, and the
  * same document then goes to those others only (the de-duplication by SHA-256 skips the rest). The
- * unique index `transmissions_sent_once` makes "never twice" hold under concurrent pushes too.
+ * check is made again inside each send's commit (and the unique index `transmissions_sent_once`
+ * backs it), so that "never twice" holds under concurrent pushes too.
  */
 export class TransmitService {
   readonly authorizations: AuthorizationStore;
@@ -307,6 +308,8 @@ export class TransmitService {
           log,
           undefined,
           (queueId, messageId) => {
+            // Checked again in the commit: another push of the same document may have reached it while this one composed.
+            if (this.transmissions.sentBefore(key, d.address, sha256)) throw new AlreadySent();
             storeRecord();
             sent = { ...base, status: 'queued', reason: null, queueId, messageId };
             this.transmissions.insert(sent);
@@ -323,8 +326,8 @@ export class TransmitService {
           },
         );
       } catch (err) {
-        // Another push of the same document reached this destination first (the unique index).
-        if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        // Another push of the same document reached this destination first: its message is rolled back.
+        if (err instanceof AlreadySent) {
           skip('duplicate');
           continue;
         }
@@ -406,6 +409,9 @@ export class TransmitService {
     throw err;
   }
 }
+
+/** Thrown in a send's commit when the destination has the document already: the message is not stored. */
+class AlreadySent extends Error {}
 
 function unknownPatient(): HispError {
   return new HispError('HISP_TRANSMIT_UNKNOWN_PATIENT', 'no authorization of this patient: an unknown patient for this API key');
