@@ -169,6 +169,19 @@ describe('/v1/patients/{patientRef}/records and /transmissions', () => {
     expect(rest).toMatchObject({ transmissions: [{ status: 'skipped', trigger: 'manual', delivery: null }], nextCursor: null });
   });
 
+  it('an expired authorization shows as expired and sends nothing: 409', async () => {
+    let clock = Date.now();
+    const { client, t } = await server.start({ dns, now: () => clock });
+    const token = (await t.key()).token;
+    const expiresAt = new Date(clock + 60_000).toISOString();
+    const a = (await client.request('POST', '/v1/patients/MRN-3/authorizations', { key: token, json: authorization({ expiresAt }) })).body as AuthorizationJson;
+    expect(a).toMatchObject({ status: 'active', expiresAt });
+    clock += 60_000;
+    expect((await client.request('GET', `/v1/patients/MRN-3/authorizations/${a.id}`, { key: token })).body).toMatchObject({ status: 'expired' });
+    expect((await client.request('POST', '/v1/patients/MRN-3/records', { key: token, json: push() })).body).toMatchObject({ status: 409, code: 'HISP_TRANSMIT_NOT_AUTHORIZED' });
+    expect(t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get()).toBe(0);
+  });
+
   it('409 after revocation with revokedAt; 409 when a once-authorization has sent; 400 for malformed records', async () => {
     const { client, token } = await start();
     const a = (await client.request('POST', '/v1/patients/MRN-1/authorizations', { key: token, json: authorization() })).body as AuthorizationJson;
