@@ -47,6 +47,16 @@ export const ProblemSchema = Type.Object(
     instance: Type.Optional(Type.String()),
     trace: Type.Optional(Type.String({ description: 'For an internal failure: the id the log has its details under.' })),
     retryAfter: Type.Optional(Type.Integer({ minimum: 0, description: 'Seconds to wait (429, 503), as the Retry-After field says.' })),
+    destinations: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { address: Type.String(), verdict: Type.String({ description: 'untrusted, no-certificate or try-later' }), code: Type.Optional(Type.String()), reason: Type.Optional(Type.String()) },
+          { additionalProperties: false },
+        ),
+        { description: 'HISP_TRANSMIT_DESTINATION_REFUSED: each destination refused, its verdict and why.' },
+      ),
+    ),
+    revokedAt: Type.Optional(Type.String({ format: 'date-time', description: 'HISP_TRANSMIT_REVOKED: when the last of the patient’s authorizations was revoked.' })),
     errors: Type.Optional(
       Type.Array(
         Type.Object(

@@ -22,6 +22,7 @@ import { messagesRoutes } from './routes/messages-routes.js';
 import { eventsRoutes } from './routes/events-routes.js';
 import { mailboxesRoutes } from './routes/mailboxes-routes.js';
 import { auditRoutes } from './routes/audit-routes.js';
+import { patientsRoutes } from './routes/patients-routes.js';
 import type { ApiServices } from './api-services.js';
 
 /**
@@ -42,7 +43,7 @@ export type ApiApp = FastifyInstance<HttpServer | HttpsServer, IncomingMessage, 
 export type ApiRoutes = (app: ApiApp, ctx: ApiContext) => Promise<void> | void;
 
 /** Every area of the API; a new area's module is added here. */
-export const API_ROUTES: readonly ApiRoutes[] = [meRoutes, recipientsRoutes, messagesRoutes, eventsRoutes, mailboxesRoutes, auditRoutes];
+export const API_ROUTES: readonly ApiRoutes[] = [meRoutes, recipientsRoutes, messagesRoutes, eventsRoutes, mailboxesRoutes, auditRoutes, patientsRoutes];
 
 export interface ApiServerOptions {
   /** The HTTPS key and certificate chain (PEM); without them, plain HTTP (loopback only: ApiListener). */
@@ -113,9 +114,18 @@ function sendProblem(err: unknown, request: FastifyRequest, reply: FastifyReply)
   if (problem.status >= 500) request.log.error({ err: describeError(err), trace: request.id }, 'internal error');
   else request.log.info({ code: problem.code, status: problem.status }, 'request refused');
   const retryAfter = isHispError(err) ? err.details?.retryAfter : undefined;
-  if (typeof retryAfter === 'number') problem.retryAfter = retryAfter;
+  if (typeof retryAfter === 'number') {
+    problem.retryAfter = retryAfter;
+    // RFC 9110 §10.2.3: the field itself, as the rate limit's and the stopping server's answers carry it.
+    void reply.header('retry-after', String(retryAfter));
+  }
   const errors = isHispError(err) ? err.details?.errors : undefined;
   if (Array.isArray(errors)) problem.errors = errors;
+  // Blue Button+ transmit: each refused destination's verdict; the latest revocation of a patient's authorizations.
+  const destinations = isHispError(err) ? err.details?.destinations : undefined;
+  if (Array.isArray(destinations)) problem.destinations = destinations;
+  const revokedAt = isHispError(err) ? err.details?.revokedAt : undefined;
+  if (typeof revokedAt === 'string') problem.revokedAt = revokedAt;
   return reply.status(problem.status).type(PROBLEM_MEDIA_TYPE).send(problem);
 }
 

@@ -9,6 +9,7 @@ import { MailboxService } from '../mailbox/mailbox-service.js';
 import { MailboxStore } from '../mailbox/mailbox-store.js';
 import { keyMay, type ApiKey, type ApiKeyStore } from '../store/api-key-store.js';
 import { FetchAddressPolicy } from '../trust/fetch-address-policy.js';
+import { TransmitService } from '../transmit/transmit-service.js';
 
 /**
  * The services behind the API's routes (one service, several doors: the CLI and the SMTP edges
@@ -23,6 +24,8 @@ export interface ApiServices {
   readonly mailboxes: MailboxService;
   /** The audit log (gateway/audit/): appended to by the services, read by GET /v1/audit. */
   readonly audit: AuditLog;
+  /** Blue Button+ transmit: patients' authorizations, records pushed and their transmissions (gateway/transmit/). */
+  readonly transmit: TransmitService;
 }
 
 /** How long a webhook POST may take (connect, send, the status line). */
@@ -41,9 +44,12 @@ export function createApiServices(ctx: GatewayContext, apiKeys: ApiKeyStore, inc
   const tools = documentTools();
   const outbox = new EventOutbox(ctx.db);
   const mailboxStore = ctx.mailboxes ?? new MailboxStore(ctx.db, ctx.now);
+  const sender = new MessageSender(ctx, tools, incomingDir);
+  const tracker = new MessageTracker(ctx.db, ctx.queue, outbox);
+  const audit = new AuditLog(ctx.db.sqlite, ctx.now);
   return {
-    sender: new MessageSender(ctx, tools, incomingDir),
-    tracker: new MessageTracker(ctx.db, ctx.queue, outbox),
+    sender,
+    tracker,
     outbox,
     webhooks: new WebhookDispatcher(ctx.db, outbox, {
       scopeOf: (id) => {
@@ -56,6 +62,7 @@ export function createApiServices(ctx: GatewayContext, apiKeys: ApiKeyStore, inc
       now: ctx.now,
     }),
     mailboxes: new MailboxService(ctx, mailboxStore, tools),
-    audit: new AuditLog(ctx.db.sqlite, ctx.now),
+    audit,
+    transmit: new TransmitService({ db: ctx.db, sender, tracker, audit, checks: ctx, now: ctx.now }),
   };
 }

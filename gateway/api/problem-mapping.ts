@@ -100,6 +100,11 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<HispErrorCode, number>> = {
   HISP_API_NO_ROUTE: 404,
   HISP_API_METHOD_NOT_ALLOWED: 405, // RFC 9110 §15.5.6: with an Allow field
   HISP_API_UNAVAILABLE: 503,
+  HISP_TRANSMIT_UNKNOWN_PATIENT: 404,
+  HISP_TRANSMIT_UNKNOWN_AUTHORIZATION: 404,
+  HISP_TRANSMIT_NOT_AUTHORIZED: 409,
+  HISP_TRANSMIT_REVOKED: 409,
+  HISP_TRANSMIT_DESTINATION_REFUSED: 422,
 };
 
 /** Codes whose message is about hisp itself (files, keys, configuration): never shown to a client. */

@@ -38,6 +38,10 @@ export interface SendRequest {
   clientRef?: string | undefined;
   /** Direct Context of the message (X-Direct-Context and its metadata.txt part): version and id are hisp's when not given. */
   context?: Omit<DirectContext, 'version' | 'id'> & { id?: string | undefined } | undefined;
+  /** Parts attached as they are whatever the package (Blue Button+'s request.txt, R-FMT-7): never packed in XDM, never rendered. */
+  parts?: readonly SendDocument[] | undefined;
+  /** Facts kept with the stored message for the relay (e.g. `patientDirected: true`, decision 5); they cannot replace the send's own. */
+  meta?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** Who sends: the API key, and the client's address (kept with the message as the SMTP edge keeps its client's). */
@@ -122,8 +126,16 @@ export class MessageSender {
   /**
    * `requestHash`: a SHA-256 of the request as received (the route computes it over the body and
    * the documents' octets), compared when the Idempotency-Key is used again.
+   * `withinCommit` writes with the message, in its commit (a transmission's row and audit entry):
+   * if it throws, nothing is stored and the send rejects with its error.
    */
-  async send(request: SendRequest, actor: SendActor, log: Pick<Logger, 'info'>, idempotency?: { key: string; requestHash: string }): Promise<SendResult> {
+  async send(
+    request: SendRequest,
+    actor: SendActor,
+    log: Pick<Logger, 'info'>,
+    idempotency?: { key: string; requestHash: string },
+    withinCommit?: (queueId: string, messageId: string) => void,
+  ): Promise<SendResult> {
     if (idempotency) {
       const earlier = this.replay(actor.apiKeyId, idempotency);
       if (earlier) return earlier;
@@ -181,15 +193,18 @@ export class MessageSender {
             submittedBy: `api:${actor.apiKeyId}`,
             messageId,
             receivedAt: now,
-            meta: { client: actor.client, api: true, apiKey: actor.apiKeyId, from: from.toString(), finalDelivery, subject: subjectFor(request.subject, attached).slice(0, 200), ...(request.clientRef !== undefined ? { clientRef: request.clientRef } : {}) },
+            meta: { ...(request.meta ?? {}), client: actor.client, api: true, apiKey: actor.apiKeyId, from: from.toString(), finalDelivery, subject: subjectFor(request.subject, attached).slice(0, 200), ...(request.clientRef !== undefined ? { clientRef: request.clientRef } : {}) },
           },
           body,
-          idempotency
+          idempotency || withinCommit
             ? (message) => {
-                const t = this.ctx.now();
-                this.expireKey.run(actor.apiKeyId, idempotency.key, t - IDEMPOTENCY_TTL_MS);
-                const response = JSON.stringify({ ...result, id: message.queueId });
-                if (this.insertKey.run(actor.apiKeyId, idempotency.key, idempotency.requestHash, message.queueId, response, t).changes === 0) throw new KeyTaken();
+                if (idempotency) {
+                  const t = this.ctx.now();
+                  this.expireKey.run(actor.apiKeyId, idempotency.key, t - IDEMPOTENCY_TTL_MS);
+                  const response = JSON.stringify({ ...result, id: message.queueId });
+                  if (this.insertKey.run(actor.apiKeyId, idempotency.key, idempotency.requestHash, message.queueId, response, t).changes === 0) throw new KeyTaken();
+                }
+                withinCommit?.(message.queueId, result.messageId);
               }
             : undefined,
         );
@@ -252,6 +267,7 @@ export class MessageSender {
       await this.tools.packXdm(documents, zip);
       out.push({ filename: 'XDM.zip', contentType: 'application/zip', kind: 'xdm', content: { path: zip } });
     }
+    out.push(...(request.parts ?? []));
     return out;
   }
 }

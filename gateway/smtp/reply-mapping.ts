@@ -85,6 +85,11 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_API_NO_ROUTE: { code: 500, enhanced: '5.5.1' }, // HTTP only; the nearest SMTP notion: command unrecognized
   HISP_API_METHOD_NOT_ALLOWED: { code: 502, enhanced: '5.5.1' }, // HTTP only; command not implemented
   HISP_API_UNAVAILABLE: { code: 421, enhanced: '4.3.2' }, // HTTP only; system not accepting network messages
+  HISP_TRANSMIT_UNKNOWN_PATIENT: { code: 550, enhanced: '5.1.1' }, // HTTP only (Blue Button+ transmit)
+  HISP_TRANSMIT_UNKNOWN_AUTHORIZATION: { code: 550, enhanced: '5.1.1' }, // HTTP only (Blue Button+ transmit)
+  HISP_TRANSMIT_NOT_AUTHORIZED: { code: 550, enhanced: '5.7.1' }, // HTTP only (Blue Button+ transmit)
+  HISP_TRANSMIT_REVOKED: { code: 550, enhanced: '5.7.1' }, // HTTP only (Blue Button+ transmit)
+  HISP_TRANSMIT_DESTINATION_REFUSED: { code: 550, enhanced: '5.7.1' }, // HTTP only (Blue Button+ transmit)
 };
 
 /** Any error to an SMTP reply; errors that are not HispErrors are local failures (451 4.3.0). */

@@ -480,4 +480,79 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       END;
     `,
   },
+  {
+    version: 11,
+    description: 'Blue Button+ transmit: patient authorizations, records pushed, and one transmission per destination',
+    up: `
+      -- Blue Button+ "Transmitting Data Using the Direct Protocol" (issue 16, gateway/transmit/): a
+      -- patient's authorization to send their record to destinations (R-BB-1). Nothing is ever
+      -- deleted: a revocation sets revoked_at/revoked_by (prospective only); a once-authorization is
+      -- fulfilled by its first send (fulfilled_sha256: the document it went with, so that a push of
+      -- the same document retried after a crash still reaches the destinations it had not reached).
+      -- patient_key: '<assigning authority>|<patientRef>', or the patientRef alone.
+      CREATE TABLE transmit_authorizations (
+        id                  TEXT PRIMARY KEY,
+        patient_key         TEXT NOT NULL,
+        patient_ref         TEXT NOT NULL,
+        assigning_authority TEXT,
+        patient_name        TEXT NOT NULL,
+        patient_birth_date  TEXT,
+        from_address        TEXT NOT NULL,
+        data_holder_name    TEXT NOT NULL,
+        destinations        TEXT NOT NULL,
+        frequency           TEXT NOT NULL CHECK (frequency IN ('once', 'on-update')),
+        interval_minutes    INTEGER,
+        granted_by          TEXT NOT NULL,
+        method              TEXT NOT NULL,
+        consent_version     TEXT NOT NULL,
+        consent_sha256      TEXT NOT NULL,
+        expires_at          INTEGER,
+        created_at          INTEGER NOT NULL,
+        created_by          TEXT NOT NULL,
+        revoked_at          INTEGER,
+        revoked_by          TEXT,
+        fulfilled_at        INTEGER,
+        fulfilled_sha256    TEXT
+      ) WITHOUT ROWID;
+      CREATE INDEX transmit_authorizations_by_patient ON transmit_authorizations (patient_key, created_at);
+      CREATE TRIGGER transmit_authorizations_kept BEFORE DELETE ON transmit_authorizations
+      BEGIN SELECT RAISE(ABORT, 'authorizations are revoked, never deleted'); END;
+
+      -- A document the EHR pushed for a patient (its octets are not kept: they go in the messages).
+      CREATE TABLE transmit_records (
+        id           TEXT PRIMARY KEY,
+        patient_key  TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        filename     TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        trigger      TEXT NOT NULL,
+        made_at      INTEGER NOT NULL,
+        received_at  INTEGER NOT NULL,
+        received_by  TEXT NOT NULL
+      ) WITHOUT ROWID;
+
+      -- One row per destination of a push: queued (with the message it went in) or skipped (why).
+      -- The unique index is the rule "the same document is never sent twice to the same destination":
+      -- two pushes at once both compose, and the second commit fails on it and is rolled back.
+      CREATE TABLE transmissions (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT NOT NULL UNIQUE,
+        patient_key      TEXT NOT NULL,
+        record_id        TEXT NOT NULL,
+        authorization_id TEXT NOT NULL,
+        destination      TEXT NOT NULL,
+        sha256           TEXT NOT NULL,
+        trigger          TEXT NOT NULL,
+        status           TEXT NOT NULL CHECK (status IN ('queued', 'skipped')),
+        reason           TEXT,
+        queue_id         TEXT,
+        message_id       TEXT,
+        created_at       INTEGER NOT NULL
+      );
+      CREATE UNIQUE INDEX transmissions_sent_once ON transmissions (patient_key, destination, sha256) WHERE status = 'queued';
+      CREATE INDEX transmissions_by_patient ON transmissions (patient_key, seq);
+      CREATE INDEX transmissions_last_sent ON transmissions (authorization_id, destination, created_at) WHERE status = 'queued';
+    `,
+  },
 ];
