@@ -1,5 +1,6 @@
 // TransmitService on a real store and queue: authorizations checked and recorded, records pushed to
 // each destination once, revocation and expiry, the audit entries committed with what they record.
+import { parseDirectContext } from '../documents/direct-context.js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -174,11 +175,14 @@ describe('pushing records', () => {
       ['summary.xml', 'application/xml'],
       ['summary.html', 'text/html'],
       ['request.txt', 'text/plain'],
+      ['metadata.txt', 'text/plain'],
     ]);
+    // Direct Context from the authorization: the type of what goes, the patient's date of birth when known.
+    expect(parseDirectContext(mail.attachments[3]!.content)).toMatchObject({ version: '1.1', type: { category: 'general', action: 'report' } });
     expect(mail.attachments[2]!.content.toString()).toBe('Destination: jane@phr.example\r\nPatient: Jane Doe\r\nData-holder: Example Hospital\r\nRecurring: Yes\r\n');
     expect(queue.messages.get(toJane!)?.meta).toMatchObject({ patientDirected: true, transmission: first.transmissions[0]!.id });
     const backup = await simpleParser(await queue.body(toBackup!));
-    expect(backup.attachments.map((p) => p.filename)).toEqual(['XDM.zip']);
+    expect(backup.attachments.map((p) => p.filename)).toEqual(['XDM.zip', 'metadata.txt']);
 
     clock += 60_000;
     const again = await service.push(jane, record(), ehr, log);

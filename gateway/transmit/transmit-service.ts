@@ -12,7 +12,7 @@ import { validateRecipients } from '../flows/validate-recipients.js';
 import type { DocumentKind } from '../mime/message-composer.js';
 import type { HispDatabase } from '../store/database.js';
 import { AuthorizationStore, authorizationStatus, patientKey, type Authorization, type GrantedBy, type TransmitDestination, type TransmitFrequency } from './authorization-store.js';
-import { contextSentence, requestTxt } from './bluebutton-payload.js';
+import { contextSentence, requestTxt, transmissionContext } from './bluebutton-payload.js';
 import { TransmissionStore, type RecordTrigger, type Transmission } from './transmission-store.js';
 
 /** Who asks: the API key (its id and its send-as scopes: it sees the authorizations sent from them) and its client. */
@@ -303,6 +303,7 @@ export class TransmitService {
               : undefined,
             // The relay's Blue Button+ trust exception (decision 5, gateway/policy/trust-decision.ts).
             meta: { patientDirected: true, transmission: base.id, authorization: a.id },
+            context: transmissionContext({ patientRef: a.patientRef, assigningAuthority: a.assigningAuthority, birthDate: a.patient.birthDate }, input.trigger),
           },
           { apiKeyId: actor.keyId, client: actor.client },
           log,

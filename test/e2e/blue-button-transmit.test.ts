@@ -88,13 +88,16 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('Blue Button+ tr
 
     const [arrived] = await waitFor('the discharge in B’s mailbox', async () => ((await mailbox()).length > 0 ? mailbox() : undefined), WAIT_MS);
     expect(arrived?.from).toBe('records@a.test');
-    const view = (await phr.request('GET', `/v1/mailboxes/phr@b.test/messages/${arrived!.id}`, { key: phrKey })).body as { parts: { id: string; contentType: string; filename: string | null }[] };
+    const view = (await phr.request('GET', `/v1/mailboxes/phr@b.test/messages/${arrived!.id}`, { key: phrKey })).body as { parts: { id: string; contentType: string; filename: string | null }[]; context?: unknown };
     expect(view.parts.map((p) => [p.contentType, p.filename])).toEqual([
       ['text/plain', null],
       ['application/xml', 'discharge.xml'],
       ['text/html', 'discharge.html'],
       ['text/plain', 'request.txt'],
+      ['text/plain', 'metadata.txt'],
     ]);
+    // The Direct Context written from the authorization (X-Direct-Context), read by B.
+    expect(view.context).toEqual({ valid: true, version: '1.1', id: expect.stringMatching(/^[0-9a-f-]{36}$/) as unknown, type: { category: 'general', action: 'report' }, patient: { dateOfBirth: '1970-05-01' } });
     expect((await part(arrived!.id, view.parts[0]!.id)).trim()).toBe('This message was sent by Example Hospital at the request of Isabella Jones.');
     expect(await part(arrived!.id, view.parts[3]!.id)).toBe('Destination: phr@b.test\r\nPatient: Isabella Jones\r\nData-holder: Example Hospital\r\nRecurring: Yes\r\n');
     expect((await phr.request('POST', `/v1/mailboxes/phr@b.test/messages/${arrived!.id}/ack`, { key: phrKey })).body).toMatchObject({ dispatchedMdn: true });
@@ -109,7 +112,7 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('Blue Button+ tr
     expect(third.transmissions).toMatchObject([{ status: 'queued' }]);
     const [second] = await waitFor('the new result in B’s mailbox', async () => ((await mailbox()).length > 0 ? mailbox() : undefined), WAIT_MS);
     const secondView = (await phr.request('GET', `/v1/mailboxes/phr@b.test/messages/${second!.id}`, { key: phrKey })).body as { parts: { contentType: string; filename: string | null }[] };
-    expect(secondView.parts.map((p) => p.filename)).toEqual([null, 'result.txt', 'request.txt']);
+    expect(secondView.parts.map((p) => p.filename)).toEqual([null, 'result.txt', 'request.txt', 'metadata.txt']);
     await phr.request('POST', `/v1/mailboxes/phr@b.test/messages/${second!.id}/ack`, { key: phrKey });
 
     // 4. Revoked: the next push is refused with the revocation time, and nothing goes.
