@@ -113,7 +113,7 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
         response: { 200: fhirBody('Bundle', 'The transaction-response: 201 Created and a location per entry, in order'), ...ERRORS },
       };
       fhir.post('/Bundle', { bodyLimit: SEND_BODY_LIMITS.jsonBytes, schema: provideSchema }, provide);
-      fhir.post('/', { bodyLimit: SEND_BODY_LIMITS.jsonBytes, schema: { ...provideSchema, summary: 'The same transaction at the FHIR base (ITI-65 as FHIR transaction)' } }, provide);
+      fhir.post('', { bodyLimit: SEND_BODY_LIMITS.jsonBytes, schema: { ...provideSchema, summary: 'The same transaction at the FHIR base (ITI-65 as FHIR transaction)' } }, provide);
 
       fhir.get(
         '/Task',
