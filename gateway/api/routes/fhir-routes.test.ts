@@ -68,6 +68,8 @@ describe('POST /fhir/Bundle (ITI-65)', () => {
     ]);
     const mail = await simpleParser(await t.queue.body(rows[0]!.queue_id));
     expect(mail.subject).toContain('Discharge summary');
+    // The dispatched MDN is asked for: it is what completes a Task (Direct IG for Delivery Notification §3).
+    expect(mail.headers.get('disposition-notification-options')).toContain('X-DIRECT-FINAL-DESTINATION-DELIVERY');
     expect(mail.attachments.map((a) => [a.filename, a.contentType])).toEqual([
       ['discharge.xml', 'application/xml'],
       ['discharge.html', 'text/html'],
@@ -99,6 +101,10 @@ describe('POST /fhir/Bundle (ITI-65)', () => {
     expect(ids).toHaveLength(3);
     const mime = await simpleParser(await t.queue.body(ids[0]!));
     expect(mime.attachments.map((a) => a.filename)).toEqual(['note.txt']);
+    expect((await post(client, token, mhdBundle(), '?finalDelivery=false')).status).toBe(200);
+    const last = t.db.sqlite.prepare('SELECT queue_id FROM messages ORDER BY queue_id DESC').pluck().get() as string;
+    expect((await simpleParser(await t.queue.body(last))).headers.has('disposition-notification-options')).toBe(false);
+    expect((await post(client, token, mhdBundle(), '?package=zip')).status).toBe(400);
   });
 
   it('the sender is the key’s one address when the SubmissionSet names no author; none and a key of several addresses is 422', async () => {

@@ -78,7 +78,7 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
         sendOutcome(new HispError('HISP_API_NO_ROUTE', `no FHIR interaction ${request.method} ${(request.url.split('?')[0] ?? '').slice(0, 200)} (docs/fhir.md)`), request, reply),
       );
 
-      const provide = async (request: FastifyRequest<{ Querystring: { package?: 'mime' | 'xdm' | 'both' } }>, reply: FastifyReply) => {
+      const provide = async (request: FastifyRequest<{ Querystring: { package?: 'mime' | 'xdm' | 'both'; finalDelivery?: 'true' | 'false' } }>, reply: FastifyReply) => {
         const key = requireAction(request, 'send');
         const submission = readMhdBundle(request.body);
         const from = senderOf(submission, key.sendAs);
@@ -92,7 +92,8 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
         // One Direct message per intended recipient: each its own delivery, tracked, and its Task.
         for (const recipient of submission.recipients) {
           const sent = await sender.send(
-            { from, to: [recipient.address], subject: title, text, documents, package: request.query.package ?? 'both' },
+            // The dispatched MDN is asked for unless ?finalDelivery=false: a Task is completed by it alone.
+            { from, to: [recipient.address], subject: title, text, documents, package: request.query.package ?? 'both', finalDelivery: request.query.finalDelivery !== 'false' },
             { apiKeyId: key.id, client: request.ip },
             request.log,
           );
@@ -108,7 +109,12 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
       };
       const provideSchema = {
         summary: 'IHE MHD ITI-65 Provide Document Bundle (Minimal Metadata): one Direct message per intended recipient',
-        querystring: Closed({ package: Type.Optional(PackageQuery) }),
+        querystring: Closed({
+          package: Type.Optional(PackageQuery),
+          finalDelivery: Type.Optional(
+            Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'Ask for the dispatched MDN (default true: it is what completes a Task; Direct IG for Delivery Notification §3).' }),
+          ),
+        }),
         body: Type.Unknown({ description: 'A FHIR R4 transaction Bundle: a SubmissionSet List (ihe-intendedRecipient extensions), DocumentReferences, Binaries (docs/fhir.md).' }),
         response: { 200: fhirBody('Bundle', 'The transaction-response: 201 Created and a location per entry, in order'), ...ERRORS },
       };
