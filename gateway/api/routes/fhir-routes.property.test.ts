@@ -93,6 +93,14 @@ describe('POST /fhir/Bundle under hostile input', () => {
     );
   });
 
+  it('a Bundle nested a million deep is refused as an OperationOutcome; a body over 16 MiB is 413', async () => {
+    const deep = `{"resourceType":"Bundle","type":"transaction","entry":[${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}]}`;
+    expect(await expectFhirAnswer(deep)).toBe(422);
+    const big = await app.inject({ method: 'POST', url: '/fhir/Bundle', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, payload: `"${'x'.repeat(16 * 1024 * 1024)}"` });
+    expect(big.statusCode).toBe(413);
+    expect(big.json()).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'too-costly' }] });
+  });
+
   it('an unknown FHIR interaction is a 404 OperationOutcome, not a problem', async () => {
     const r = await app.inject({ method: 'GET', url: '/fhir/Patient/1', headers: { authorization: `Bearer ${token}` } });
     expect(r.statusCode).toBe(404);
