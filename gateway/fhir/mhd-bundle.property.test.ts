@@ -44,7 +44,7 @@ const base = mhdBundle({
     { content: Buffer.from('<ClinicalDocument xmlns="urn:hl7-org:v3"/>'), format: CCDA_FORMAT, title: 'ccda.xml' },
     { content: Buffer.from('plain'), contentType: 'text/plain' },
   ],
-  patient: 'Patient/1',
+  patientResource: { identifier: [{ system: 'urn:oid:1.2.3', value: 'MRN-1' }], name: [{ use: 'official', family: 'Jones', given: ['Ada', 'B'] }], birthDate: '1970-01-31', gender: 'female' },
 });
 const basePaths = paths(base);
 

@@ -65,6 +65,26 @@ describe('readMhdBundle', () => {
     expect(readMhdBundle(b).recipients.map((r) => r.address)).toEqual(['patient@phr.example', 'jane@phr.example']);
   });
 
+  it('a Patient subject of the Bundle gives the Direct Context: OID identifiers, official name, birth date, gender; the rest is left out', () => {
+    const s = readMhdBundle(
+      mhdBundle({
+        patientResource: {
+          identifier: [{ system: 'urn:oid:2.16.840.1.113883.19.5', value: 'MRN-42' }, { system: 'http://example.org/mrn', value: 'x' }, { system: 'urn:oid:1.2.3', value: 'semi;colon' }],
+          name: [{ use: 'nickname', given: ['Izzy'] }, { use: 'official', family: 'Jones', given: ['Isabella', 'Anne'] }],
+          birthDate: '1970-01-31',
+          gender: 'female',
+        },
+      }),
+    );
+    expect(s.patient).toBe('urn:uuid:00000000-0000-4000-8000-600000000000');
+    expect(s.context).toEqual({
+      patientId: [{ authority: '2.16.840.1.113883.19.5', id: 'MRN-42' }],
+      patient: { givenName: 'Isabella', middleName: 'Anne', surname: 'Jones', dateOfBirth: '1970-01-31', gender: 'F' },
+    });
+    expect(readMhdBundle(mhdBundle({ patientResource: { name: [{ family: 'Ünïcode' }], gender: 'other' } })).context).toBeUndefined();
+    expect(readMhdBundle(mhdBundle({ patient: 'Patient/elsewhere' })).context).toBeUndefined();
+  });
+
   it('no author with a Direct address: sender undefined (the route decides)', () => {
     expect(readMhdBundle(mhdBundle({ author: null })).sender).toBeUndefined();
   });

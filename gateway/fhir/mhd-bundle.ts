@@ -76,6 +76,14 @@ export interface MhdSubmission {
   documents: MhdDocument[];
   /** The resource type of every entry, in order (for the transaction-response). */
   entryTypes: string[];
+  /** The patient of List.subject, when it is a Patient of the Bundle, as Direct Context fields (documents/direct-context.ts). */
+  context?: MhdPatientContext | undefined;
+}
+
+/** What a Patient resource gives a Direct Context (Implementation Guide for Expressing Context in Direct Messaging 1.1 §3.3, §3.6). */
+export interface MhdPatientContext {
+  patientId?: { authority: string; id: string }[];
+  patient?: Partial<Record<'givenName' | 'surname' | 'middleName' | 'dateOfBirth' | 'gender', string>>;
 }
 
 type Json = Record<string, unknown>;
@@ -220,6 +228,8 @@ export function readMhdBundle(body: unknown): MhdSubmission {
   if (documents.length > MHD_LIMITS.documents) stop(`${ssAt}.entry`, `at most ${MHD_LIMITS.documents} documents`);
   if (issues.list.length > 0) issues.fail();
 
+  const subjectResource = resolve(ss.subject);
+  const context = subjectResource?.resourceType === 'Patient' ? patientContext(subjectResource) : undefined;
   const uniqueId = arr(ss.identifier).find((id) => isObject(id) && id.use === 'official') as Json | undefined;
   const subject = isObject(ss.subject) ? str(ss.subject.reference) : undefined;
   return {
@@ -231,7 +241,43 @@ export function readMhdBundle(body: unknown): MhdSubmission {
     recipients,
     documents,
     entryTypes,
+    context,
   };
+}
+
+/** A Direct Context value: printable US-ASCII without the IG's separators (; and =), else left out. */
+const contextValue = (v: unknown): string | undefined => (typeof v === 'string' && /^[\x20-\x3a\x3c\x3e-\x7e]{1,100}$/.test(v.trim()) ? v.trim() : undefined);
+
+/**
+ * The Patient's identifiers whose system is an OID (`urn:oid:…`: Direct Context §3.3, the assigning
+ * authority is an OID), its first official (or first) name, birth date and gender (§3.6). What is
+ * not printable US-ASCII is left out rather than refused: the context is a help to the recipient.
+ */
+function patientContext(patient: Json): MhdPatientContext | undefined {
+  const patientId = arr(patient.identifier)
+    .slice(0, 20)
+    .flatMap((i) => {
+      const m = isObject(i) ? /^urn:oid:([0-2](?:\.(?:0|[1-9][0-9]*))+)$/.exec(str(i.system) ?? '') : null;
+      const id = isObject(i) ? contextValue(i.value) : undefined;
+      return m && id !== undefined && !id.includes(' ') ? [{ authority: m[1]!, id }] : [];
+    });
+  const names = arr(patient.name).slice(0, 20).filter(isObject);
+  const name = names.find((n) => n.use === 'official') ?? names[0];
+  const given = name ? arr(name.given).map(contextValue) : [];
+  const fields: MhdPatientContext['patient'] = {};
+  if (given[0] !== undefined) fields.givenName = given[0];
+  if (given[1] !== undefined) fields.middleName = given[1];
+  const family = name ? contextValue(name.family) : undefined;
+  if (family !== undefined) fields.surname = family;
+  const birth = str(patient.birthDate);
+  if (birth !== undefined && /^\d{4}-\d{2}-\d{2}$/.test(birth)) fields.dateOfBirth = birth;
+  // FHIR AdministrativeGender to the IG's examples' letters; other and unknown are not guessed.
+  const gender = { male: 'M', female: 'F' }[str(patient.gender) ?? ''];
+  if (gender !== undefined) fields.gender = gender;
+  const out: MhdPatientContext = {};
+  if (patientId.length > 0) out.patientId = patientId;
+  if (Object.keys(fields).length > 0) out.patient = fields;
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /** The documents of one DocumentReference: each content.attachment, its octets from the Binary its url names. */

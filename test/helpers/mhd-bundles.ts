@@ -21,6 +21,8 @@ export interface MhdTestOptions {
   /** The author's Direct address (a Practitioner entry referenced by List.source); null: none. */
   author?: string | null;
   patient?: string;
+  /** A Patient entry List.subject references (instead of `patient`). */
+  patientResource?: Record<string, unknown>;
 }
 
 export const CCDA_FORMAT = 'urn:hl7-org:sdwg:ccda-structuredBody:2.1';
@@ -50,6 +52,11 @@ export function mhdBundle(options: MhdTestOptions = {}): TestBundle {
     const url = 'urn:uuid:00000000-0000-4000-8000-300000000000';
     entries.push(entry(url, { resourceType: 'Practitioner', telecom: [{ system: 'email', value: author }] }));
     source = { reference: url };
+  }
+  let subject = options.patient;
+  if (options.patientResource) {
+    subject = 'urn:uuid:00000000-0000-4000-8000-600000000000';
+    entries.push(entry(subject, { resourceType: 'Patient', ...options.patientResource }));
   }
   const items: Record<string, unknown>[] = [];
   documents.forEach((d, i) => {
@@ -81,7 +88,7 @@ export function mhdBundle(options: MhdTestOptions = {}): TestBundle {
     mode: 'working',
     title: 'Discharge summary',
     code: { coding: [{ system: MHD.listTypes, code: 'submissionset' }] },
-    ...(options.patient ? { subject: { reference: options.patient } } : {}),
+    ...(subject ? { subject: { reference: subject } } : {}),
     ...(source ? { source } : {}),
     entry: items,
   };

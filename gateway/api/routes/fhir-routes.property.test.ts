@@ -45,7 +45,7 @@ async function expectFhirAnswer(body: string): Promise<number> {
   return r.status;
 }
 
-const valid = mhdBundle({ recipients: ['patient@phr.example'] });
+const valid = mhdBundle({ recipients: ['patient@phr.example'], patientResource: { identifier: [{ system: 'urn:oid:1.2.3', value: 'MRN-1' }], name: [{ family: 'Jones', given: ['Ada'] }], birthDate: '1970-01-31' } });
 
 function paths(value: unknown, at: (string | number)[] = [], out: (string | number)[][] = []): (string | number)[][] {
   out.push(at);

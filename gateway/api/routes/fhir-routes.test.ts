@@ -107,6 +107,17 @@ describe('POST /fhir/Bundle (ITI-65)', () => {
     expect((await post(client, token, mhdBundle(), '?package=zip')).status).toBe(400);
   });
 
+  it('a Patient subject goes along as the Direct Context (X-Direct-Context, metadata.txt)', async () => {
+    const { client, t, token } = await start();
+    const b = mhdBundle({ patientResource: { identifier: [{ system: 'urn:oid:2.16.840.1.113883.19.5', value: 'MRN-42' }], name: [{ family: 'Jones', given: ['Isabella'] }], birthDate: '1970-01-31' } });
+    expect((await post(client, token, b)).status).toBe(200);
+    const mail = await simpleParser(await t.queue.body(t.db.sqlite.prepare('SELECT queue_id FROM messages').pluck().get() as string));
+    expect(mail.headers.has('x-direct-context')).toBe(true);
+    const metadata = mail.attachments.find((a) => a.filename === 'metadata.txt')!.content.toString('utf8');
+    expect(metadata).toContain('patient-id: 2.16.840.1.113883.19.5:MRN-42');
+    expect(metadata).toMatch(/patient: .*givenName=Isabella.*surname=Jones.*dateOfBirth=1970-01-31/s);
+  });
+
   it('the sender is the key’s one address when the SubmissionSet names no author; none and a key of several addresses is 422', async () => {
     const { client, t, token } = await start();
     const single = (await t.key({ sendAs: [`nurse@${TEST_DOMAIN}`] })).token;

@@ -93,7 +93,7 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
         for (const recipient of submission.recipients) {
           const sent = await sender.send(
             // The dispatched MDN is asked for unless ?finalDelivery=false: a Task is completed by it alone.
-            { from, to: [recipient.address], subject: title, text, documents, package: request.query.package ?? 'both', finalDelivery: request.query.finalDelivery !== 'false' },
+            { from, to: [recipient.address], subject: title, text, documents, package: request.query.package ?? 'both', finalDelivery: request.query.finalDelivery !== 'false', ...(submission.context ? { context: submission.context } : {}) },
             { apiKeyId: key.id, client: request.ip },
             request.log,
           );
