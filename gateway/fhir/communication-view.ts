@@ -14,7 +14,7 @@ export function mailboxMessageId(communicationId: string): string | undefined {
 /**
  * A received message as a FHIR R4 Communication: `recipient` the mailbox, `sender` the signer's
  * From, `received` when hisp took it, `status` completed once the PHR acknowledged it (its final
- * delivery) and in-progress while it waits. The body (text, html) goes as attachments of the
+ * delivery) and in-progress while it waits; `subject` the patient of its Direct Context. The body (text, html) goes as attachments of the
  * payload; each attached document as a DocumentReference, contained, its attachment's url the
  * part's octets at `GET /v1/mailboxes/{address}/messages/{id}/parts/{pid}` (same key, same scope).
  */
@@ -52,5 +52,12 @@ export function communicationFor(view: MailboxMessageView, mailbox: string, mess
   };
   if (view.from) communication.sender = { identifier: { system: 'urn:ietf:rfc:3986', value: `mailto:${view.from}` }, display: view.from };
   if (view.subject) communication.topic = { text: view.subject };
+  // The patient the sender named in its Direct Context (IG for Expressing Context in Direct Messaging §3.3, §3.6).
+  const context = view.context?.valid ? view.context : undefined;
+  const pid = context?.patientId?.[0];
+  const name = [context?.patient?.givenName, context?.patient?.surname].filter((n) => n !== undefined).join(' ');
+  if (pid || name !== '') {
+    communication.subject = { ...(pid ? { identifier: { system: `urn:oid:${pid.authority}`, value: pid.id } } : {}), ...(name !== '' ? { display: name } : {}) };
+  }
   return communication;
 }

@@ -1,4 +1,5 @@
 import type { SqliteConnection } from '../store/database.js';
+import type { MhdPatientRef } from './mhd-bundle.js';
 
 /** One Direct message sent for an ITI-65 submission: its Task (the id is the message's queue id). */
 export interface FhirTaskRow {
@@ -6,7 +7,7 @@ export interface FhirTaskRow {
   submissionId: string;
   recipient: string;
   ownerType: string;
-  patient: string | null;
+  patient: MhdPatientRef | null;
   documents: string[];
   createdAt: number;
 }
@@ -43,7 +44,7 @@ export class FhirTaskStore {
   }
 
   add(row: FhirTaskRow): void {
-    this.insert.run(row.queueId, row.submissionId, row.recipient, row.ownerType, row.patient, JSON.stringify(row.documents), row.createdAt);
+    this.insert.run(row.queueId, row.submissionId, row.recipient, row.ownerType, row.patient ? JSON.stringify(row.patient) : null, JSON.stringify(row.documents), row.createdAt);
   }
 
   get(queueId: string): FhirTaskRow | undefined {
@@ -62,7 +63,7 @@ function toTask(row: Row): FhirTaskRow {
     submissionId: row.submission_id,
     recipient: row.recipient,
     ownerType: row.owner_type,
-    patient: row.patient,
+    patient: row.patient === null ? null : (JSON.parse(row.patient) as MhdPatientRef),
     documents: JSON.parse(row.documents) as string[],
     createdAt: row.created_at,
   };

@@ -39,7 +39,7 @@ describe('readMhdBundle', () => {
       { address: 'records@practice.example', resourceType: 'Endpoint' },
     ]);
     expect(s.sender).toBe('doctor@hospital.test');
-    expect(s.patient).toBe('Patient/123');
+    expect(s.patient).toEqual({ reference: 'Patient/123' });
     expect(s.title).toBe('Discharge summary');
     expect(s.uniqueId).toBe('urn:uuid:40b3366f-7e4b-4d02-bbac-901aaa8d7183');
     expect(s.documents.map((d) => [d.filename, d.contentType, d.kind])).toEqual([
@@ -76,7 +76,8 @@ describe('readMhdBundle', () => {
         },
       }),
     );
-    expect(s.patient).toBe('urn:uuid:00000000-0000-4000-8000-600000000000');
+    // The Bundle's urn:uuid means nothing later: the Patient is named by its OID identifier and name.
+    expect(s.patient).toEqual({ identifier: { system: 'urn:oid:2.16.840.1.113883.19.5', value: 'MRN-42' }, display: 'Isabella Jones' });
     expect(s.context).toEqual({
       patientId: [{ authority: '2.16.840.1.113883.19.5', id: 'MRN-42' }],
       patient: { givenName: 'Isabella', middleName: 'Anne', surname: 'Jones', dateOfBirth: '1970-01-31', gender: 'F' },

@@ -68,8 +68,12 @@ export interface MhdSubmission {
   /** Its identifier (uniqueId) when given. */
   uniqueId?: string | undefined;
   title?: string | undefined;
-  /** List.subject as given (`Patient/123`, an absolute URL, or the fullUrl of a Patient entry). */
-  patient?: string | undefined;
+  /**
+   * List.subject as a reference that means something after the transaction: as given when it points
+   * outside the Bundle (`Patient/123`, an absolute URL); for a Patient of the Bundle (its urn:uuid
+   * fullUrl means nothing later), its first urn:oid identifier and its name.
+   */
+  patient?: MhdPatientRef | undefined;
   /** The author's Direct address (List.source or ihe-authorOrg, email telecom), when there is one. */
   sender?: string | undefined;
   recipients: MhdRecipient[];
@@ -78,6 +82,12 @@ export interface MhdSubmission {
   entryTypes: string[];
   /** The patient of List.subject, when it is a Patient of the Bundle, as Direct Context fields (documents/direct-context.ts). */
   context?: MhdPatientContext | undefined;
+}
+
+export interface MhdPatientRef {
+  reference?: string;
+  identifier?: { system: string; value: string };
+  display?: string;
 }
 
 /** What a Patient resource gives a Direct Context (Implementation Guide for Expressing Context in Direct Messaging 1.1 §3.3, §3.6). */
@@ -236,13 +246,21 @@ export function readMhdBundle(body: unknown): MhdSubmission {
     submissionSetEntry: ssIndex,
     uniqueId: str(uniqueId?.value)?.slice(0, 256),
     title: str(ss.title)?.slice(0, MHD_LIMITS.titleChars),
-    patient: subject?.slice(0, 2048),
+    patient: subjectResource ? (context ? patientRefOf(context) : undefined) : subject !== undefined ? { reference: subject.slice(0, 2048) } : undefined,
     sender,
     recipients,
     documents,
     entryTypes,
     context,
   };
+}
+
+/** A Patient of the Bundle as a reference: its first OID identifier and its name. */
+function patientRefOf(context: MhdPatientContext): MhdPatientRef | undefined {
+  const pid = context.patientId?.[0];
+  const name = [context.patient?.givenName, context.patient?.surname].filter((n) => n !== undefined).join(' ');
+  if (!pid && name === '') return undefined;
+  return { ...(pid ? { identifier: { system: `urn:oid:${pid.authority}`, value: pid.id } } : {}), ...(name !== '' ? { display: name } : {}) };
 }
 
 /** A Direct Context value: printable US-ASCII without the IG's separators (; and =), else left out. */

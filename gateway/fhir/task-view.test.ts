@@ -6,7 +6,7 @@ import type { MessageView } from '../events/message-tracker.js';
 import type { RecipientState } from '../events/message-status.js';
 import { DELIVERY_STATE_SYSTEM, FAILURE_REASON_SYSTEM, taskFor } from './task-view.js';
 
-const row = { queueId: '0190abcd00010a0b0c', submissionId: 'ab'.repeat(12), recipient: 'phr@b.test', ownerType: 'Patient', patient: 'Patient/7', documents: [`${'ab'.repeat(12)}-1`], createdAt: 0 };
+const row = { queueId: '0190abcd00010a0b0c', submissionId: 'ab'.repeat(12), recipient: 'phr@b.test', ownerType: 'Patient', patient: { reference: 'Patient/7' }, documents: [`${'ab'.repeat(12)}-1`], createdAt: 0 };
 const view = (state: RecipientState, extra: Record<string, unknown> = {}): MessageView => ({
   id: row.queueId,
   messageId: 'x1@a.test',

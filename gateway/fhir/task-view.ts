@@ -46,7 +46,7 @@ export function taskFor(row: FhirTaskRow, view: MessageView): Task {
     owner: { identifier: { system: 'urn:ietf:rfc:3986', value: `mailto:${row.recipient}` }, display: row.recipient },
     input: row.documents.map((id) => ({ type: { text: 'document' }, valueReference: { reference: `DocumentReference/${id}` } })),
   };
-  if (row.patient) task.for = { reference: row.patient };
+  if (row.patient) task.for = row.patient;
   if (state === 'failed' && recipient) {
     const text = recipient.detail ? `${recipient.reason ?? 'failed'}: ${recipient.detail}` : (recipient.reason ?? 'failed');
     task.businessStatus = { coding: [{ system: DELIVERY_STATE_SYSTEM, code: state }], text };

@@ -561,7 +561,7 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
     up: `
       -- One row per Direct message sent for an ITI-65 Provide Document Bundle (gateway/fhir/): one
       -- message per intended recipient, so the message's queue_id is its Task's id. submission_id:
-      -- the SubmissionSet's id (List/<id>, Task.focus); patient: List.subject as given (Task.for);
+      -- the SubmissionSet's id (List/<id>, Task.focus); patient: JSON, List.subject as a FHIR Reference (Task.for);
       -- owner_type: the resource the recipient was found in; documents: JSON array of the
       -- DocumentReference ids (<submission>-<n>).
       CREATE TABLE fhir_tasks (

@@ -58,7 +58,7 @@ describe.skipIf(knot.skip)(knot.title('FHIR MHD ITI-65 on two gateways (issue 16
   });
 
   it('Bundle at A → B’s mailbox and /fhir/Communication → the PHR acknowledges → A’s Task completed', async () => {
-    const bundle = mhdBundle({ recipients: ['phr@b.test'], author: 'provider@a.test', documents: [{ content: CCDA, format: CCDA_FORMAT, title: 'discharge.xml' }], patient: 'Patient/isabella' });
+    const bundle = mhdBundle({ recipients: ['phr@b.test'], author: 'provider@a.test', documents: [{ content: CCDA, format: CCDA_FORMAT, title: 'discharge.xml' }], patientResource: { identifier: [{ system: 'urn:oid:2.16.840.1.113883.19.5', value: 'MRN-42' }], name: [{ family: 'Jones', given: ['Isabella'] }] } });
     const sent = await ehr.request('POST', '/fhir/Bundle', { key: ehrKey, body: JSON.stringify(bundle), contentType: FHIR });
     expect(sent.status, sent.text).toBe(200);
     const list = (sent.body as { entry: { response: { location: string } }[] }).entry[0]!.response.location;
@@ -84,7 +84,13 @@ describe.skipIf(knot.skip)(knot.title('FHIR MHD ITI-65 on two gateways (issue 16
     const comms = await phr.request('GET', '/fhir/Communication?recipient=phr@b.test', { key: phrKey });
     const c = (comms.body as { entry: { resource: { id: string; status: string; sender: { display: string }; contained: { content: { attachment: { title?: string; url: string } }[] }[] } }[] }).entry.map((e) => e.resource);
     expect(c).toHaveLength(1);
-    expect(c[0]).toMatchObject({ id: listed[0]!.id.replace('msg_', 'msg-'), status: 'in-progress', sender: { display: 'provider@a.test' } });
+    // The patient went along as the Direct Context, and is the Communication's subject at B.
+    expect(c[0]).toMatchObject({
+      id: listed[0]!.id.replace('msg_', 'msg-'),
+      status: 'in-progress',
+      sender: { display: 'provider@a.test' },
+      subject: { identifier: { system: 'urn:oid:2.16.840.1.113883.19.5', value: 'MRN-42' }, display: 'Isabella Jones' },
+    });
     const titles = c[0]!.contained.map((d) => d.content[0]!.attachment.title);
     expect(titles).toEqual(expect.arrayContaining(['discharge.xml', 'XDM.zip']));
     const xml = c[0]!.contained.find((d) => d.content[0]!.attachment.title === 'discharge.xml')!;
@@ -101,7 +107,7 @@ describe.skipIf(knot.skip)(knot.title('FHIR MHD ITI-65 on two gateways (issue 16
     }, WAIT_MS);
     expect(done.businessStatus.coding[0]!.code).toBe('dispatched');
     const byId = await ehr.request('GET', `/fhir/Task/${done.id}`, { key: ehrKey });
-    expect(byId.body).toMatchObject({ id: done.id, status: 'completed', for: { reference: 'Patient/isabella' } });
+    expect(byId.body).toMatchObject({ id: done.id, status: 'completed', for: { identifier: { system: 'urn:oid:2.16.840.1.113883.19.5', value: 'MRN-42' }, display: 'Isabella Jones' } });
     expect((await phr.request('GET', `/fhir/Communication/${c[0]!.id}`, { key: phrKey })).body).toMatchObject({ status: 'completed' });
   });
 });
