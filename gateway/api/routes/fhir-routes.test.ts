@@ -185,6 +185,20 @@ describe('POST /fhir/Bundle (ITI-65)', () => {
   });
 });
 
+describe('GET /fhir/metadata', () => {
+  it('the CapabilityStatement, without a key: the transaction, Task and Communication with their search parameters', async () => {
+    const { client } = await server.start();
+    const r = await client.request('GET', '/fhir/metadata');
+    expect(r.status).toBe(200);
+    const c = r.body as { resourceType: string; fhirVersion: string; rest: { interaction: { code: string }[]; resource: { type: string; searchParam: { name: string }[] }[] }[] };
+    expect([c.resourceType, c.fhirVersion, c.rest[0]!.interaction.map((i) => i.code)]).toEqual(['CapabilityStatement', '4.0.1', ['transaction']]);
+    expect(c.rest[0]!.resource.map((x) => [x.type, x.searchParam.map((p) => p.name)])).toEqual([
+      ['Task', ['focus']],
+      ['Communication', ['recipient', '_count']],
+    ]);
+  });
+});
+
 describe('GET /fhir/Communication', () => {
   async function deliver(t: ApiTestContext, mailbox: string): Promise<string> {
     const b = 'b-fhir-test';

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Bundle, BundleEntry, Communication, Task } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, CapabilityStatement, Communication, Task } from '@medplum/fhirtypes';
 import { Type } from '@sinclair/typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { HispError, isHispError } from '../../core/errors.js';
@@ -29,6 +29,28 @@ const PackageQuery = Type.Union([Type.Literal('mime'), Type.Literal('xdm'), Type
 });
 /** `_count` of a Communication search (FHIR R4 search §3.1.1.5.6): each message is read to list its parts. */
 const COMMUNICATION_PAGE = { default: 20, max: 50 } as const;
+
+/** The CapabilityStatement of /fhir (FHIR R4 CapabilityStatement; ITI-65 as the MHD Document Recipient's transaction). */
+const CAPABILITIES: CapabilityStatement = {
+  resourceType: 'CapabilityStatement',
+  status: 'active',
+  date: '2026-12-08',
+  kind: 'instance',
+  fhirVersion: '4.0.1',
+  format: [FHIR_MEDIA_TYPE, 'application/json'],
+  implementation: { description: 'hisp: IHE MHD ITI-65 Provide Document Bundle sent as Direct messages (docs/fhir.md)' },
+  rest: [
+    {
+      mode: 'server',
+      security: { description: 'Authorization: Bearer hisp_… (an API key, hisp api-key create)' },
+      interaction: [{ code: 'transaction', documentation: 'ITI-65 Provide Document Bundle (Minimal Metadata): POST /fhir or /fhir/Bundle' }],
+      resource: [
+        { type: 'Task', interaction: [{ code: 'read' }, { code: 'search-type' }], searchParam: [{ name: 'focus', type: 'reference' }] },
+        { type: 'Communication', interaction: [{ code: 'read' }, { code: 'search-type' }], searchParam: [{ name: 'recipient', type: 'reference', documentation: 'the mailbox address' }, { name: '_count', type: 'number' }] },
+      ],
+    },
+  ],
+};
 
 /** A FHIR searchset Bundle (FHIR R4 search §3.1.1.4: Bundle.type searchset, each entry mode match). */
 function searchset(resources: readonly (Task | Communication)[], base: string): Bundle {
@@ -120,6 +142,13 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
       };
       fhir.post('/Bundle', { bodyLimit: SEND_BODY_LIMITS.jsonBytes, schema: provideSchema }, provide);
       fhir.post('', { bodyLimit: SEND_BODY_LIMITS.jsonBytes, schema: { ...provideSchema, summary: 'The same transaction at the FHIR base (ITI-65 as FHIR transaction)' } }, provide);
+
+      // FHIR R4 http.html §3.1.0.10 (capabilities): what this server does, for clients that ask first. No key needed: it names no data.
+      fhir.get(
+        '/metadata',
+        { config: { public: true }, schema: { summary: 'The FHIR CapabilityStatement of these routes', security: [], response: { 200: fhirBody('CapabilityStatement', 'What /fhir does'), ...ERRORS } } },
+        async (_request, reply) => reply.type(FHIR_MEDIA_TYPE).send(CAPABILITIES),
+      );
 
       fhir.get(
         '/Task',
