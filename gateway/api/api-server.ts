@@ -23,6 +23,7 @@ import { eventsRoutes } from './routes/events-routes.js';
 import { mailboxesRoutes } from './routes/mailboxes-routes.js';
 import { auditRoutes } from './routes/audit-routes.js';
 import { patientsRoutes } from './routes/patients-routes.js';
+import { fhirRoutes } from './routes/fhir-routes.js';
 import type { ApiServices } from './api-services.js';
 
 /**
@@ -43,7 +44,7 @@ export type ApiApp = FastifyInstance<HttpServer | HttpsServer, IncomingMessage, 
 export type ApiRoutes = (app: ApiApp, ctx: ApiContext) => Promise<void> | void;
 
 /** Every area of the API; a new area's module is added here. */
-export const API_ROUTES: readonly ApiRoutes[] = [meRoutes, recipientsRoutes, messagesRoutes, eventsRoutes, mailboxesRoutes, auditRoutes, patientsRoutes];
+export const API_ROUTES: readonly ApiRoutes[] = [meRoutes, recipientsRoutes, messagesRoutes, eventsRoutes, mailboxesRoutes, auditRoutes, patientsRoutes, fhirRoutes];
 
 export interface ApiServerOptions {
   /** The HTTPS key and certificate chain (PEM); without them, plain HTTP (loopback only: ApiListener). */
@@ -60,8 +61,8 @@ const RATE_TRACKED = 65_536;
 /** What a client is told to wait when the API is stopping. */
 const STOPPING_RETRY_AFTER_S = 5;
 
-/** How an error reaches a client: as the HispError the problem is made of. */
-function asHispError(err: FastifyError & { validationContext?: string }): unknown {
+/** How an error reaches a client: as the HispError the problem is made of (also the FHIR routes' OperationOutcome). */
+export function asHispError(err: FastifyError & { validationContext?: string }): unknown {
   if (isHispError(err)) return err;
   if (err.validation) {
     // Ajv's errors name the place (a JSON Pointer) and the rule, never the value sent.

@@ -10,6 +10,7 @@ import { MailboxStore } from '../mailbox/mailbox-store.js';
 import { keyMay, type ApiKey, type ApiKeyStore } from '../store/api-key-store.js';
 import { FetchAddressPolicy } from '../trust/fetch-address-policy.js';
 import { TransmitService } from '../transmit/transmit-service.js';
+import { FhirTaskStore } from '../fhir/fhir-task-store.js';
 
 /**
  * The services behind the API's routes (one service, several doors: the CLI and the SMTP edges
@@ -26,6 +27,8 @@ export interface ApiServices {
   readonly audit: AuditLog;
   /** Blue Button+ transmit: patients' authorizations, records pushed and their transmissions (gateway/transmit/). */
   readonly transmit: TransmitService;
+  /** The messages sent for FHIR ITI-65 submissions, as Tasks (gateway/fhir/). */
+  readonly fhirTasks: FhirTaskStore;
 }
 
 /** How long a webhook POST may take (connect, send, the status line). */
@@ -64,5 +67,6 @@ export function createApiServices(ctx: GatewayContext, apiKeys: ApiKeyStore, inc
     mailboxes: new MailboxService(ctx, mailboxStore, tools),
     audit,
     transmit: new TransmitService({ db: ctx.db, sender, tracker, audit, checks: ctx, now: ctx.now }),
+    fhirTasks: new FhirTaskStore(ctx.db.sqlite),
   };
 }

@@ -105,6 +105,7 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<HispErrorCode, number>> = {
   HISP_TRANSMIT_NOT_AUTHORIZED: 409,
   HISP_TRANSMIT_REVOKED: 409,
   HISP_TRANSMIT_DESTINATION_REFUSED: 422,
+  HISP_FHIR_INVALID: 422, // FHIR R4 http.html: a resource that violates a profile or a business rule
 };
 
 /** Codes whose message is about hisp itself (files, keys, configuration): never shown to a client. */

@@ -98,6 +98,7 @@ export const ERROR_CODES = {
   HISP_API_RATE_LIMITED: 'The API key (or, before a valid key, the client address) made more requests than it may within the minute: try again after Retry-After (HTTP 429).',
   HISP_API_NO_ROUTE: 'No route of the API has this path (HTTP 404): see /openapi.json for the routes.',
   HISP_API_METHOD_NOT_ALLOWED: 'The path exists, but not with this method (HTTP 405; the Allow header lists the methods it takes).',
+  HISP_FHIR_INVALID: 'A FHIR resource sent to the /fhir routes breaks a rule of FHIR R4 or of the IHE MHD profile (ITI-65 Provide Document Bundle): the OperationOutcome names the entry and the rule (HTTP 422).',
   HISP_API_UNAVAILABLE: 'The API is stopping and takes no new request: try again after Retry-After, at this or another node (HTTP 503).',
   HISP_TRANSMIT_UNKNOWN_PATIENT: 'No authorization of this patient reference is visible to the API key: an unknown patient (HTTP 404).',
   HISP_TRANSMIT_UNKNOWN_AUTHORIZATION: 'No authorization with this id for this patient is visible to the API key (HTTP 404).',

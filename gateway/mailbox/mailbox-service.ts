@@ -52,6 +52,11 @@ export class MailboxService {
     return entry;
   }
 
+  /** The mailbox a message id is in (for a view addressed by id alone, then scoped by that mailbox); undefined when there is none. */
+  mailboxOf(id: string): string | undefined {
+    return this.store.get(id)?.mailbox;
+  }
+
   async read(mailbox: string, id: string): Promise<MailboxMessageView> {
     const entry = this.entry(mailbox, id);
     return readMailboxMessage(entry, this.fileOf(entry), this.tools);

@@ -84,6 +84,7 @@ export const SMTP_REPLY_BY_CODE: Readonly<Record<HispErrorCode, { code: number; 
   HISP_API_RATE_LIMITED: { code: 451, enhanced: '4.7.0' },
   HISP_API_NO_ROUTE: { code: 500, enhanced: '5.5.1' }, // HTTP only; the nearest SMTP notion: command unrecognized
   HISP_API_METHOD_NOT_ALLOWED: { code: 502, enhanced: '5.5.1' }, // HTTP only; command not implemented
+  HISP_FHIR_INVALID: { code: 554, enhanced: '5.6.0' }, // HTTP only; the nearest SMTP notion: content refused
   HISP_API_UNAVAILABLE: { code: 421, enhanced: '4.3.2' }, // HTTP only; system not accepting network messages
   HISP_TRANSMIT_UNKNOWN_PATIENT: { code: 550, enhanced: '5.1.1' }, // HTTP only (Blue Button+ transmit)
   HISP_TRANSMIT_UNKNOWN_AUTHORIZATION: { code: 550, enhanced: '5.1.1' }, // HTTP only (Blue Button+ transmit)

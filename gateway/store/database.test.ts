@@ -50,7 +50,7 @@ describe('HispDatabase.open', () => {
     const db = openDb();
     expect(db.schemaVersion).toBe(HISP_MIGRATIONS.length);
     const tables = db.sqlite.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all();
-    expect(tables.map((t) => t.name)).toEqual(['api_keys', 'audit_log', 'deliveries', 'events', 'idempotency_keys', 'inbound_seen', 'mailbox_messages', 'mdn_sent', 'mdn_tracking', 'messages', 'quarantine', 'quarantine_drops', 'quarantine_usage', 'sqlite_sequence', 'transmissions', 'transmit_authorizations', 'transmit_records', 'webhooks']);
+    expect(tables.map((t) => t.name)).toEqual(['api_keys', 'audit_log', 'deliveries', 'events', 'fhir_tasks', 'idempotency_keys', 'inbound_seen', 'mailbox_messages', 'mdn_sent', 'mdn_tracking', 'messages', 'quarantine', 'quarantine_drops', 'quarantine_usage', 'sqlite_sequence', 'transmissions', 'transmit_authorizations', 'transmit_records', 'webhooks']);
   });
 
   it('reopening an up-to-date database runs no migration and keeps the data', async () => {

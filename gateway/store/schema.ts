@@ -555,4 +555,25 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX transmissions_last_sent ON transmissions (authorization_id, destination, created_at) WHERE status = 'queued';
     `,
   },
+  {
+    version: 12,
+    description: 'FHIR Tasks: each message sent for an MHD Provide Document Bundle, with its SubmissionSet',
+    up: `
+      -- One row per Direct message sent for an ITI-65 Provide Document Bundle (gateway/fhir/): one
+      -- message per intended recipient, so the message's queue_id is its Task's id. submission_id:
+      -- the SubmissionSet's id (List/<id>, Task.focus); patient: JSON, List.subject as a FHIR Reference (Task.for);
+      -- owner_type: the resource the recipient was found in; documents: JSON array of the
+      -- DocumentReference ids (<submission>-<n>).
+      CREATE TABLE fhir_tasks (
+        queue_id      TEXT PRIMARY KEY,
+        submission_id TEXT NOT NULL,
+        recipient     TEXT NOT NULL,
+        owner_type    TEXT NOT NULL,
+        patient       TEXT,
+        documents     TEXT NOT NULL,
+        created_at    INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX fhir_tasks_by_submission ON fhir_tasks (submission_id, queue_id);
+    `,
+  },
 ];
