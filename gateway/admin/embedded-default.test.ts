@@ -78,7 +78,7 @@ describe('embeddedDefault', () => {
       const keys = new ApiKeyStore(db);
       const check = keys.authenticate(token, Date.now());
       expect(check).toMatchObject({ ok: true, key: { id: first.apiKeyId, name: DEVELOPMENT_API_KEY_NAME, sendAs: [`@${DEVELOPMENT_DOMAIN}`], mailboxes: [`@${DEVELOPMENT_DOMAIN}`] } });
-      expect(check.ok && [...check.key.actions].sort()).toEqual(['receive', 'send', 'status', 'validate']);
+      expect(check.ok && [...check.key.actions].sort()).toEqual(['audit', 'receive', 'send', 'status', 'validate']);
       // Revoked by the operator: the next start makes a new one (the file always holds a working key).
       await keys.revoke(first.apiKeyId, Date.now());
     } finally {

@@ -152,7 +152,7 @@ describe('/v1/patients/{patientRef}/records and /transmissions', () => {
     expect(first.transmissions).toMatchObject([{ authorizationId: a.id, destination: PHR, status: 'queued' }]);
     const mail = await simpleParser(await t.queue.body(first.transmissions[0]!.queueId!));
     expect(mail.text?.trim()).toBe('This message was sent by Example Hospital at the request of Jane Doe.');
-    expect(mail.attachments.map((p) => p.filename)).toEqual(['result.pdf', 'request.txt']);
+    expect(mail.attachments.map((p) => p.filename)).toEqual(['result.pdf', 'request.txt', 'metadata.txt']);
     expect(mail.attachments[1]!.content.toString()).toContain(`Destination: ${PHR}\r\n`);
 
     const second = (await client.request('POST', '/v1/patients/MRN-1/records', { key: token, json: push({ assigningAuthority: '1.2.3', trigger: 'manual' }) })).body as Pushed;
