@@ -181,7 +181,7 @@ function readAll(res: IncomingMessage): Promise<string> {
 }
 
 /** One POST; resolves with the response body once the status was `expect`, rejects otherwise. */
-function post(agent: Agent, port: number, path: string, headers: Record<string, string | number>, body: Buffer | ((req: ReturnType<typeof request>) => void), expect = 202): Promise<string> {
+export function post(agent: Agent, port: number, path: string, headers: Record<string, string | number>, body: Buffer | ((req: ReturnType<typeof request>) => void), expect = 202): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers }, (res) => {
       readAll(res).then((text) => (res.statusCode === expect ? resolve(text) : reject(new Error(`POST ${path}: ${res.statusCode}: ${text.slice(0, 500)}`))), reject);
@@ -246,7 +246,7 @@ function apiPort(logFile: string): number {
  * `sink`; its key made with `hisp api-key create --config … > file` once the gateway has made its
  * data folder (the store is read at every request: no restart, docs/api.md "Keys").
  */
-async function startApiGateway(bench: E2eBench, dir: string, sink: SmtpSink, name: string, cpuProfileDir?: string): Promise<{ gateway: GatewayProcess; port: number; key: string }> {
+export async function startApiGateway(bench: E2eBench, dir: string, sink: SmtpSink, name: string, cpuProfileDir?: string): Promise<{ gateway: GatewayProcess; port: number; key: string }> {
   const config = await bench.gatewayConfig(dir, 'a.test', { 'sink.test': { route: '127.0.0.1', port: sink.port } }, undefined, { api: { enabled: true, host: '127.0.0.1', port: 0 } });
   const gateway = await startGatewayProcess(name, config, join(dir, `${name}.log`), cpuProfileDir);
   try {

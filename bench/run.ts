@@ -11,6 +11,7 @@ import { benchDiscovery } from './discovery-bench.js';
 import { benchRender } from './documents-render-bench.js';
 import { benchXdm } from './documents-xdm-bench.js';
 import { benchAudit } from './audit-bench.js';
+import { benchTransmit } from './transmit-bench.js';
 import { benchE2e } from './e2e-bench.js';
 import { writeFigures, type Figure } from './figure.js';
 import { benchHostile } from './hostile-bench.js';
@@ -179,6 +180,10 @@ try {
   figures.push(...(await benchRender(machine)));
   // ---- documents (issue 15): XDM pack and unpack of 10 MB, beside zlib on the same bytes
   for (const f of await benchXdm(machine)) add(f);
+  // ---- Blue Button+ transmit (issue 16): records pushed (fan-out to 50, 2,000 patients) beside plain sends of the same messages
+  const transmit = await benchTransmit({ verbose: true });
+  if ('skipped' in transmit) console.log(`transmit: skipped: ${transmit.skipped}`);
+  else for (const f of transmit) add(f);
   // ---- the audit chain (issue 16): verifying 200,000 entries beside SHA-256 alone over the same texts
   figures.push(...benchAudit(machine));
 } finally {

@@ -31,4 +31,15 @@ describe.skipIf(!ett.present)(ett.title('documentTools: what the send service an
     expect(own?.documents).toEqual([expect.objectContaining({ mimeType: 'text/xml', size: ccda.length, hashMatches: true })]);
     expect(await tools.describeXdm(Buffer.from('PK\u0003\u0004 not a zip', 'latin1'))).toBeUndefined();
   });
+
+  it('packs the SubmissionSet a send describes: the patient (CX), a title, the intended recipients', async () => {
+    const file = join(dir, 'described.zip');
+    await tools.packXdm([{ filename: 'CCDA_Ambulatory.xml', contentType: 'application/xml', kind: 'ccda', content: ett.read('cda-samples/CCDA_Ambulatory.xml') }], file, {
+      patientId: 'MRN-1^^^&2.16.840.1.113883.19.5&ISO',
+      title: 'Health information from Example Hospital',
+      intendedRecipients: ['patient@phr.example'],
+    });
+    const described = await tools.describeXdm(readFileSync(file));
+    expect(described?.submissionSet).toMatchObject({ patientId: 'MRN-1^^^&2.16.840.1.113883.19.5&ISO', title: 'Health information from Example Hospital', intendedRecipients: ['|^^Internet^patient@phr.example'] });
+  });
 });

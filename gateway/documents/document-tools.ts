@@ -21,8 +21,11 @@ export interface DocumentToolOptions {
 export function documentTools(options: DocumentToolOptions = {}): DocumentTools & ReceivedDocumentTools {
   return {
     renderCcda: (document) => renderCcda(document).html,
-    packXdm: async (documents, file) => {
+    packXdm: async (documents, file, submission = {}) => {
       await packXdm({
+        ...(submission.patientId !== undefined ? { patientId: submission.patientId } : {}),
+        ...(submission.title !== undefined ? { title: submission.title } : {}),
+        ...(submission.intendedRecipients !== undefined ? { intendedRecipients: submission.intendedRecipients } : {}),
         documents: documents.map((d) => ({
           filename: d.filename,
           mimeType: d.kind === 'ccda' ? 'text/xml' : d.contentType,

@@ -20,6 +20,12 @@ const SUBSET = 'IHE_XDM/SUBSET01';
  */
 const PATIENT_ID = /^[^^&|~\\]+\^\^\^&[0-2](\.(0|[1-9][0-9]*))+&ISO$/;
 
+/** A patient's CX (`id^^^&oid&ISO`) from an id and its assigning authority's OID, or undefined when they cannot make one (HL7 delimiters in the id, an authority that is no OID). */
+export function patientCx(id: string, authorityOid: string): string | undefined {
+  const cx = `${id}^^^&${authorityOid}&ISO`;
+  return id.length <= 200 && PATIENT_ID.test(cx) ? cx : undefined;
+}
+
 /** One document of a package: a file (streamed) or bytes. */
 export interface XdmPackDocument {
   /** A file to read; streamed, never held whole. */

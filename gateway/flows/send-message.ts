@@ -42,6 +42,8 @@ export interface SendRequest {
   parts?: readonly SendDocument[] | undefined;
   /** Facts kept with the stored message for the relay (e.g. `patientDirected: true`, decision 5); they cannot replace the send's own. */
   meta?: Readonly<Record<string, unknown>> | undefined;
+  /** The XDM package's SubmissionSet (package xdm or both): the patient, a title; the recipients are the message's. */
+  xdm?: Omit<XdmSubmission, 'intendedRecipients'> | undefined;
 }
 
 /** Who sends: the API key, and the client's address (kept with the message as the SMTP edge keeps its client's). */
@@ -61,8 +63,17 @@ export interface SendResult {
 export interface DocumentTools {
   /** The C-CDA as a safe HTML page; throws HISP_XML_MALFORMED / HISP_CDA_INVALID. */
   renderCcda(document: Buffer): string;
-  /** Writes an XDM zip of `documents` into `file`. */
-  packXdm(documents: readonly SendDocument[], file: string): Promise<void>;
+  /** Writes an XDM zip of `documents` into `file`, its SubmissionSet described by `submission`. */
+  packXdm(documents: readonly SendDocument[], file: string, submission?: XdmSubmission): Promise<void>;
+}
+
+/** What the XDM package's SubmissionSet says beyond the documents (IHE ITI TF-3 4.2.3.3; xdm-pack.ts). */
+export interface XdmSubmission {
+  /** The patient, HL7 CX `id^^^&OID&ISO` (XDS patientId). */
+  patientId?: string | undefined;
+  title?: string | undefined;
+  /** The message's recipients (SubmissionSet.intendedRecipient, XDM for Direct §3.1). */
+  intendedRecipients?: readonly string[] | undefined;
 }
 
 /** Bounds of one send: what an EHR sends to a patient or a practice, with room to spare. */
@@ -151,7 +162,7 @@ export class MessageSender {
 
     const temp: string[] = [];
     try {
-      const attached = await this.attachments(request, documents, temp);
+      const attached = await this.attachments(request, documents, temp, recipients);
       const domain = this.ctx.registry.domainConfig(from.domain);
       const finalDelivery = request.finalDelivery ?? domain.mdn.requestFinalDelivery;
       const messageId = `<${randomBytes(16).toString('hex')}@${this.ctx.config.hostname}>`;
@@ -249,7 +260,7 @@ export class MessageSender {
   }
 
   /** The parts the message carries: documents as given (package mime or both), renderings of C-CDAs (R-BB-6), the XDM zip. */
-  private async attachments(request: SendRequest, documents: readonly SendDocument[], temp: string[]): Promise<ComposedDocument[]> {
+  private async attachments(request: SendRequest, documents: readonly SendDocument[], temp: string[], recipients: readonly string[]): Promise<ComposedDocument[]> {
     const pack = request.package ?? 'mime';
     const out: ComposedDocument[] = [];
     if (pack === 'mime' || pack === 'both') out.push(...documents);
@@ -264,7 +275,7 @@ export class MessageSender {
     if ((pack === 'xdm' || pack === 'both') && documents.length > 0) {
       const zip = join(this.incomingDir, `xdm-${randomBytes(12).toString('hex')}.zip`);
       temp.push(zip);
-      await this.tools.packXdm(documents, zip);
+      await this.tools.packXdm(documents, zip, { ...request.xdm, intendedRecipients: recipients });
       out.push({ filename: 'XDM.zip', contentType: 'application/zip', kind: 'xdm', content: { path: zip } });
     }
     out.push(...(request.parts ?? []));

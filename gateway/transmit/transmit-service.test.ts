@@ -12,7 +12,7 @@ import { createLogger } from '../core/logger.js';
 import { EventOutbox } from '../events/event-outbox.js';
 import { MessageTracker } from '../events/message-tracker.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
-import { MessageSender, type DocumentTools } from '../flows/send-message.js';
+import { MessageSender, type DocumentTools, type XdmSubmission } from '../flows/send-message.js';
 import type { RecipientVerdict, validateRecipients } from '../flows/validate-recipients.js';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
 import { HispDatabase } from '../store/database.js';
@@ -29,6 +29,8 @@ let service: TransmitService;
 let verdicts: Map<string, RecipientVerdict>;
 let renderFails: Set<number>;
 let renders: number;
+/** What each XDM package was asked to say of its SubmissionSet (the real packing: gateway/documents/document-tools.test.ts). */
+const packed: (XdmSubmission | undefined)[] = [];
 
 const tools: DocumentTools = {
   renderCcda: () => {
@@ -36,7 +38,8 @@ const tools: DocumentTools = {
     if (renderFails.has(renders)) throw new Error('disk gone');
     return '<!DOCTYPE html><html><body><h1>Discharge summary</h1></body></html>';
   },
-  packXdm: (_docs, file) => {
+  packXdm: (_docs, file, submission) => {
+    packed.push(submission);
     writeFileSync(file, Buffer.from('PK\u0005\u0006' + '\u0000'.repeat(18), 'latin1'));
     return Promise.resolve();
   },
@@ -183,6 +186,8 @@ describe('pushing records', () => {
     expect(queue.messages.get(toJane!)?.meta).toMatchObject({ patientDirected: true, transmission: first.transmissions[0]!.id });
     const backup = await simpleParser(await queue.body(toBackup!));
     expect(backup.attachments.map((p) => p.filename)).toEqual(['XDM.zip', 'metadata.txt']);
+    // The XDM package's SubmissionSet names the patient (the authority is an OID), the title and the recipient.
+    expect(packed.at(-1)).toEqual({ patientId: 'MRN-1^^^&2.16.840.1.113883.19.5&ISO', title: 'Health information from Example Hospital', intendedRecipients: ['jane.backup@phr2.example'] });
 
     clock += 60_000;
     const again = await service.push(jane, record(), ehr, log);

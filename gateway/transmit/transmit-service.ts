@@ -1,3 +1,4 @@
+import { patientCx } from '../documents/xdm-pack.js';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -14,6 +15,9 @@ import type { HispDatabase } from '../store/database.js';
 import { AuthorizationStore, authorizationStatus, patientKey, type Authorization, type GrantedBy, type TransmitDestination, type TransmitFrequency } from './authorization-store.js';
 import { contextSentence, requestTxt, transmissionContext } from './bluebutton-payload.js';
 import { TransmissionStore, type RecordTrigger, type Transmission } from './transmission-store.js';
+
+/** Destinations a push sends to at once (see push). */
+const PUSH_CONCURRENCY = 16;
 
 /** Who asks: the API key (its id and its send-as scopes: it sees the authorizations sent from them) and its client. */
 export interface TransmitActor {
@@ -268,23 +272,29 @@ export class TransmitService {
     for (const a of sending) for (const d of a.destinations) if (!targets.has(d.address)) targets.set(d.address, { authorization: a, destination: d });
     const onceFor = (address: string) => sending.filter((a) => a.frequency === 'once' && a.destinations.some((d) => d.address === address));
 
-    const results: Transmission[] = [];
+    // Up to PUSH_CONCURRENCY destinations at once: each message commits on its own (with its
+    // transmission row and audit entry), so concurrent ones share group commits; a fan-out to 50
+    // destinations one at a time waited for 50 commits in a row (bench/transmit-bench.ts).
+    const list = [...targets.values()];
+    const slots: (Transmission | undefined)[] = new Array<Transmission | undefined>(list.length);
     const skipped: Transmission[] = [];
-    for (const { authorization: a, destination: d } of targets.values()) {
+    let recordStored = false;
+    const toOne = async (i: number): Promise<void> => {
+      const { authorization: a, destination: d } = list[i]!;
       const base = { id: newId('tx'), patientKey: key, recordId: record.id, authorizationId: a.id, destination: d.address, sha256, trigger: input.trigger, createdAt: now };
       const skip = (reason: 'duplicate' | 'interval') => {
         const t: Transmission = { ...base, status: 'skipped', reason, queueId: null, messageId: null };
         skipped.push(t);
-        results.push(t);
+        slots[i] = t;
       };
       if (this.transmissions.sentBefore(key, d.address, sha256)) {
         skip('duplicate');
-        continue;
+        return;
       }
       const last = a.intervalMinutes === null ? undefined : this.transmissions.lastSent(a.id, d.address);
       if (last !== undefined && a.intervalMinutes !== null && now - last < a.intervalMinutes * 60_000) {
         skip('interval');
-        continue;
+        return;
       }
       let sent: Transmission | undefined;
       try {
@@ -304,6 +314,8 @@ export class TransmitService {
             // The relay's Blue Button+ trust exception (decision 5, gateway/policy/trust-decision.ts).
             meta: { patientDirected: true, transmission: base.id, authorization: a.id },
             context: transmissionContext({ patientRef: a.patientRef, assigningAuthority: a.assigningAuthority, birthDate: a.patient.birthDate }, input.trigger),
+            // The XDM package (a destination that asked for one) names the patient when the authority is an OID.
+            xdm: { patientId: a.assigningAuthority === null ? undefined : patientCx(a.patientRef, a.assigningAuthority), title: input.subject ?? `Health information from ${a.dataHolder.name}` },
           },
           { apiKeyId: actor.keyId, client: actor.client },
           log,
@@ -330,13 +342,37 @@ export class TransmitService {
         // Another push of the same document reached this destination first: its message is rolled back.
         if (err instanceof AlreadySent) {
           skip('duplicate');
-          continue;
+          return;
         }
         throw err;
       }
-      results.push(sent!);
-    }
+      slots[i] = sent!;
+      // That commit stored the record too (storeRecord in withinCommit).
+      recordStored = true;
+    };
+    let failure: { err: unknown } | undefined;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(PUSH_CONCURRENCY, list.length) }, async () => {
+        // A failure stops the others taking more; what is in flight finishes, so that every message
+        // sent is on record before the push answers (a retry then skips those as duplicates).
+        while (failure === undefined && next < list.length) {
+          const i = next++;
+          try {
+            await toOne(i);
+          } catch (err) {
+            failure ??= { err };
+          }
+        }
+      }),
+    );
+    if (failure !== undefined) throw failure.err;
+    const results = slots.filter((t): t is Transmission => t !== undefined);
 
+    // What is left to write: the record if no message stored it, the skipped destinations, the
+    // once-authorizations. Nothing, for the usual push whose messages all went: no commit more.
+    const onceAuthorizations = sending.filter((a) => a.frequency === 'once');
+    if (recordStored && skipped.length === 0 && onceAuthorizations.length === 0) return { recordId: record.id, sha256, transmissions: results };
     await this.deps.db.batch(() => {
       storeRecord();
       for (const t of skipped) {
@@ -352,7 +388,7 @@ export class TransmitService {
         });
       }
       // A once-authorization whose destinations all had the document is fulfilled all the same.
-      for (const a of sending) if (a.frequency === 'once') this.authorizations.fulfil(a.id, now, sha256);
+      for (const a of onceAuthorizations) this.authorizations.fulfil(a.id, now, sha256);
     });
     return { recordId: record.id, sha256, transmissions: results };
   }

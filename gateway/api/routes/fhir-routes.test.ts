@@ -3,6 +3,7 @@
 // malformed Bundle its OperationOutcome (never a problem+json, never a 500); keys out of scope 403;
 // received messages as Communications with their parts' urls. Responses are checked against
 // /openapi.json by the ApiClient.
+import { documentTools } from '../../documents/document-tools.js';
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
 import { apiServerPerTest, TEST_DOMAIN, type ApiTestContext } from '../../../test/helpers/api-context.js';
@@ -116,6 +117,9 @@ describe('POST /fhir/Bundle (ITI-65)', () => {
     const metadata = mail.attachments.find((a) => a.filename === 'metadata.txt')!.content.toString('utf8');
     expect(metadata).toContain('patient-id: 2.16.840.1.113883.19.5:MRN-42');
     expect(metadata).toMatch(/patient: .*givenName=Isabella.*surname=Jones.*dateOfBirth=1970-01-31/s);
+    // The XDM package is built from the same metadata: its SubmissionSet names the patient as CX.
+    const xdm = await documentTools().describeXdm(mail.attachments.find((a) => a.filename === 'XDM.zip')!.content);
+    expect(xdm?.submissionSet).toMatchObject({ patientId: 'MRN-42^^^&2.16.840.1.113883.19.5&ISO' });
   });
 
   it('the sender is the key’s one address when the SubmissionSet names no author; none and a key of several addresses is 422', async () => {

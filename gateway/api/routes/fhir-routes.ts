@@ -1,3 +1,4 @@
+import { patientCx } from '../../documents/xdm-pack.js';
 import { randomBytes } from 'node:crypto';
 import type { Bundle, BundleEntry, CapabilityStatement, Communication, Task } from '@medplum/fhirtypes';
 import { Type } from '@sinclair/typebox';
@@ -115,7 +116,18 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
         for (const recipient of submission.recipients) {
           const sent = await sender.send(
             // The dispatched MDN is asked for unless ?finalDelivery=false: a Task is completed by it alone.
-            { from, to: [recipient.address], subject: title, text, documents, package: request.query.package ?? 'both', finalDelivery: request.query.finalDelivery !== 'false', ...(submission.context ? { context: submission.context } : {}) },
+            {
+              from,
+              to: [recipient.address],
+              subject: title,
+              text,
+              documents,
+              package: request.query.package ?? 'both',
+              finalDelivery: request.query.finalDelivery !== 'false',
+              ...(submission.context ? { context: submission.context } : {}),
+              // The XDM package from the same metadata: the SubmissionSet's title and patient (List.subject's OID identifier).
+              xdm: { title: submission.title, patientId: xdmPatientOf(submission.context) },
+            },
             { apiKeyId: key.id, client: request.ip },
             request.log,
           );
@@ -234,4 +246,10 @@ function senderOf(submission: MhdSubmission, sendAs: readonly string[]): string 
   throw new HispError('HISP_FHIR_INVALID', 'List.source: the sender is the SubmissionSet’s author (a Practitioner, PractitionerRole or Organization with an email telecom): none has a Direct address, and the API key sends as more than one', {
     details: { issues: [{ expression: 'List.source', message: 'names no author with a Direct address (email telecom), and the API key may send as more than one address' }] },
   });
+}
+
+/** The XDS patientId of the submission's patient: its first identifier under an OID, as CX. */
+function xdmPatientOf(context: { patientId?: readonly { authority: string; id: string }[] } | undefined): string | undefined {
+  const first = context?.patientId?.[0];
+  return first ? patientCx(first.id, first.authority) : undefined;
 }
