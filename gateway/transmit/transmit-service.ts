@@ -1,7 +1,7 @@
 import { patientCx } from '../documents/xdm-pack.js';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { AuditLog } from '../audit/audit-log.js';
+import type { AuditLog, AuditOutcome, AuditRecord } from '../audit/audit-log.js';
 import { addressInScopes } from '../core/address-scope.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
@@ -169,14 +169,7 @@ export class TransmitService {
     };
     await this.deps.db.batch(() => {
       this.authorizations.insert(authorization);
-      this.deps.audit.append({
-        actor: { kind: 'api-key', id: actor.keyId },
-        action: 'authorization.granted',
-        object: { kind: 'authorization', id: authorization.id },
-        outcome: 'success',
-        patientRef: authorization.patientKey,
-        at: now,
-        detail: {
+      this.deps.audit.append(patientEntry(actor.keyId, 'authorization.granted', authorization.id, authorization.patientKey, now, {
           from: authorization.from,
           destinations: destinations.map((d) => d.address),
           frequency: authorization.frequency,
@@ -184,8 +177,7 @@ export class TransmitService {
           method: authorization.method,
           consentVersion: authorization.consent.version,
           consentSha256: authorization.consent.sha256,
-        },
-      });
+        }));
     });
     return authorization;
   }
@@ -212,15 +204,7 @@ export class TransmitService {
     const now = this.deps.now();
     await this.deps.db.batch(() => {
       if (!this.authorizations.revoke(a.id, now, actor.keyId)) return;
-      this.deps.audit.append({
-        actor: { kind: 'api-key', id: actor.keyId },
-        action: 'authorization.revoked',
-        object: { kind: 'authorization', id: a.id },
-        outcome: 'success',
-        patientRef: a.patientKey,
-        at: now,
-        detail: { from: a.from },
-      });
+      this.deps.audit.append(patientEntry(actor.keyId, 'authorization.revoked', a.id, a.patientKey, now, { from: a.from }));
     });
     return this.authorizations.get(a.id)!;
   }
@@ -257,15 +241,7 @@ export class TransmitService {
     };
     const storeRecord = () => {
       if (!this.transmissions.insertRecord(record)) return;
-      this.deps.audit.append({
-        actor: { kind: 'api-key', id: actor.keyId },
-        action: 'record.received',
-        object: { kind: 'record', id: record.id },
-        outcome: 'success',
-        patientRef: key,
-        at: now,
-        detail: { sha256, trigger: input.trigger, kind: input.document.kind, contentType: input.document.contentType, madeAt: new Date(input.madeAt).toISOString() },
-      });
+      this.deps.audit.append(patientEntry(actor.keyId, 'record.received', record.id, key, now, { sha256, trigger: input.trigger, kind: input.document.kind, contentType: input.document.contentType, madeAt: new Date(input.madeAt).toISOString() }));
     };
     // Each destination once, under the first authorization that names it.
     const targets = new Map<string, { authorization: Authorization; destination: TransmitDestination }>();
@@ -326,15 +302,7 @@ export class TransmitService {
             storeRecord();
             sent = { ...base, status: 'queued', reason: null, queueId, messageId };
             this.transmissions.insert(sent);
-            this.deps.audit.append({
-              actor: { kind: 'api-key', id: actor.keyId },
-              action: 'transmission.queued',
-              object: { kind: 'transmission', id: base.id },
-              outcome: 'success',
-              patientRef: key,
-              at: now,
-              detail: { authorization: a.id, record: record.id, destination: d.address, sha256, trigger: input.trigger, queueId, messageId },
-            });
+            this.deps.audit.append(patientEntry(actor.keyId, 'transmission.queued', base.id, key, now, { authorization: a.id, record: record.id, destination: d.address, sha256, trigger: input.trigger, queueId, messageId }));
             for (const once of onceFor(d.address)) this.authorizations.fulfil(once.id, now, sha256);
           },
         );
@@ -377,15 +345,7 @@ export class TransmitService {
       storeRecord();
       for (const t of skipped) {
         this.transmissions.insert(t);
-        this.deps.audit.append({
-          actor: { kind: 'api-key', id: actor.keyId },
-          action: 'transmission.skipped',
-          object: { kind: 'transmission', id: t.id },
-          outcome: 'success',
-          patientRef: key,
-          at: now,
-          detail: { authorization: t.authorizationId, record: record.id, destination: t.destination, sha256, reason: t.reason },
-        });
+        this.deps.audit.append(patientEntry(actor.keyId, 'transmission.skipped', t.id, key, now, { authorization: t.authorizationId, record: record.id, destination: t.destination, sha256, reason: t.reason }));
       }
       // A once-authorization whose destinations all had the document is fulfilled all the same.
       for (const a of onceAuthorizations) this.authorizations.fulfil(a.id, now, sha256);
@@ -432,17 +392,8 @@ export class TransmitService {
               details: { revokedAt: new Date(revokedAt).toISOString() },
             })
           : new HispError('HISP_TRANSMIT_NOT_AUTHORIZED', 'no authorization of this patient sends now: each has expired or, sent once, is fulfilled');
-    await this.deps.db.batch(() =>
-      this.deps.audit.append({
-        actor: { kind: 'api-key', id: actor.keyId },
-        action: 'record.refused',
-        object: { kind: 'record', id: sha256 },
-        outcome: 'failure',
-        patientRef: key,
-        at: now,
-        detail: { code: err.code, sha256, trigger: input.trigger, ...(revokedAt !== undefined ? { revokedAt: new Date(revokedAt).toISOString() } : {}) },
-      }),
-    );
+    const detail = { code: err.code, sha256, trigger: input.trigger, ...(revokedAt !== undefined ? { revokedAt: new Date(revokedAt).toISOString() } : {}) };
+    await this.deps.db.batch(() => this.deps.audit.append(patientEntry(actor.keyId, 'record.refused', sha256, key, now, detail, 'failure')));
     throw err;
   }
 }
@@ -460,4 +411,9 @@ function parseAddress(value: string, field: string): DirectAddress {
   } catch {
     throw new HispError('HISP_API_INVALID_REQUEST', `body /${field}: not a Direct address`, { details: { errors: [{ in: 'body', path: `/${field}`, message: 'not a Direct address' }] } });
   }
+}
+
+/** An audit entry of the transmit service: done by an API key, about a patient, its object named by the action's family (audit/audit-log.ts). */
+function patientEntry(keyId: string, action: string, objectId: string, patientRef: string, at: number, detail: Record<string, unknown>, outcome: AuditOutcome = 'success'): AuditRecord {
+  return { actor: { kind: 'api-key', id: keyId }, action, object: { kind: action.slice(0, action.indexOf('.')), id: objectId }, outcome, patientRef, at, detail };
 }

@@ -6,12 +6,12 @@
  * is; after revocation a push is 409 and nothing goes; the patient's history and the audit log show
  * all of it, in order. Real peers on loopback: knotd publishes both domains' certificates and MX.
  */
+import { startApiGatewayPair } from '../helpers/api-gateway-pair.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../gateway/audit/audit-log.js';
 import type { HispGateway } from '../../gateway/flows/hisp-gateway.js';
-import { ApiKeyStore } from '../../gateway/store/api-key-store.js';
-import { ApiClient } from '../helpers/api-client.js';
-import { gatewayConfigObject, startDirectNetwork, startGateway, toConfig, waitFor, type DirectNetwork } from '../helpers/direct-network.js';
+import type { ApiClient } from '../helpers/api-client.js';
+import { waitFor, type DirectNetwork } from '../helpers/direct-network.js';
 import { missingExecutable, requirePeer } from '../helpers/require-peer.js';
 import { vectorGroup } from '../helpers/vectors.js';
 
@@ -38,18 +38,7 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('Blue Button+ tr
   let phrKey = '';
 
   beforeAll(async () => {
-    net = await startDirectNetwork(['a.test', 'b.test']);
-    const aRaw = await gatewayConfigObject(net.spec('a.test', { extra: { api: { enabled: true, port: 0 } } }), net.dns.address);
-    const bRaw = await gatewayConfigObject(
-      net.spec('b.test', { extra: { api: { enabled: true, port: 0 } }, domainExtra: { addresses: [{ address: 'phr@b.test', delivery: { type: 'api' } }] } }),
-      net.dns.address,
-    );
-    a = await startGateway(toConfig(aRaw, net.dir));
-    b = await startGateway(toConfig(bRaw, net.dir));
-    ehrKey = (await new ApiKeyStore(a.ctx.db).create({ name: 'ehr', actions: ['send', 'status'], sendAs: ['@a.test'], mailboxes: [] }, Date.now())).token;
-    phrKey = (await new ApiKeyStore(b.ctx.db).create({ name: 'phr', actions: ['receive'], sendAs: [], mailboxes: ['phr@b.test'] }, Date.now())).token;
-    ehr = await ApiClient.forUrl(a.apiUrl!);
-    phr = await ApiClient.forUrl(b.apiUrl!);
+    ({ net, a, b, ehr, phr, ehrKey, phrKey } = await startApiGatewayPair());
   }, 60_000);
 
   afterAll(async () => {
