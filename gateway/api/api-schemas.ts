@@ -1,3 +1,4 @@
+import { HispError } from '../core/errors.js';
 import { Type, type TObject, type TProperties, type ObjectOptions } from '@sinclair/typebox';
 
 /**
@@ -114,6 +115,17 @@ export const BASE64_TEXT = /^[A-Za-z0-9+/]*={0,2}$/;
  * the octets its length promises: each octet skipped, or lost after an `=` too early, takes at least
  * one away. Other text (unpadded, say) is matched against the pattern as before.
  */
+/**
+ * A base64 field of a request body decoded ({@link decodeBase64Text}), or the 400 a schema rule's
+ * refusal would be (api-server.ts asHispError: the place, the rule, never the value).
+ */
+export function decodeBase64Field(text: string, path: string): Buffer {
+  const bytes = decodeBase64Text(text);
+  if (bytes) return bytes;
+  const error = { in: 'body', path, message: 'must be base64 (RFC 4648 §4: A-Z a-z 0-9 + /, = padding, no line breaks)' };
+  throw new HispError('HISP_API_INVALID_REQUEST', `body ${error.path}: ${error.message}`, { details: { errors: [error] } });
+}
+
 export function decodeBase64Text(text: string): Buffer | undefined {
   if (text.length % 4 === 0 && !text.includes('-') && !text.includes('_')) {
     const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;

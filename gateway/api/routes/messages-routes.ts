@@ -15,7 +15,7 @@ import { SevenBitScan } from '../../mime/seven-bit.js';
 import type { RecipientState } from '../../events/message-status.js';
 import { requestHash, SEND_LIMITS, type SendDocument, type SendRequest } from '../../flows/send-message.js';
 import { requireAction, requireSendAs } from '../api-authorization.js';
-import { Closed, decodeBase64Text, DirectAddressSchema } from '../api-schemas.js';
+import { Closed, decodeBase64Field, DirectAddressSchema } from '../api-schemas.js';
 import type { ApiApp, ApiContext } from '../api-server.js';
 
 /** Bounds of a send (issue 14's rule: every intake bounded). */
@@ -76,7 +76,7 @@ const JsonDocument = Closed({
   filename: FilenameSchema,
   contentType: ContentTypeSchema,
   kind: KindSchema,
-  // Checked as it is decoded (decodeBase64Text): a 400 as a schema rule's, without matching a pattern over the whole document.
+  // Checked as it is decoded (decodeBase64Field): a 400 as a schema rule's, without matching a pattern over the whole document.
   content: Type.String({ contentEncoding: 'base64', description: 'The document, base64 (RFC 4648 §4: its alphabet, padded, no line breaks).' }),
 });
 const SendJsonBody = Closed({ ...messageFields, documents: Type.Optional(Type.Array(JsonDocument, { maxItems: SEND_LIMITS.documents })) });
@@ -241,15 +241,12 @@ export async function messagesRoutes(app: ApiApp, ctx: ApiContext): Promise<void
  * gateway's main thread in bench/api-bench.ts, for requests that mostly carry no key).
  */
 function fromJson(body: SendJson): { send: SendRequest; hash: () => string } {
-  const documents: SendDocument[] = (body.documents ?? []).map((d, i) => {
-    const content = decodeBase64Text(d.content);
-    if (!content) {
-      // As a schema rule's 400 reads (api-server.ts asHispError): the place, the rule, never the value.
-      const error = { in: 'body', path: `/documents/${i}/content`, message: 'must be base64 (RFC 4648 §4: A-Z a-z 0-9 + /, = padding, no line breaks)' };
-      throw new HispError('HISP_API_INVALID_REQUEST', `body ${error.path}: ${error.message}`, { details: { errors: [error] } });
-    }
-    return { filename: d.filename, contentType: d.contentType, kind: d.kind, content };
-  });
+  const documents: SendDocument[] = (body.documents ?? []).map((d, i) => ({
+    filename: d.filename,
+    contentType: d.contentType,
+    kind: d.kind,
+    content: decodeBase64Field(d.content, `/documents/${i}/content`),
+  }));
   const { documents: _documents, ...fields } = body;
   return { send: { ...fields, documents }, hash: () => requestHash([JSON.stringify(body)]) };
 }

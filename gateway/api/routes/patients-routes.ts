@@ -5,7 +5,7 @@ import { authorizationStatus, type Authorization } from '../../transmit/authoriz
 import { RECORD_TRIGGERS } from '../../transmit/transmission-store.js';
 import type { PatientId, TransmissionView, TransmitActor } from '../../transmit/transmit-service.js';
 import { requireAction, requireSendAs } from '../api-authorization.js';
-import { Closed, decodeBase64Text, DirectAddressSchema } from '../api-schemas.js';
+import { Closed, decodeBase64Field, DirectAddressSchema } from '../api-schemas.js';
 import type { ApiApp, ApiContext } from '../api-server.js';
 import type { FastifyRequest } from 'fastify';
 
@@ -286,9 +286,9 @@ export function patientsRoutes(app: ApiApp, ctx: ApiContext): void {
     async (request, reply) => {
       const actor = actorOf(request, 'send');
       const body = request.body;
-      const content = decodeBase64Text(body.document.content);
-      if (!content || content.length === 0) {
-        throw new HispError('HISP_API_INVALID_REQUEST', 'body /document/content: not base64', { details: { errors: [{ in: 'body', path: '/document/content', message: 'not base64' }] } });
+      const content = decodeBase64Field(body.document.content, '/document/content');
+      if (content.length === 0) {
+        throw new HispError('HISP_API_INVALID_REQUEST', 'body /document/content: an empty document', { details: { errors: [{ in: 'body', path: '/document/content', message: 'an empty document' }] } });
       }
       const outcome = await service.push(
         { patientRef: request.params.patientRef, assigningAuthority: body.assigningAuthority },
