@@ -94,6 +94,10 @@ describe.skipIf(!ett.present)(ett.title('POST /v1/messages'), () => {
     const other = await client.request('POST', '/v1/messages', { key: token, json: send({ subject: 'something else' }), headers });
     expect(other.status).toBe(422);
     expect(other.body).toMatchObject({ code: 'HISP_API_IDEMPOTENCY_CONFLICT' });
+    // Another document alone is another body (its base64 is read as octets, never a string: json-body.ts).
+    const edited = Buffer.concat([ccda(), Buffer.from('<!-- v2 -->\r\n')]).toString('base64');
+    const otherDocument = await client.request('POST', '/v1/messages', { key: token, json: send({ documents: [{ filename: 'CCDA_Ambulatory.xml', contentType: 'application/xml', kind: 'ccda', content: edited }] }), headers });
+    expect(otherDocument.status).toBe(422);
     const burst = await Promise.all(Array.from({ length: 6 }, () => client.request('POST', '/v1/messages', { key: token, json: send(), headers: { 'idempotency-key': 'order-8' } })));
     expect(new Set(burst.map((r) => (r.body as Sent).id)).size).toBe(1);
     expect(t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get()).toBe(2);

@@ -15,7 +15,8 @@ import { SevenBitScan } from '../../mime/seven-bit.js';
 import type { RecipientState } from '../../events/message-status.js';
 import { requestHash, SEND_LIMITS, type SendDocument, type SendRequest } from '../../flows/send-message.js';
 import { requireAction, requireSendAs } from '../api-authorization.js';
-import { Closed, decodeBase64Field, DirectAddressSchema } from '../api-schemas.js';
+import { Closed, decodeBase64Member, DirectAddressSchema } from '../api-schemas.js';
+import { jsonText } from '../json-body.js';
 import type { ApiApp, ApiContext } from '../api-server.js';
 
 /** Bounds of a send (issue 14's rule: every intake bounded). */
@@ -168,6 +169,8 @@ export async function messagesRoutes(app: ApiApp, ctx: ApiContext): Promise<void
     '/v1/messages',
     {
       bodyLimit: SEND_BODY_LIMITS.jsonBytes,
+      // Read as octets, never as strings (json-body.ts): most of a send's body, and over 128 KiB.
+      config: { base64Fields: ['/documents/*/content'] },
       schema: {
         summary: 'Send a message: signed, encrypted, its recipients’ certificates discovered, queued and relayed like an SMTP submission',
         description:
@@ -245,10 +248,11 @@ function fromJson(body: SendJson): { send: SendRequest; hash: () => string } {
     filename: d.filename,
     contentType: d.contentType,
     kind: d.kind,
-    content: decodeBase64Field(d.content, `/documents/${i}/content`),
+    content: decodeBase64Member(d, 'content', `/documents/${i}/content`),
   }));
   const { documents: _documents, ...fields } = body;
-  return { send: { ...fields, documents }, hash: () => requestHash([JSON.stringify(body)]) };
+  // The JSON text of the body as parsed, its documents' base64 as sent (jsonText): the same hash as ever.
+  return { send: { ...fields, documents }, hash: () => requestHash([jsonText(body)]) };
 }
 
 /**

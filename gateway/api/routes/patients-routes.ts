@@ -5,7 +5,7 @@ import { authorizationStatus, type Authorization } from '../../transmit/authoriz
 import { RECORD_TRIGGERS } from '../../transmit/transmission-store.js';
 import type { PatientId, TransmissionView, TransmitActor } from '../../transmit/transmit-service.js';
 import { requireAction, requireSendAs } from '../api-authorization.js';
-import { Closed, decodeBase64Field, DirectAddressSchema } from '../api-schemas.js';
+import { Closed, decodeBase64Member, DirectAddressSchema } from '../api-schemas.js';
 import type { ApiApp, ApiContext } from '../api-server.js';
 import type { FastifyRequest } from 'fastify';
 
@@ -274,6 +274,8 @@ export function patientsRoutes(app: ApiApp, ctx: ApiContext): void {
     `${base}/records`,
     {
       bodyLimit: TRANSMIT_LIMITS.recordBytes,
+      // The document read as octets, never as a string (json-body.ts).
+      config: { base64Fields: ['/document/content'] },
       schema: {
         summary: 'Push a new document of the patient: sent to every destination of every authorization that sends now, each as its own Direct message',
         description:
@@ -286,7 +288,7 @@ export function patientsRoutes(app: ApiApp, ctx: ApiContext): void {
     async (request, reply) => {
       const actor = actorOf(request, 'send');
       const body = request.body;
-      const content = decodeBase64Field(body.document.content, '/document/content');
+      const content = decodeBase64Member(body.document, 'content', '/document/content');
       if (content.length === 0) {
         throw new HispError('HISP_API_INVALID_REQUEST', 'body /document/content: an empty document', { details: { errors: [{ in: 'body', path: '/document/content', message: 'an empty document' }] } });
       }
