@@ -73,7 +73,7 @@ describe.skipIf(!ett.present)(ett.title('documentTools: what the send service an
       ],
       file,
     );
-    const [full, plain] = (await tools.describeXdm(readFileSync(file)))!.documents.map((d) => d.entry!);
+    const [full, plain] = (await tools.describeXdm(readFileSync(file)))!.documents.map((d) => d.entry as Record<string, unknown>);
     expect(full).toMatchObject({
       title: 'Discharge summary',
       comments: 'After the knee operation',
