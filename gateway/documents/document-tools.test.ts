@@ -42,4 +42,53 @@ describe.skipIf(!ett.present)(ett.title('documentTools: what the send service an
     const described = await tools.describeXdm(readFileSync(file));
     expect(described?.submissionSet).toMatchObject({ patientId: 'MRN-1^^^&2.16.840.1.113883.19.5&ISO', title: 'Health information from Example Hospital', intendedRecipients: ['|^^Internet^patient@phr.example'] });
   });
+
+  it('packs each document’s DocumentEntry as the send describes it: codes, title, comments, creationTime, language; the others derived only', async () => {
+    const file = join(dir, 'entries.zip');
+    const loinc = (code: string, displayName: string) => ({ code, codingScheme: '2.16.840.1.113883.6.1', displayName });
+    const ccda = ett.read('cda-samples/CCDA_Ambulatory.xml');
+    await tools.packXdm(
+      [
+        {
+          filename: 'CCDA_Ambulatory.xml',
+          contentType: 'application/xml',
+          kind: 'ccda',
+          content: ccda,
+          entry: {
+            title: 'Discharge summary',
+            comments: 'After the knee operation',
+            creationTime: '20240501',
+            languageCode: 'en-US',
+            codes: {
+              typeCode: loinc('18842-5', 'Discharge summary'),
+              classCode: loinc('11490-0', 'Physician Discharge summary'),
+              formatCode: { code: 'urn:hl7-org:sdwg:ccda-structuredBody:2.1', codingScheme: '1.3.6.1.4.1.19376.1.2.3' },
+              confidentialityCode: [{ code: 'N', codingScheme: '2.16.840.1.113883.5.25', displayName: 'normal' }],
+              healthcareFacilityTypeCode: { code: 'HOSP', codingScheme: '2.16.840.1.113883.5.111' },
+              practiceSettingCode: { code: '394802001', codingScheme: '2.16.840.1.113883.6.96', displayName: 'General medicine' },
+            },
+          },
+        },
+        { filename: 'note.txt', contentType: 'text/plain', kind: 'other', content: Buffer.from('A note.\n'), entry: { title: 'A note' } },
+      ],
+      file,
+    );
+    const [full, plain] = (await tools.describeXdm(readFileSync(file)))!.documents.map((d) => d.entry as Record<string, unknown>);
+    expect(full).toMatchObject({
+      title: 'Discharge summary',
+      comments: 'After the knee operation',
+      creationTime: '20240501',
+      languageCode: 'en-US',
+      typeCode: { code: '18842-5', codingScheme: '2.16.840.1.113883.6.1', displayName: 'Discharge summary' },
+      classCode: { code: '11490-0', codingScheme: '2.16.840.1.113883.6.1', displayName: 'Physician Discharge summary' },
+      formatCode: { code: 'urn:hl7-org:sdwg:ccda-structuredBody:2.1', codingScheme: '1.3.6.1.4.1.19376.1.2.3' },
+      confidentialityCodes: [{ code: 'N', codingScheme: '2.16.840.1.113883.5.25', displayName: 'normal' }],
+      healthcareFacilityTypeCode: { code: 'HOSP', codingScheme: '2.16.840.1.113883.5.111' },
+      practiceSettingCode: { code: '394802001', codingScheme: '2.16.840.1.113883.6.96' },
+      // All six codes and a language: full metadata (TF-3 4.2.3.2.29).
+      limitedMetadata: false,
+    });
+    expect(plain).toMatchObject({ title: 'A note', typeCode: null, classCode: null, languageCode: null, confidentialityCodes: [], limitedMetadata: true });
+    expect(plain!.creationTime).toMatch(/^\d{14}$/);
+  });
 });

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { isHispError } from '../core/errors.js';
-import type { DocumentTools } from '../flows/send-message.js';
+import type { DocumentTools, XdmEntryDescription } from '../flows/send-message.js';
 import type { ReceivedDocumentTools } from '../mailbox/mailbox-message.js';
 import { renderCcda } from './ccda-renderer.js';
 import { packXdm } from './xdm-pack.js';
@@ -30,6 +30,7 @@ export function documentTools(options: DocumentToolOptions = {}): DocumentTools 
           filename: d.filename,
           mimeType: d.kind === 'ccda' ? 'text/xml' : d.contentType,
           ...(Buffer.isBuffer(d.content) ? { content: d.content } : { path: d.content.path }),
+          ...entryFields(d.entry),
         })),
         out: file,
         ...(options.oidRoot !== undefined ? { oidRoot: options.oidRoot } : {}),
@@ -55,6 +56,19 @@ export function documentTools(options: DocumentToolOptions = {}): DocumentTools 
         throw err;
       }
     },
+  };
+}
+
+/** The DocumentEntry a send describes, field by field: nothing else of the object reaches the package. */
+function entryFields(entry: XdmEntryDescription | undefined): XdmEntryDescription {
+  if (!entry) return {};
+  const { title, comments, creationTime, languageCode, codes } = entry;
+  return {
+    ...(title !== undefined ? { title } : {}),
+    ...(comments !== undefined ? { comments } : {}),
+    ...(creationTime !== undefined ? { creationTime } : {}),
+    ...(languageCode !== undefined ? { languageCode } : {}),
+    ...(codes !== undefined ? { codes } : {}),
   };
 }
 

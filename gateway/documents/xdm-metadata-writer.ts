@@ -29,7 +29,8 @@ export interface DocumentCodes {
   classCode?: XdsCode;
   typeCode?: XdsCode;
   formatCode?: XdsCode;
-  confidentialityCode?: XdsCode;
+  /** One, or several: an entry may carry more than one confidentiality mark (TF-3 4.2.3.2.5). */
+  confidentialityCode?: XdsCode | readonly XdsCode[];
   healthcareFacilityTypeCode?: XdsCode;
   practiceSettingCode?: XdsCode;
 }
@@ -66,9 +67,12 @@ export interface DocumentEntryInput {
   size: number;
   /** The document's file name, relative to METADATA.XML (ITI TF-2b 3.32.4.1.2.2). */
   uri: string;
-  creationTime: Date;
+  /** A time, or a DTM already of the precision known (`20240501`: a day, TF-3 4.2.3.1.5). */
+  creationTime: Date | string;
   patientId?: string;
   title?: string;
+  /** DocumentEntry.comments (TF-3 4.2.3.2.4), written as the entry's Description. */
+  comments?: string;
   author?: XdmAuthor;
   languageCode?: string;
   codes?: DocumentCodes;
@@ -93,7 +97,7 @@ export function writeXdmMetadata(submissionSet: SubmissionSetInput, entries: rea
   for (const entry of entries) {
     const limited = isLimited(entry);
     const eo = list.ele(XDS.rimNamespace, 'rim:ExtrinsicObject', { id: entry.entryUUID, mimeType: text(entry.mimeType), objectType: XDS.stableDocumentEntry });
-    slot(eo, 'creationTime', [dtm(entry.creationTime)]);
+    slot(eo, 'creationTime', [typeof entry.creationTime === 'string' ? dtmText(entry.creationTime) : dtm(entry.creationTime)]);
     slot(eo, 'hash', [entry.sha1]);
     if (entry.languageCode !== undefined) slot(eo, 'languageCode', [entry.languageCode]);
     slot(eo, 'size', [String(entry.size)]);
@@ -103,10 +107,11 @@ export function writeXdmMetadata(submissionSet: SubmissionSetInput, entries: rea
     }
     slot(eo, 'URI', [entry.uri]);
     if (entry.title !== undefined) localized(eo, 'rim:Name', entry.title);
+    // ebRIM 3.0 RegistryObjectType: Name, then Description.
+    if (entry.comments !== undefined) localized(eo, 'rim:Description', entry.comments);
     if (entry.author) author(eo, entry.entryUUID, XDS.documentEntry.author, entry.author, schemes);
     for (const [name, scheme] of CODE_SCHEMES) {
-      const code = entry.codes?.[name];
-      if (code) coded(eo, entry.entryUUID, scheme, code, schemes);
+      for (const code of codeList(entry.codes?.[name])) coded(eo, entry.entryUUID, scheme, code, schemes);
     }
     if (limited) classificationNode(eo, entry.entryUUID, XDS.documentEntryLimited);
     if (entry.patientId !== undefined) externalId(eo, entry.entryUUID, XDS.documentEntry.patientId, entry.patientId, 'XDSDocumentEntry.patientId', schemes);
@@ -148,8 +153,14 @@ export function writeXdmMetadata(submissionSet: SubmissionSetInput, entries: rea
 
 /** Without all six codes and a language, an entry is limited metadata (TF-3 4.2.3.2.29). */
 function isLimited(entry: DocumentEntryInput): boolean {
-  return entry.languageCode === undefined || CODE_SCHEMES.some(([name]) => entry.codes?.[name] === undefined);
+  return entry.languageCode === undefined || CODE_SCHEMES.some(([name]) => codeList(entry.codes?.[name]).length === 0);
 }
+
+function codeList(code: XdsCode | readonly XdsCode[] | undefined): readonly XdsCode[] {
+  if (code === undefined) return [];
+  return isCodeArray(code) ? code : [code];
+}
+const isCodeArray = (code: XdsCode | readonly XdsCode[]): code is readonly XdsCode[] => Array.isArray(code);
 
 /** `urn:uuid:` and a fresh random UUID (RFC 4122), the entryUUID form of TF-3 4.2.3.1.8. */
 export function urnUuid(): string {
@@ -161,12 +172,18 @@ export function dtm(at: Date): string {
   return at.toISOString().replace(/[-:T]/g, '').slice(0, 14);
 }
 
+/** A DTM of any precision TF-3 4.2.3.1.5 allows (YYYY[MM[DD[hh[mm[ss]]]]]), as given; anything else is refused. */
+export function dtmText(value: string): string {
+  if (!/^[0-9]{4}(?:[0-9]{2}){0,5}$/.test(value)) throw new HispError('HISP_USAGE', `a DTM time is YYYY[MM[DD[hh[mm[ss]]]]] (ITI TF-3 4.2.3.1.5): ${JSON.stringify(value.slice(0, 40))}`);
+  return value;
+}
+
 function slot(parent: XMLBuilder, name: string, values: readonly string[]): void {
   const list = parent.ele(XDS.rimNamespace, 'rim:Slot', { name }).ele(XDS.rimNamespace, 'rim:ValueList');
   for (const v of values) list.ele(XDS.rimNamespace, 'rim:Value').txt(text(v));
 }
 
-function localized(parent: XMLBuilder, element: 'rim:Name', value: string): void {
+function localized(parent: XMLBuilder, element: 'rim:Name' | 'rim:Description', value: string): void {
   parent.ele(XDS.rimNamespace, element).ele(XDS.rimNamespace, 'rim:LocalizedString', { value: text(value) });
 }
 
@@ -215,11 +232,16 @@ function externalId(parent: XMLBuilder, owner: string, scheme: string, value: st
  * and a serializer that drops them would write something other than what was asked for: refused.
  */
 export function text(value: string): string {
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(value)) {
+  if (!xmlSafe(value)) {
     throw new HispError('HISP_USAGE', `a metadata value holds a character XML cannot carry: ${JSON.stringify(value.slice(0, 80))}`);
   }
   return value;
+}
+
+/** Whether XML 1.0 can carry `value` as it is (§2.2: no C0 control but tab, LF and CR, no lone surrogate, no U+FFFE or U+FFFF). */
+export function xmlSafe(value: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(value);
 }
 
 /** HL7 v2 escapes (v2.5 §2.7.4) for free text inside an XON or XTN component. */

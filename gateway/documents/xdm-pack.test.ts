@@ -132,6 +132,26 @@ describe('packXdm then unpackXdm: the round trip', () => {
     expect(pkg.submissionSet).toMatchObject({ limitedMetadata: false, title: 'Records for the patient', intendedRecipients: ['|^^Internet^patient@phr.example.org'], contentTypeCode: { code: '34133-9' } });
   });
 
+  it('writes comments, every confidentiality code given, and a creationTime of the precision known (a day stays a day)', async () => {
+    const restricted = [
+      { code: 'R', codingScheme: '2.16.840.1.113883.5.25', displayName: 'Restricted' },
+      { code: 'HIV', codingScheme: '2.16.840.1.113883.5.4' },
+    ];
+    const { zip } = await packToBuffer({
+      documents: [
+        { content: CCDA, filename: 'ccd.xml', title: 'Discharge summary', comments: 'After the knee operation', creationTime: '20240501', codes: { confidentialityCode: restricted } },
+        { content: NOTE, filename: 'n.txt', creationTime: new Date('2024-05-01T10:30:00+02:00'), codes: { confidentialityCode: [] } },
+      ],
+    });
+    const [first, second] = (await unpackKeeping(zip)).pkg.documents.map((d) => d.entry!);
+    expect(first).toMatchObject({ title: 'Discharge summary', comments: 'After the knee operation', creationTime: '20240501', limitedMetadata: true });
+    expect(first!.confidentialityCodes).toEqual([
+      { code: 'R', codingScheme: '2.16.840.1.113883.5.25', displayName: 'Restricted' },
+      { code: 'HIV', codingScheme: '2.16.840.1.113883.5.4', displayName: 'HIV' },
+    ]);
+    expect(second).toMatchObject({ comments: null, creationTime: '20240501083000', confidentialityCodes: [] });
+  });
+
   it('mints unique ids under the OID root given, with it as sourceId; without one, 2.25 UUID OIDs (ITU-T X.667)', async () => {
     const root = '2.16.840.1.113883.3.72.5.9';
     const rooted = (await packToBuffer({ documents: [{ content: NOTE, filename: 'a.txt' }, { content: NOTE, filename: 'b.txt' }], oidRoot: root })).result;
@@ -229,6 +249,8 @@ describe('packXdm: refusals', () => {
     await usage({ sourceId: '01.2' }, /sourceId must be an OID/);
     await usage({ documents: [] }, /at least one document/);
     await usage({ title: 'bell \u0007' }, /character XML cannot carry/);
+    await usage({ documents: [{ ...doc[0]!, comments: 'nul \u0000' }] }, /character XML cannot carry/);
+    for (const creationTime of ['2024-05-01', '202405011', '']) await usage({ documents: [{ ...doc[0]!, creationTime }] }, /DTM/);
   });
 
   it('refuses a document it cannot read (HISP_IO), leaving no file behind, half-written or temporary', async () => {

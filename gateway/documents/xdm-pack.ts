@@ -8,7 +8,7 @@ import { create } from 'xmlbuilder2';
 import yazl from 'yazl';
 import { HispError, isHispError } from '../core/errors.js';
 import { mediaTypeOf } from './document-media-types.js';
-import { text, urnUuid, writeXdmMetadata, type DocumentCodes, type DocumentEntryInput, type XdmAuthor, type XdsCode } from './xdm-metadata-writer.js';
+import { dtmText, text, urnUuid, writeXdmMetadata, type DocumentCodes, type DocumentEntryInput, type XdmAuthor, type XdsCode } from './xdm-metadata-writer.js';
 import { assertOid, XdsOidMinter } from './xds-oid-minter.js';
 
 /** The submission set folder: one per package, as Direct sends them (ITI TF-2b 3.32.4.1.2.2). */
@@ -37,8 +37,13 @@ export interface XdmPackDocument {
   /** Default: from the name's extension (`text/xml` for .xml). */
   mimeType?: string;
   title?: string;
-  /** When the author made it (default: the file's modification time, or the packing time for bytes). */
-  creationTime?: Date;
+  /** DocumentEntry.comments (ITI TF-3 4.2.3.2.4): what the document is, in a sentence or two. */
+  comments?: string;
+  /**
+   * When the author made it (default: the file's modification time, or the packing time for bytes):
+   * a time, or a DTM of the precision known (`20240501` for a day, TF-3 4.2.3.1.5).
+   */
+  creationTime?: Date | string;
   /** A language (RFC 5646) and the six XDS codes: with all of them the entry is full metadata. */
   languageCode?: string;
   codes?: DocumentCodes;
@@ -141,7 +146,7 @@ export async function packXdm(options: XdmPackOptions): Promise<XdmPackResult> {
 
 interface PlannedDocument extends XdmPackDocument {
   mimeType: string;
-  creationTime: Date;
+  creationTime: Date | string;
   uniqueId: string;
   entryUUID: string;
 }
@@ -168,6 +173,7 @@ async function planPackage(options: XdmPackOptions, now: Date): Promise<Plan> {
   const names: string[] = [];
   for (const doc of options.documents) {
     if ((doc.path === undefined) === (doc.content === undefined)) throw new HispError('HISP_USAGE', 'each document is a path or content, one of the two');
+    if (typeof doc.creationTime === 'string') dtmText(doc.creationTime);
     let creationTime = doc.creationTime ?? now;
     if (doc.path !== undefined) {
       const info = await stat(doc.path).catch((cause: Error) => {
@@ -178,7 +184,7 @@ async function planPackage(options: XdmPackOptions, now: Date): Promise<Plan> {
     }
     const original = doc.filename ?? (doc.path !== undefined ? basename(doc.path) : 'DOCUMENT');
     const mimeType = doc.mimeType ?? mediaTypeOf(original);
-    for (const value of [mimeType, doc.title, doc.languageCode]) if (value !== undefined) text(value);
+    for (const value of [mimeType, doc.title, doc.comments, doc.languageCode]) if (value !== undefined) text(value);
     names.push(isoName(original, taken));
     documents.push({ ...doc, mimeType, creationTime, uniqueId: ids.next(), entryUUID: urnUuid() });
   }
@@ -218,6 +224,7 @@ function metadataXml(plan: Plan, digests: readonly { size: number; sha1: string 
     creationTime: d.creationTime,
     ...(o.patientId !== undefined ? { patientId: o.patientId } : {}),
     ...(d.title !== undefined ? { title: d.title } : {}),
+    ...(d.comments !== undefined ? { comments: d.comments } : {}),
     ...(o.author ? { author: o.author } : {}),
     ...(d.languageCode !== undefined ? { languageCode: d.languageCode } : {}),
     ...(d.codes ? { codes: d.codes } : {}),

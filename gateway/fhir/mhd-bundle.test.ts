@@ -3,7 +3,7 @@
 // of ITI TF-2 3.65 / FHIR R4 broken, named with its entry.
 import { describe, expect, it } from 'vitest';
 import { hispError } from '../../test/helpers/hisp-error.js';
-import { CCDA_FORMAT, mhdBundle, type TestBundle } from '../../test/helpers/mhd-bundles.js';
+import { CCDA_FORMAT, mhdBundle, type MhdTestDocument, type TestBundle } from '../../test/helpers/mhd-bundles.js';
 import { MHD, MHD_LIMITS, readMhdBundle, type MhdIssue } from './mhd-bundle.js';
 
 function issuesOf(body: unknown): MhdIssue[] {
@@ -86,6 +86,73 @@ describe('readMhdBundle', () => {
     expect(readMhdBundle(mhdBundle({ patient: 'Patient/elsewhere' })).context).toBeUndefined();
   });
 
+  it('reads each DocumentReference’s DocumentEntry: codes (systems as XDS OIDs), title, comments, creationTime, language', () => {
+    const s = readMhdBundle(
+      mhdBundle({
+        documents: [
+          {
+            content: Buffer.from('<ClinicalDocument xmlns="urn:hl7-org:v3"/>'),
+            format: CCDA_FORMAT,
+            title: 'Discharge summary',
+            attachment: { language: 'en-US', creation: '2024-05-01T10:30:00.250+02:00' },
+            reference: {
+              type: { coding: [{ system: 'http://loinc.org', code: '18842-5', display: 'Discharge summary' }], text: 'Discharge summary' },
+              category: [{ coding: [{ system: 'http://loinc.org', code: '11490-0' }] }],
+              securityLabel: [
+                { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R', display: 'restricted' }] },
+                { coding: [{ system: 'urn:oid:2.16.840.1.113883.5.4', code: 'HIV' }] },
+              ],
+              context: {
+                // A coding without a system is passed over for the next one, a translation of the same concept.
+                facilityType: { coding: [{ code: 'local-hosp' }, { system: 'http://terminology.hl7.org/CodeSystem/v3-RoleCode', code: 'HOSP' }] },
+                practiceSetting: { coding: [{ system: 'http://snomed.info/sct', code: '394802001', display: 'General medicine' }] },
+              },
+              date: '2024-05-02T08:00:00Z',
+              description: '  After the knee operation  ',
+            },
+          },
+        ],
+      }),
+    );
+    expect(s.documents[0]!.documentEntry).toEqual({
+      title: 'Discharge summary',
+      comments: 'After the knee operation',
+      // attachment.creation, in UTC, to the second; DocumentReference.date is only its stand-in.
+      creationTime: '20240501083000',
+      languageCode: 'en-US',
+      codes: {
+        typeCode: { code: '18842-5', codingScheme: '2.16.840.1.113883.6.1', displayName: 'Discharge summary' },
+        classCode: { code: '11490-0', codingScheme: '2.16.840.1.113883.6.1' },
+        confidentialityCode: [
+          { code: 'R', codingScheme: '2.16.840.1.113883.5.25', displayName: 'restricted' },
+          { code: 'HIV', codingScheme: '2.16.840.1.113883.5.4' },
+        ],
+        healthcareFacilityTypeCode: { code: 'HOSP', codingScheme: '2.16.840.1.113883.5.111' },
+        practiceSettingCode: { code: '394802001', codingScheme: '2.16.840.1.113883.6.96', displayName: 'General medicine' },
+        formatCode: { code: CCDA_FORMAT, codingScheme: '1.3.6.1.4.1.19376.1.2.3' },
+      },
+    });
+  });
+
+  it('leaves out what the DocumentReference does not say; a date keeps its precision; date stands in for a missing creation', () => {
+    const entryOf = (d: Partial<MhdTestDocument>) => readMhdBundle(mhdBundle({ documents: [{ content: Buffer.from('x'), contentType: 'text/plain', ...d }] })).documents[0]!.documentEntry;
+    expect(entryOf({})).toEqual({});
+    expect(entryOf({ title: 'note.txt' })).toEqual({ title: 'note.txt' });
+    expect(entryOf({ attachment: { creation: '2024' } })).toEqual({ creationTime: '2024' });
+    expect(entryOf({ attachment: { creation: '2024-05' } })).toEqual({ creationTime: '202405' });
+    expect(entryOf({ attachment: { creation: '2024-05-01' } })).toEqual({ creationTime: '20240501' });
+    expect(entryOf({ reference: { date: '2024-05-01T23:30:00-01:00' } })).toEqual({ creationTime: '20240502003000' });
+    // A code system of its own goes as it is (codingScheme is free text in XDS).
+    expect(entryOf({ reference: { type: { coding: [{ system: 'https://codes.example/doc-types', code: 'note' }] } } })).toEqual({ codes: { typeCode: { code: 'note', codingScheme: 'https://codes.example/doc-types' } } });
+  });
+
+  it('cuts long titles at a whole character: never half a surrogate pair, which XML could not carry', () => {
+    const long = `${'a'.repeat(MHD_LIMITS.titleChars - 1)}😀 and more`;
+    const s = readMhdBundle(edited((b) => (find(b, 'List').title = long), mhdBundle({ documents: [{ content: Buffer.from('x'), contentType: 'text/plain', title: long }] })));
+    expect(s.title).toBe('a'.repeat(MHD_LIMITS.titleChars - 1));
+    expect(s.documents[0]!.documentEntry.title).toBe('a'.repeat(MHD_LIMITS.titleChars - 1));
+  });
+
   it('no author with a Direct address: sender undefined (the route decides)', () => {
     expect(readMhdBundle(mhdBundle({ author: null })).sender).toBeUndefined();
   });
@@ -119,6 +186,28 @@ describe('readMhdBundle', () => {
     ['a size that does not match', (b) => ((find(b, 'DocumentReference').content as { attachment: Record<string, unknown> }[])[0]!.attachment.size = 3), 'Bundle.entry[3].resource.content[0].attachment.size', /octets/],
     ['a hash that does not match', (b) => ((find(b, 'DocumentReference').content as { attachment: Record<string, unknown> }[])[0]!.attachment.hash = 'AAAAAAAAAAAAAAAAAAAAAAAAAAA='), 'Bundle.entry[3].resource.content[0].attachment.hash', /SHA-1/],
     ['a Binary of another media type', (b) => (find(b, 'Binary').contentType = 'application/pdf'), 'Bundle.entry[4].resource.contentType', /attachment says/],
+    ['a SubmissionSet title XML cannot carry', (b) => (find(b, 'List').title = 'bell \u0007'), 'Bundle.entry[0].resource.title', /XML can carry/],
+    ['a type that is no CodeableConcept', (b) => (find(b, 'DocumentReference').type = 'note'), 'Bundle.entry[3].resource.type', /CodeableConcept/],
+    ['a type of text only', (b) => (find(b, 'DocumentReference').type = { text: 'Discharge summary' }), 'Bundle.entry[3].resource.type.coding', /system and a code/],
+    ['a type coding list that is no list', (b) => (find(b, 'DocumentReference').type = { coding: { system: 'http://loinc.org', code: '1-8' } }), 'Bundle.entry[3].resource.type.coding', /list of Codings/],
+    ['a code with a control character', (b) => (find(b, 'DocumentReference').type = { coding: [{ system: 'http://loinc.org', code: '18842-5\u0000' }] }), 'Bundle.entry[3].resource.type.coding[0].code', /code of at most/],
+    ['a system too long', (b) => (find(b, 'DocumentReference').type = { coding: [{ system: `http://${'x'.repeat(300)}`, code: 'a' }] }), 'Bundle.entry[3].resource.type.coding[0].system', /URI of at most 256/],
+    ['a display with a lone surrogate', (b) => (find(b, 'DocumentReference').context = { practiceSetting: { coding: [{ system: 'http://snomed.info/sct', code: '1', display: 'x\ud800' }] } }), 'Bundle.entry[3].resource.context.practiceSetting.coding[0].display', /XML can carry/],
+    ['too many codings', (b) => (find(b, 'DocumentReference').type = { coding: Array.from({ length: 21 }, () => ({ system: 'http://loinc.org', code: '1' })) }), 'Bundle.entry[3].resource.type.coding', /at most 20/],
+    ['a category that is no list', (b) => (find(b, 'DocumentReference').category = { coding: [{ system: 'http://loinc.org', code: '1' }] }), 'Bundle.entry[3].resource.category', /list/],
+    ['two categories', (b) => (find(b, 'DocumentReference').category = [{ coding: [{ system: 's', code: '1' }] }, { coding: [{ system: 's', code: '2' }] }]), 'Bundle.entry[3].resource.category', /one CodeableConcept at most/],
+    ['a securityLabel that is no list', (b) => (find(b, 'DocumentReference').securityLabel = { coding: [] }), 'Bundle.entry[3].resource.securityLabel', /list/],
+    ['too many securityLabels', (b) => (find(b, 'DocumentReference').securityLabel = Array.from({ length: 11 }, () => ({ coding: [{ system: 's', code: 'N' }] }))), 'Bundle.entry[3].resource.securityLabel', /at most 10/],
+    ['a securityLabel not coded', (b) => (find(b, 'DocumentReference').securityLabel = [{ coding: [{ system: 's', code: 'N' }] }, {}]), 'Bundle.entry[3].resource.securityLabel[1].coding', /system and a code/],
+    ['a context that is no object', (b) => (find(b, 'DocumentReference').context = []), 'Bundle.entry[3].resource.context', /object/],
+    ['a facilityType coding that is no object', (b) => (find(b, 'DocumentReference').context = { facilityType: { coding: [7] } }), 'Bundle.entry[3].resource.context.facilityType.coding[0]', /Coding/],
+    ['a format without a system', (b) => ((find(b, 'DocumentReference').content as Record<string, unknown>[])[0]!.format = { code: CCDA_FORMAT }), 'Bundle.entry[3].resource.content[0].format', /system and a code/],
+    ['a language that is no tag', (b) => ((find(b, 'DocumentReference').content as { attachment: Record<string, unknown> }[])[0]!.attachment.language = 'en_US'), 'Bundle.entry[3].resource.content[0].attachment.language', /BCP 47/],
+    ['a creation on 30 February', (b) => ((find(b, 'DocumentReference').content as { attachment: Record<string, unknown> }[])[0]!.attachment.creation = '2024-02-30'), 'Bundle.entry[3].resource.content[0].attachment.creation', /dateTime/],
+    ['a creation time without a zone', (b) => ((find(b, 'DocumentReference').content as { attachment: Record<string, unknown> }[])[0]!.attachment.creation = '2024-05-01T10:30:00'), 'Bundle.entry[3].resource.content[0].attachment.creation', /dateTime/],
+    ['a date without a time (an instant)', (b) => (find(b, 'DocumentReference').date = '2024-05-01'), 'Bundle.entry[3].resource.date', /instant/],
+    ['an attachment title XML cannot carry', (b) => ((find(b, 'DocumentReference').content as { attachment: Record<string, unknown> }[])[0]!.attachment.title = 'a\u0001b'), 'Bundle.entry[3].resource.content[0].attachment.title', /XML can carry/],
+    ['a description that is no text', (b) => (find(b, 'DocumentReference').description = 42), 'Bundle.entry[3].resource.description', /text/],
   ];
   for (const [name, edit, expression, message] of cases) {
     it(`refuses ${name}, naming ${expression}`, () => {

@@ -2,8 +2,10 @@ import { createHash } from 'node:crypto';
 import { decodeBase64Text } from '../api/api-schemas.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
+import { xmlSafe } from '../documents/xdm-metadata-writer.js';
 import type { DocumentKind } from '../mime/message-composer.js';
-import { SEND_LIMITS } from '../flows/send-message.js';
+import { SEND_LIMITS, type XdmEntryDescription } from '../flows/send-message.js';
+import { clip, readDocumentEntry } from './mhd-document-entry.js';
 
 /**
  * Reading an IHE MHD ITI-65 "Provide Document Bundle" request (ITI TF-2 3.65.4.1, Minimal Metadata
@@ -54,6 +56,8 @@ export interface MhdDocument {
   contentType: string;
   kind: DocumentKind;
   content: Buffer;
+  /** Its XDS DocumentEntry as the DocumentReference describes it (mhd-document-entry.ts): only what was given. */
+  documentEntry: XdmEntryDescription;
 }
 
 export interface MhdRecipient {
@@ -171,6 +175,8 @@ export function readMhdBundle(body: unknown): MhdSubmission {
   }
   if (ss.status !== 'current') issues.add(`${ssAt}.status`, 'must be "current" (MHD SubmissionSet)');
   if (ss.mode !== 'working') issues.add(`${ssAt}.mode`, 'must be "working" (MHD SubmissionSet)');
+  // The title goes into the XDM package's METADATA.XML and INDEX.HTM: text XML can carry (XML 1.0 §2.2).
+  if (ss.title !== undefined && (typeof ss.title !== 'string' || !xmlSafe(ss.title))) issues.add(`${ssAt}.title`, 'must be a text XML can carry (no control characters, no lone surrogates)');
   const contained = new Map<string, Json>();
   const containedList = arr(ss.contained);
   if (containedList.length > MHD_LIMITS.contained) stop(`${ssAt}.contained`, `at most ${MHD_LIMITS.contained} contained resources`);
@@ -245,7 +251,7 @@ export function readMhdBundle(body: unknown): MhdSubmission {
   return {
     submissionSetEntry: ssIndex,
     uniqueId: str(uniqueId?.value)?.slice(0, 256),
-    title: str(ss.title)?.slice(0, MHD_LIMITS.titleChars),
+    title: typeof ss.title === 'string' ? clip(ss.title, MHD_LIMITS.titleChars) : undefined,
     patient: subjectResource ? (context ? patientRefOf(context) : undefined) : subject !== undefined ? { reference: subject.slice(0, 2048) } : undefined,
     sender,
     recipients,
@@ -308,6 +314,7 @@ function readDocument(doc: Json, index: number, fullUrl: string, byUrl: Map<stri
     issues.add(`${at}.content`, `at most ${MHD_LIMITS.documents} attachments`);
     return [];
   }
+  const entryOf = readDocumentEntry(doc, at, issues);
   const out: MhdDocument[] = [];
   contents.forEach((content, i) => {
     const cat = `${at}.content[${i}]`;
@@ -345,7 +352,15 @@ function readDocument(doc: Json, index: number, fullUrl: string, byUrl: Map<stri
     if (size !== undefined && size !== bytes.length) issues.add(`${cat}.attachment.size`, `is ${JSON.stringify(size).slice(0, 20)}, the Binary holds ${bytes.length} octets`);
     const hash = attachment.hash;
     if (hash !== undefined && hash !== createHash('sha1').update(bytes).digest('base64')) issues.add(`${cat}.attachment.hash`, 'is not the base64 SHA-1 of the Binary’s octets (FHIR R4 Attachment.hash)');
-    out.push({ fullUrl, entry: index, filename: filenameOf(str(attachment.title), out.length + index, contentType), contentType: mediaType(contentType), kind: kindOf(contentType, isObject(content) ? content.format : undefined), content: bytes });
+    out.push({
+      fullUrl,
+      entry: index,
+      filename: filenameOf(str(attachment.title), out.length + index, contentType),
+      contentType: mediaType(contentType),
+      kind: kindOf(contentType, isObject(content) ? content.format : undefined),
+      content: bytes,
+      documentEntry: entryOf(content as Json, cat),
+    });
   });
   return out;
 }

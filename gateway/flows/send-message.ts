@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { newContextId, type DirectContext } from '../documents/direct-context.js';
+import type { XdmPackDocument } from '../documents/xdm-pack.js';
 import { composeMessageToBuffer, composeMessageToFile, subjectFor, type ComposeInput, type ComposedDocument, type DocumentKind } from '../mime/message-composer.js';
 import type { GatewayContext } from './gateway-context.js';
 import { queueOutbound } from './queue-outbound.js';
@@ -17,7 +18,12 @@ export interface SendDocument {
   content: Buffer | { path: string };
   /** For a file: its octets are 7bit data, checked as it was written (see ComposedDocument). */
   sevenBit?: boolean | undefined;
+  /** Its DocumentEntry in the XDM package (package xdm or both), beyond what packing derives. */
+  entry?: XdmEntryDescription | undefined;
 }
+
+/** What a document's XDS DocumentEntry says that its octets do not (IHE ITI TF-3 4.2.3.2; xdm-pack.ts): absent is left out. */
+export type XdmEntryDescription = Pick<XdmPackDocument, 'title' | 'comments' | 'creationTime' | 'languageCode' | 'codes'>;
 
 /** `POST /v1/messages` (issue 15, "Send"), as the service takes it. */
 export interface SendRequest {

@@ -47,7 +47,7 @@ describe.skipIf(knot.skip)(knot.title('FHIR MHD ITI-65 on two gateways (issue 16
   });
 
   it('Bundle at A → B’s mailbox and /fhir/Communication → the PHR acknowledges → A’s Task completed', async () => {
-    const bundle = mhdBundle({ recipients: ['phr@b.test'], author: 'provider@a.test', documents: [{ content: CCDA, format: CCDA_FORMAT, title: 'discharge.xml' }], patientResource: { identifier: [{ system: 'urn:oid:2.16.840.1.113883.19.5', value: 'MRN-42' }], name: [{ family: 'Jones', given: ['Isabella'] }] } });
+    const bundle = mhdBundle({ recipients: ['phr@b.test'], author: 'provider@a.test', documents: [{ content: CCDA, format: CCDA_FORMAT, title: 'discharge.xml', reference: { type: { coding: [{ system: 'http://loinc.org', code: '18842-5', display: 'Discharge summary' }] } } }], patientResource: { identifier: [{ system: 'urn:oid:2.16.840.1.113883.19.5', value: 'MRN-42' }], name: [{ family: 'Jones', given: ['Isabella'] }] } });
     const sent = await ehr.request('POST', '/fhir/Bundle', { key: ehrKey, body: JSON.stringify(bundle), contentType: FHIR });
     expect(sent.status, sent.text).toBe(200);
     const list = (sent.body as { entry: { response: { location: string } }[] }).entry[0]!.response.location;
@@ -85,6 +85,10 @@ describe.skipIf(knot.skip)(knot.title('FHIR MHD ITI-65 on two gateways (issue 16
     const xml = c[0]!.contained.find((d) => d.content[0]!.attachment.title === 'discharge.xml')!;
     const bytes = await phr.request('GET', new URL(xml.content[0]!.attachment.url).pathname, { key: phrKey });
     expect(Buffer.from(bytes.text, 'utf8').equals(CCDA)).toBe(true);
+    // The XDM package B received was built from the Bundle's metadata: the DocumentReference's type and title.
+    const one = await phr.request('GET', `/v1/mailboxes/phr@b.test/messages/${listed[0]!.id}`, { key: phrKey });
+    const entry = (one.body as { xdm?: { documents: { entry?: Record<string, unknown> }[] } }).xdm?.documents[0]?.entry;
+    expect(entry).toMatchObject({ title: 'discharge.xml', typeCode: { code: '18842-5', codingScheme: '2.16.840.1.113883.6.1', displayName: 'Discharge summary' } });
 
     // A: in progress once B's processed MDN came; completed on the dispatched one, after the PHR's ack.
     await waitFor('the Task in progress at A', async () => (await task()).status === 'in-progress', WAIT_MS);

@@ -10,6 +10,10 @@ export interface MhdTestDocument {
   /** An IHE format code (urn:hl7-org:sdwg:ccda-structuredBody:2.1 makes it a C-CDA). */
   format?: string;
   title?: string;
+  /** More elements of the DocumentReference (type, category, securityLabel, context, date, description). */
+  reference?: Record<string, unknown>;
+  /** More elements of its attachment (language, creation). */
+  attachment?: Record<string, unknown>;
 }
 
 export interface MhdTestOptions {
@@ -68,9 +72,10 @@ export function mhdBundle(options: MhdTestOptions = {}): TestBundle {
         resourceType: 'DocumentReference',
         status: 'current',
         masterIdentifier: { system: 'urn:ietf:rfc:3986', value: `urn:oid:1.2.3.4.${i + 1}` },
+        ...d.reference,
         content: [
           {
-            attachment: { contentType, url: binUrl, size: d.content.length, hash: createHash('sha1').update(d.content).digest('base64'), ...(d.title ? { title: d.title } : {}) },
+            attachment: { contentType, url: binUrl, size: d.content.length, hash: createHash('sha1').update(d.content).digest('base64'), ...(d.title ? { title: d.title } : {}), ...d.attachment },
             ...(d.format ? { format: { system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode', code: d.format } } : {}),
           },
         ],

@@ -122,6 +122,41 @@ describe('POST /fhir/Bundle (ITI-65)', () => {
     expect(xdm?.submissionSet).toMatchObject({ patientId: 'MRN-42^^^&2.16.840.1.113883.19.5&ISO' });
   });
 
+  it('the XDM package’s DocumentEntry is the DocumentReference’s: type, class, format, confidentiality, title, creationTime, language', async () => {
+    const { client, t, token } = await start();
+    const b = mhdBundle({
+      documents: [
+        {
+          content: CCDA,
+          format: CCDA_FORMAT,
+          title: 'discharge.xml',
+          attachment: { language: 'en-US', creation: '2024-05-01' },
+          reference: {
+            type: { coding: [{ system: 'http://loinc.org', code: '18842-5', display: 'Discharge summary' }] },
+            category: [{ coding: [{ system: 'http://loinc.org', code: '11490-0' }] }],
+            securityLabel: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'N' }] }],
+          },
+        },
+      ],
+    });
+    expect((await post(client, token, b, '?package=xdm')).status).toBe(200);
+    const mail = await simpleParser(await t.queue.body(t.db.sqlite.prepare('SELECT queue_id FROM messages').pluck().get() as string));
+    const xdm = await documentTools().describeXdm(mail.attachments.find((a) => a.filename === 'XDM.zip')!.content);
+    expect(xdm?.documents[0]?.entry).toMatchObject({
+      title: 'discharge.xml',
+      creationTime: '20240501',
+      languageCode: 'en-US',
+      typeCode: { code: '18842-5', codingScheme: '2.16.840.1.113883.6.1', displayName: 'Discharge summary' },
+      classCode: { code: '11490-0', codingScheme: '2.16.840.1.113883.6.1' },
+      formatCode: { code: CCDA_FORMAT, codingScheme: '1.3.6.1.4.1.19376.1.2.3' },
+      confidentialityCodes: [{ code: 'N', codingScheme: '2.16.840.1.113883.5.25' }],
+      // No facility type nor practice setting was given: limited metadata, nothing made up.
+      healthcareFacilityTypeCode: null,
+      practiceSettingCode: null,
+      limitedMetadata: true,
+    });
+  });
+
   it('the sender is the key’s one address when the SubmissionSet names no author; none and a key of several addresses is 422', async () => {
     const { client, t, token } = await start();
     const single = (await t.key({ sendAs: [`nurse@${TEST_DOMAIN}`] })).token;
@@ -143,6 +178,7 @@ describe('POST /fhir/Bundle (ITI-65)', () => {
       [JSON.stringify(broken((b) => (b.type = 'batch'))), FHIR, 422, 'Bundle.type', /transaction/],
       [JSON.stringify(broken((b) => (b.entry[b.entry.length - 1]!.resource.data = '%%%'))), FHIR, 422, `Bundle.entry[4].resource.data`, /base64/],
       [JSON.stringify(broken((b) => ((b.entry[3]!.resource.content as { attachment: { size: number } }[])[0]!.attachment.size = 1))), FHIR, 422, 'Bundle.entry[3].resource.content[0].attachment.size', /octets/],
+      [JSON.stringify(broken((b) => (b.entry[3]!.resource.type = { text: 'Discharge summary' }))), FHIR, 422, 'Bundle.entry[3].resource.type.coding', /system and a code/],
       [JSON.stringify({ resourceType: 'Patient' }), FHIR, 422, 'Bundle', /Bundle/],
       ['{"resourceType": "Bundle",', FHIR, 400, '', /JSON/],
       ['', FHIR, 400, '', /empty/],

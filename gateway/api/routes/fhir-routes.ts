@@ -109,7 +109,8 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
         const submissionId = randomBytes(12).toString('hex');
         const documentIds = new Map<number, string>();
         for (const d of submission.documents) if (!documentIds.has(d.entry)) documentIds.set(d.entry, `${submissionId}-${documentIds.size + 1}`);
-        const documents: SendDocument[] = submission.documents.map((d) => ({ filename: d.filename, contentType: d.contentType, kind: d.kind, content: d.content }));
+        // Each document's XDM DocumentEntry from its DocumentReference (type, class, format, confidentiality… ITI TF-3 4.5.1).
+        const documents: SendDocument[] = submission.documents.map((d) => ({ filename: d.filename, contentType: d.contentType, kind: d.kind, content: d.content, entry: d.documentEntry }));
         const title = submission.title ?? 'Health documents';
         const text = `${title}\r\n\r\nDocuments: ${submission.documents.map((d) => d.filename).join(', ')}\r\n`;
         // One Direct message per intended recipient: each its own delivery, tracked, and its Task.
