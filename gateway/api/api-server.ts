@@ -15,7 +15,7 @@ import type { ApiKeyStore } from '../store/api-key-store.js';
 import { assertClosedObjects, CLOSED_PARTS, PROBLEM_MEDIA_TYPE, ProblemSchema } from './api-schemas.js';
 // request.apiKey and the routes' `config.public` (module augmentation).
 import './api-authorization.js';
-import { readJsonBody } from './json-body.js';
+import { jsonBodyParser } from './json-body.js';
 import { problemForError } from './problem-mapping.js';
 import { meRoutes } from './routes/me-routes.js';
 import { recipientsRoutes } from './routes/recipients-routes.js';
@@ -192,26 +192,8 @@ export async function buildApiServer(ctx: ApiContext, options: ApiServerOptions 
   // application/json only (RFC 8259; fastify would also take text/plain): anything else is 415. A
   // route that takes another type registers its parser in its own scope (multipart for uploads).
   app.removeAllContentTypeParsers();
-  // The route's long base64 fields are read as octets, never as strings (json-body.ts); the parse
-  // is fastify's own (prototype poisoning refused), its refusals as they were.
-  const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-    const parse = (text: string): unknown => {
-      let error: Error | undefined;
-      let value: unknown;
-      void parseJson(request, text, (err, parsed) => {
-        error = err ?? undefined;
-        value = parsed;
-      });
-      if (error) throw error;
-      return value;
-    };
-    try {
-      void done(null, readJsonBody(body as Buffer, request.routeOptions.config.base64Fields ?? [], parse));
-    } catch (err) {
-      void done(err as Error, undefined);
-    }
-  });
+  // The route's long base64 fields are read as octets, never as strings (json-body.ts).
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, jsonBodyParser(app));
 
   let stopping = false;
   app.addHook('preClose', (done) => {

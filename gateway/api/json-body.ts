@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 /**
  * The JSON body of a request whose base64 fields may be long (a send's documents: 137 KB of base64
@@ -108,6 +109,32 @@ export function readJsonBody(body: Buffer, base64Fields: readonly string[], pars
   }
   if (kept.length > 0 && result !== null && typeof result === 'object') keptByRoot.set(result, kept);
   return result;
+}
+
+/**
+ * The content-type parser of JSON bodies (application/json; FHIR's application/fhir+json) for
+ * `parseAs: 'buffer'`: {@link readJsonBody} with the route's `config.base64Fields`, the parse
+ * fastify's own (prototype poisoning refused), its refusals as they were.
+ */
+export function jsonBodyParser(app: Pick<FastifyInstance, 'getDefaultJsonParser'>): (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => void {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  return (request, body, done) => {
+    const parse = (text: string): unknown => {
+      let error: Error | undefined;
+      let value: unknown;
+      void parseJson(request, text, (err, parsed) => {
+        error = err ?? undefined;
+        value = parsed;
+      });
+      if (error) throw error;
+      return value;
+    };
+    try {
+      done(null, readJsonBody(Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8'), request.routeOptions.config.base64Fields ?? [], parse));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  };
 }
 
 /** The octets of a base64 field {@link readJsonBody} kept (undefined when it is an ordinary string). */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { decodeBase64Text } from '../api/api-schemas.js';
+import { base64Member } from '../api/json-body.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { xmlSafe } from '../documents/xdm-metadata-writer.js';
@@ -335,7 +336,8 @@ function readDocument(doc: Json, index: number, fullUrl: string, byUrl: Map<stri
     }
     const bat = `Bundle.entry[${binary.index}].resource`;
     const data = str(binary.resource.data);
-    const bytes = data === undefined ? undefined : decodeBase64Text(data);
+    // Octets already when the body was read with this field kept out of strings (api/json-body.ts).
+    const bytes = base64Member(binary.resource, 'data') ?? (data === undefined ? undefined : decodeBase64Text(data));
     if (!bytes) {
       issues.add(`${bat}.data`, 'must be the document in base64 (RFC 4648 §4, no line breaks)');
       return;

@@ -14,6 +14,7 @@ import { addressInScopes } from '../../core/address-scope.js';
 import { requireAction, requireMailbox, requireSendAs } from '../api-authorization.js';
 import { Closed, DirectAddressSchema } from '../api-schemas.js';
 import { asHispError, type ApiApp, type ApiContext } from '../api-server.js';
+import { jsonBodyParser } from '../json-body.js';
 import { SEND_BODY_LIMITS } from './messages-routes.js';
 
 /** A FHIR resource in a response: open (FHIR has more than this document says), typed by resourceType. */
@@ -83,7 +84,8 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
       const fhir = scope as unknown as ApiApp;
       const { sender, tracker, mailboxes, fhirTasks } = ctx.services;
       // FHIR's own JSON media type (FHIR R4 http.html §3.1.0.1.10), with the JSON send's bound.
-      fhir.addContentTypeParser(FHIR_MEDIA_TYPE, { parseAs: 'string', bodyLimit: SEND_BODY_LIMITS.jsonBytes }, fhir.getDefaultJsonParser('error', 'error'));
+      // Its Binaries' base64 read as octets, never as strings (api/json-body.ts: the routes' config).
+      fhir.addContentTypeParser(FHIR_MEDIA_TYPE, { parseAs: 'buffer', bodyLimit: SEND_BODY_LIMITS.jsonBytes }, jsonBodyParser(fhir));
 
       const sendOutcome = (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
         const { status, outcome } = operationOutcomeForError(err, request.id);
@@ -153,8 +155,9 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
         body: Type.Unknown({ description: 'A FHIR R4 transaction Bundle: a SubmissionSet List (ihe-intendedRecipient extensions), DocumentReferences, Binaries (docs/fhir.md).' }),
         response: { 200: fhirBody('Bundle', 'The transaction-response: 201 Created and a location per entry, in order'), ...ERRORS },
       };
-      fhir.post('/Bundle', { bodyLimit: SEND_BODY_LIMITS.jsonBytes, schema: provideSchema }, provide);
-      fhir.post('', { bodyLimit: SEND_BODY_LIMITS.jsonBytes, schema: { ...provideSchema, summary: 'The same transaction at the FHIR base (ITI-65 as FHIR transaction)' } }, provide);
+      const binaries = { base64Fields: ['/entry/*/resource/data'] };
+      fhir.post('/Bundle', { bodyLimit: SEND_BODY_LIMITS.jsonBytes, config: binaries, schema: provideSchema }, provide);
+      fhir.post('', { bodyLimit: SEND_BODY_LIMITS.jsonBytes, config: binaries, schema: { ...provideSchema, summary: 'The same transaction at the FHIR base (ITI-65 as FHIR transaction)' } }, provide);
 
       // FHIR R4 http.html §3.1.0.10 (capabilities): what this server does, for clients that ask first. No key needed: it names no data.
       fhir.get(
