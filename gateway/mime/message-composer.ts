@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
@@ -82,7 +82,7 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
   // the part is an attachment (a reader without support sees it), text/plain, US-ASCII.
   // Short, so that the header stays on one line for most domains (a folded one is as valid).
   const contextCid = input.directContext ? `<ctx.${randomBytes(8).toString('hex')}@${input.messageId.slice(input.messageId.lastIndexOf('@') + 1).replace(/>$/, '')}>` : undefined;
-  const options: Mail.Options = {
+  const options: Mail.Options & { baseBoundary: string } = {
     from: input.from,
     to: [...input.to],
     ...(input.cc.length > 0 ? { cc: [...input.cc] } : {}),
@@ -95,6 +95,10 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
     xMailer: false,
     // Delimiters no 7bit document can hold (seven-bit.ts); its own prefix would name the library too.
     boundaryPrefix: COMPOSED_BOUNDARY_PREFIX,
+    // The random part of every boundary (each part's is this and its number): drawn once here from
+    // the pooled randomUUID (122 random bits), where MailComposer would draw 8 octets for each of
+    // the message's parts, one synchronous call to the system's generator each (50 µs a send).
+    baseBoundary: randomUUID().replace(/-/g, ''),
     headers: {
       'Disposition-Notification-To': input.notifyTo ?? input.from,
       ...(input.finalDelivery ? { 'Disposition-Notification-Options': FINAL_DELIVERY_REQUEST } : {}),
