@@ -5,7 +5,6 @@ import { inspectConfig } from '../config/load-config.js';
 import type { HispConfig } from '../config/schema.js';
 import { createLogger, logFormatFor } from '../core/logger.js';
 import { HispError } from '../core/errors.js';
-import { HispGateway } from '../flows/hisp-gateway.js';
 import { EXIT } from './exit-codes.js';
 import { tuneHeapForThroughput } from './heap-tuning.js';
 import { startedByNpm, watchParent, type ParentWatch } from './parent-watch.js';
@@ -106,6 +105,9 @@ export function registerStart(program: Command): void {
       const logger = createLogger({ level: config.log.level, format: logFormatFor(process.stdout) });
       // Before the gateway allocates: V8 heap sizing for a long-running server (heap-tuning.ts).
       tuneHeapForThroughput();
+      // Loaded here, not at the top: the whole gateway (servers, stores, agent) is most of what the
+      // CLI would load, and every other verb (api-key, status, queue…) would pay for it at each call.
+      const { HispGateway } = await import('../flows/hisp-gateway.js');
       const gateway = await HispGateway.start({ config, logger });
       process.stderr.write(banner.replace(SUBMISSION_PORT, String(gateway.submissionPort ?? config.submission.port)).replaceAll(API_URL, gateway.apiUrl ?? ''));
       process.stderr.write(

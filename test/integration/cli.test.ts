@@ -46,8 +46,8 @@ describe('the development domain of the embedded default', () => {
     expect(report).toMatchObject({ cipher: 'aes256-cbc', wrapped: true, signers: [{ binding: 'domain' }] });
   });
 
-  it('answers --help for every verb', () => {
-    const verbs = buildProgram().commands.map((c) => c.name());
+  it('answers --help for every verb', async () => {
+    const verbs = (await buildProgram()).commands.map((c) => c.name());
     expect(verbs).toEqual(expect.arrayContaining(['start', 'wrap', 'unwrap', 'discover', 'config', 'status', 'queue', 'quarantine', 'send', 'render', 'xdm', 'api-key']));
     for (const verb of verbs) {
       const out = execFileSync(process.execPath, [hisp, verb, '--help']).toString();
