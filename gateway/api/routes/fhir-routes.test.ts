@@ -93,6 +93,15 @@ describe('POST /fhir/Bundle (ITI-65)', () => {
     expect(((await client.request('GET', '/fhir/Task?focus=List/000000000000000000000000', { key: token })).body as SearchSet<TaskJson>).total).toBe(0);
   });
 
+  it('a Task is stored in its message’s commit: when it cannot be, neither is the message', async () => {
+    const { client, t, token } = await start();
+    t.db.sqlite.exec("CREATE TRIGGER refuse_tasks BEFORE INSERT ON fhir_tasks BEGIN SELECT RAISE(ABORT, 'refused'); END");
+    const r = await post(client, token, valid());
+    expect(r.status).toBe(500);
+    expect((r.body as Outcome).resourceType).toBe('OperationOutcome');
+    expect(t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get()).toBe(0);
+  });
+
   it('?package=mime sends the documents attached only; POST /fhir (transaction at the base) is the same; application/json is taken too', async () => {
     const { client, t, token } = await start();
     expect((await post(client, token, mhdBundle(), '?package=mime')).status).toBe(200);

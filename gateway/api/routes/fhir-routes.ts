@@ -117,7 +117,7 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
         const text = `${title}\r\n\r\nDocuments: ${submission.documents.map((d) => d.filename).join(', ')}\r\n`;
         // One Direct message per intended recipient: each its own delivery, tracked, and its Task.
         for (const recipient of submission.recipients) {
-          const sent = await sender.send(
+          await sender.send(
             // The dispatched MDN is asked for unless ?finalDelivery=false: a Task is completed by it alone.
             {
               from,
@@ -133,8 +133,10 @@ export async function fhirRoutes(app: ApiApp, ctx: ApiContext): Promise<void> {
             },
             { apiKeyId: key.id, client: request.ip },
             request.log,
+            undefined,
+            // The Task in the message's own commit: never a message without its Task, nor a Task without its message.
+            (queueId) => fhirTasks.add({ queueId, submissionId, recipient: recipient.address, ownerType: recipient.resourceType, patient: submission.patient ?? null, documents: [...documentIds.values()], createdAt: ctx.now() }),
           );
-          fhirTasks.add({ queueId: sent.id, submissionId, recipient: recipient.address, ownerType: recipient.resourceType, patient: submission.patient ?? null, documents: [...documentIds.values()], createdAt: ctx.now() });
         }
         // ITI TF-2 3.65.4.2.2: a transaction-response Bundle, an entry per request entry, in order.
         const entry: BundleEntry[] = submission.entryTypes.map((type, i) => {
