@@ -26,6 +26,7 @@ export function documentTools(options: DocumentToolOptions = {}): DocumentTools 
         ...(submission.patientId !== undefined ? { patientId: submission.patientId } : {}),
         ...(submission.title !== undefined ? { title: submission.title } : {}),
         ...(submission.intendedRecipients !== undefined ? { intendedRecipients: submission.intendedRecipients } : {}),
+        ...(submission.patient !== undefined ? { patient: submission.patient } : {}),
         documents: documents.map((d) => ({
           filename: d.filename,
           mimeType: d.kind === 'ccda' ? 'text/xml' : d.contentType,

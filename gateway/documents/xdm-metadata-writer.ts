@@ -58,6 +58,17 @@ export interface SubmissionSetInput {
   contentTypeCode?: XdsCode;
 }
 
+/** The patient as the sending system knows them (a send's Direct Context patient: documents/direct-context.ts §3.6 names). */
+export interface XdmPatient {
+  givenName?: string | undefined;
+  middleName?: string | undefined;
+  surname?: string | undefined;
+  /** `YYYY-MM-DD` or `YYYYMMDD`; anything else is left out. */
+  dateOfBirth?: string | undefined;
+  /** HL7 Table 0001 (`M`, `F`, `O`, `U`, `A`, `N`); anything else is left out. */
+  gender?: string | undefined;
+}
+
 export interface DocumentEntryInput {
   entryUUID: string;
   uniqueId: string;
@@ -70,6 +81,8 @@ export interface DocumentEntryInput {
   /** A time, or a DTM already of the precision known (`20240501`: a day, TF-3 4.2.3.1.5). */
   creationTime: Date | string;
   patientId?: string;
+  /** Demographics of the patient for sourcePatientInfo (PID-5, PID-7, PID-8 beside PID-3). */
+  patient?: XdmPatient;
   title?: string;
   /** DocumentEntry.comments (TF-3 4.2.3.2.4), written as the entry's Description. */
   comments?: string;
@@ -101,10 +114,9 @@ export function writeXdmMetadata(submissionSet: SubmissionSetInput, entries: rea
     slot(eo, 'hash', [entry.sha1]);
     if (entry.languageCode !== undefined) slot(eo, 'languageCode', [entry.languageCode]);
     slot(eo, 'size', [String(entry.size)]);
-    if (entry.patientId !== undefined) {
-      slot(eo, 'sourcePatientId', [entry.patientId]);
-      slot(eo, 'sourcePatientInfo', [`PID-3|${entry.patientId}`]);
-    }
+    if (entry.patientId !== undefined) slot(eo, 'sourcePatientId', [entry.patientId]);
+    const info = sourcePatientInfo(entry.patientId, entry.patient);
+    if (info.length > 0) slot(eo, 'sourcePatientInfo', info);
     slot(eo, 'URI', [entry.uri]);
     if (entry.title !== undefined) localized(eo, 'rim:Name', entry.title);
     // ebRIM 3.0 RegistryObjectType: Name, then Description.
@@ -247,4 +259,33 @@ export function xmlSafe(value: string): boolean {
 /** HL7 v2 escapes (v2.5 §2.7.4) for free text inside an XON or XTN component. */
 function hl7(value: string): string {
   return value.replace(/[\\|^&~]/g, (c) => ({ '\\': '\\E\\', '|': '\\F\\', '^': '\\S\\', '&': '\\T\\', '~': '\\R\\' })[c] ?? c);
+}
+
+/**
+ * DocumentEntry.sourcePatientInfo (ITI TF-3 4.2.3.2.23): the patient's demographics as the source
+ * knows them, HL7 v2 PID fields one a value (`PID-3|id`, `PID-5|family^given^middle`, `PID-7|date`,
+ * `PID-8|sex`). Only what is known and well formed; names escaped as HL7 v2 text (v2.5 §2.7.4).
+ */
+function sourcePatientInfo(patientId: string | undefined, patient: XdmPatient | undefined): string[] {
+  const values: string[] = [];
+  if (patientId !== undefined) values.push(`PID-3|${patientId}`);
+  if (!patient) return values;
+  const name = [patient.surname, patient.givenName, patient.middleName].map((part) => hl7Text(part ?? ''));
+  if (name.some((part) => part !== '')) values.push(`PID-5|${name.join('^').replace(/\^+$/, '')}`);
+  const birth = /^(\d{4})-?(\d{2})-?(\d{2})$/.exec(patient.dateOfBirth ?? '');
+  if (birth) values.push(`PID-7|${birth[1]}${birth[2]}${birth[3]}`);
+  if (patient.gender !== undefined && /^[MFOUAN]$/.test(patient.gender)) values.push(`PID-8|${patient.gender}`);
+  return values;
+}
+
+/** HL7 v2 escapes (v2.5 §2.7.4): the escape character first, then field, component, repetition and subcomponent separators; what XML cannot carry (controls, astral characters) dropped. */
+function hl7Text(value: string): string {
+  return value
+    .slice(0, 200)
+    .replace(/[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]/g, '')
+    .replace(/\\/g, '\\E\\')
+    .replace(/\|/g, '\\F\\')
+    .replace(/\^/g, '\\S\\')
+    .replace(/~/g, '\\R\\')
+    .replace(/&/g, '\\T\\');
 }

@@ -99,6 +99,18 @@ describe('packXdm then unpackXdm: the round trip', () => {
     });
   });
 
+  it('writes the patient’s name, birth date and sex in sourcePatientInfo (ITI TF-3 4.2.3.2.23), HL7 v2 escaped; what is malformed is left out', async () => {
+    const { zip } = await packToBuffer({
+      documents: [{ content: NOTE, filename: 'note.txt' }],
+      patientId: PATIENT,
+      patient: { surname: 'O|Brien^Smith', givenName: 'Ada', middleName: 'B&C', dateOfBirth: '1990-02-03', gender: 'F' },
+    });
+    const { pkg } = await unpackKeeping(zip);
+    expect(pkg.documents[0]!.entry!.sourcePatientInfo).toEqual([`PID-3|${PATIENT}`, 'PID-5|O\\F\\Brien\\S\\Smith^Ada^B\\T\\C', 'PID-7|19900203', 'PID-8|F']);
+    const { zip: partial } = await packToBuffer({ documents: [{ content: NOTE, filename: 'note.txt' }], patient: { givenName: 'Ada', dateOfBirth: 'early 1990', gender: 'female' } });
+    expect((await unpackKeeping(partial)).pkg.documents[0]!.entry!.sourcePatientInfo).toEqual(['PID-5|^Ada']);
+  });
+
   it('writes full metadata, without the limited-metadata marks, when the codes, language and content type are given', async () => {
     const code = (c: string, s: string) => ({ code: c, codingScheme: s, displayName: `${c} name` });
     const { zip } = await packToBuffer({

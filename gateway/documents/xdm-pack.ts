@@ -8,7 +8,7 @@ import { create } from 'xmlbuilder2';
 import yazl from 'yazl';
 import { HispError, isHispError } from '../core/errors.js';
 import { mediaTypeOf } from './document-media-types.js';
-import { dtmText, text, urnUuid, writeXdmMetadata, type DocumentCodes, type DocumentEntryInput, type XdmAuthor, type XdsCode } from './xdm-metadata-writer.js';
+import { dtmText, text, urnUuid, writeXdmMetadata, type DocumentCodes, type DocumentEntryInput, type XdmAuthor, type XdmPatient, type XdsCode } from './xdm-metadata-writer.js';
 import { assertOid, XdsOidMinter } from './xds-oid-minter.js';
 
 /** The submission set folder: one per package, as Direct sends them (ITI TF-2b 3.32.4.1.2.2). */
@@ -55,6 +55,8 @@ export interface XdmPackOptions {
   out: string | NodeJS.WritableStream;
   /** CX `id^^^&oid&ISO`; without it the package names no patient (patientId is R2 in XDM). */
   patientId?: string;
+  /** The patient's name, date of birth and sex, written in each DocumentEntry's sourcePatientInfo. */
+  patient?: XdmPatient;
   /** The OID the unique ids are minted under; default: `2.25.<UUID>` OIDs (ITU-T X.667). */
   oidRoot?: string;
   /** SubmissionSet.sourceId (default: `oidRoot`, or a `2.25` OID minted for the package). */
@@ -223,6 +225,7 @@ function metadataXml(plan: Plan, digests: readonly { size: number; sha1: string 
     uri: plan.names[i]!,
     creationTime: d.creationTime,
     ...(o.patientId !== undefined ? { patientId: o.patientId } : {}),
+    ...(o.patient ? { patient: o.patient } : {}),
     ...(d.title !== undefined ? { title: d.title } : {}),
     ...(d.comments !== undefined ? { comments: d.comments } : {}),
     ...(o.author ? { author: o.author } : {}),

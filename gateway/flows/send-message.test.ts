@@ -10,7 +10,7 @@ import { EventOutbox } from '../events/event-outbox.js';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
 import { HispDatabase } from '../store/database.js';
 import type { GatewayContext } from './gateway-context.js';
-import { MessageSender, requestHash, type DocumentTools, type SendRequest } from './send-message.js';
+import { MessageSender, requestHash, type DocumentTools, type SendRequest, type XdmSubmission } from './send-message.js';
 
 const T0 = Date.UTC(2026, 11, 7, 12);
 const log = createLogger({ level: 'silent' });
@@ -22,14 +22,16 @@ let queue: SqliteQueue;
 let woken = 0;
 const rendered: Buffer[] = [];
 const packed: string[][] = [];
+const submissions: (XdmSubmission | undefined)[] = [];
 
 const tools: DocumentTools = {
   renderCcda: (doc) => {
     rendered.push(doc);
     return '<!DOCTYPE html><html><body><h1>Summary</h1></body></html>';
   },
-  packXdm: (docs, file) => {
+  packXdm: (docs, file, submission) => {
     packed.push(docs.map((d) => d.filename));
+    submissions.push(submission);
     writeFileSync(file, Buffer.from('PK\u0005\u0006' + '\u0000'.repeat(18), 'latin1'));
     return Promise.resolve();
   },
@@ -45,6 +47,7 @@ beforeEach(() => {
   woken = 0;
   rendered.length = 0;
   packed.length = 0;
+  submissions.length = 0;
 });
 
 afterEach(async () => {
@@ -129,6 +132,12 @@ describe('MessageSender', () => {
     expect(packed).toEqual([['summary.xml']]);
     expect(rendered).toHaveLength(0);
     expect(parsed.headers.has('disposition-notification-options')).toBe(false);
+  });
+
+  it('package xdm: the SubmissionSet from the send (title, patient id, recipients) and the Direct Context patient for sourcePatientInfo', async () => {
+    const patient = { givenName: 'Ada', surname: 'Lovelace', dateOfBirth: '1815-12-10', gender: 'F' };
+    await sender().send({ ...request, package: 'xdm', humanReadable: false, xdm: { title: 'Records', patientId: '1^^^&2.16.840.1.113883.19.5&ISO' }, context: { patient } }, actor, log);
+    expect(submissions).toEqual([{ title: 'Records', patientId: '1^^^&2.16.840.1.113883.19.5&ISO', intendedRecipients: ['patient@phr.example', 'nurse@clinic.example'], patient }]);
   });
 
   it('refuses a sender outside the local domains and requests without a valid recipient, storing nothing', async () => {

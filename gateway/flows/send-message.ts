@@ -6,6 +6,7 @@ import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import { newContextId, type DirectContext } from '../documents/direct-context.js';
 import type { XdmPackDocument } from '../documents/xdm-pack.js';
+import type { XdmPatient } from '../documents/xdm-metadata-writer.js';
 import { composeMessageToBuffer, composeMessageToFile, subjectFor, type ComposeInput, type ComposedDocument, type DocumentKind } from '../mime/message-composer.js';
 import type { GatewayContext } from './gateway-context.js';
 import { queueOutbound } from './queue-outbound.js';
@@ -80,6 +81,8 @@ export interface XdmSubmission {
   title?: string | undefined;
   /** The message's recipients (SubmissionSet.intendedRecipient, XDM for Direct §3.1). */
   intendedRecipients?: readonly string[] | undefined;
+  /** The patient's demographics (the send's Direct Context patient), for each DocumentEntry's sourcePatientInfo. */
+  patient?: XdmPatient | undefined;
 }
 
 /** Bounds of one send: what an EHR sends to a patient or a practice, with room to spare. */
@@ -281,7 +284,8 @@ export class MessageSender {
     if ((pack === 'xdm' || pack === 'both') && documents.length > 0) {
       const zip = join(this.incomingDir, `xdm-${randomBytes(12).toString('hex')}.zip`);
       temp.push(zip);
-      await this.tools.packXdm(documents, zip, { ...request.xdm, intendedRecipients: recipients });
+      // The patient's name, birth date and sex as the Direct Context gives them: the same patient, in XDS's words.
+      await this.tools.packXdm(documents, zip, { ...request.xdm, intendedRecipients: recipients, ...(request.context?.patient ? { patient: request.context.patient } : {}) });
       out.push({ filename: 'XDM.zip', contentType: 'application/zip', kind: 'xdm', content: { path: zip } });
     }
     out.push(...(request.parts ?? []));
