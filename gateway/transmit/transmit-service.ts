@@ -17,7 +17,7 @@ import { contextSentence, requestTxt, transmissionContext } from './bluebutton-p
 import { TransmissionStore, type RecordTrigger, type SkipReason, type Transmission } from './transmission-store.js';
 
 /** Destinations a push sends to at once (see push). */
-const PUSH_CONCURRENCY = 16;
+export const PUSH_CONCURRENCY = 16;
 
 /** Who asks: the API key (its id and its send-as scopes: it sees the authorizations sent from them) and its client. */
 export interface TransmitActor {
