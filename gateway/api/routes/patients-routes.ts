@@ -284,7 +284,7 @@ export function patientsRoutes(app: ApiApp, ctx: ApiContext): void {
       schema: {
         summary: 'Push a new document of the patient: sent to every destination of every authorization that sends now, each as its own Direct message',
         description:
-          'The same document (SHA-256 of its octets) never goes twice to a destination: skipped, reason duplicate. 404 for a patient without authorization, 409 when none sends now (HISP_TRANSMIT_REVOKED with revokedAt when all are revoked).',
+          'The same document (SHA-256 of its octets) never goes twice to a destination: skipped, reason duplicate; revoked, expired or fulfilled when the authorization changed while the push ran. 404 for a patient without authorization, 409 when none sends now (HISP_TRANSMIT_REVOKED with the latest revokedAt when one is revoked; expiredAt when one has expired).',
         params: PatientParams,
         body: RecordBody,
         response: { 202: PushResponse },
