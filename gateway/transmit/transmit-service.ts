@@ -93,7 +93,9 @@ const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`
  * their transmission and the others with nothing: the EHR, which had no 202, pushes again, and the
  * same document then goes to those others only (the de-duplication by SHA-256 skips the rest). The
  * check is made again inside each send's commit (and the unique index `transmissions_sent_once`
- * backs it), so that "never twice" holds under concurrent pushes too.
+ * backs it), so that "never twice" holds under concurrent pushes too; so is the authorization
+ * (notSending), so that a revocation landing mid-push stops what is not yet committed (R-BB-1:
+ * "revoke prospectively") and a once-authorization sends one document under concurrent pushes.
  */
 export class TransmitService {
   readonly authorizations: AuthorizationStore;
