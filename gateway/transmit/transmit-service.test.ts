@@ -191,7 +191,13 @@ describe('pushing records', () => {
     const backup = await simpleParser(await queue.body(toBackup!));
     expect(backup.attachments.map((p) => p.filename)).toEqual(['XDM.zip', 'metadata.txt']);
     // The XDM package's SubmissionSet names the patient (the authority is an OID), the title and the recipient.
-    expect(packed.at(-1)).toEqual({ patientId: 'MRN-1^^^&2.16.840.1.113883.19.5&ISO', title: 'Health information from Example Hospital', intendedRecipients: ['jane.backup@phr2.example'] });
+    expect(packed.at(-1)).toEqual({
+      patientId: 'MRN-1^^^&2.16.840.1.113883.19.5&ISO',
+      title: 'Health information from Example Hospital',
+      intendedRecipients: ['jane.backup@phr2.example'],
+      // The DocumentEntries' sourcePatientInfo: the date of birth the authorization gave (its Direct Context).
+      patient: { dateOfBirth: '1970-01-02' },
+    });
 
     clock += 60_000;
     const again = await service.push(jane, record(), ehr, log);
