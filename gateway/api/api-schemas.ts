@@ -58,7 +58,8 @@ export const ProblemSchema = Type.Object(
         { description: 'HISP_TRANSMIT_DESTINATION_REFUSED: each destination refused, its verdict and why.' },
       ),
     ),
-    revokedAt: Type.Optional(Type.String({ format: 'date-time', description: 'HISP_TRANSMIT_REVOKED: when the last of the patient’s authorizations was revoked.' })),
+    revokedAt: Type.Optional(Type.String({ format: 'date-time', description: 'HISP_TRANSMIT_REVOKED: the latest revocation of the patient’s authorizations.' })),
+    expiredAt: Type.Optional(Type.String({ format: 'date-time', description: 'HISP_TRANSMIT_REVOKED, HISP_TRANSMIT_NOT_AUTHORIZED: the latest expiry of the patient’s expired authorizations, when one has expired.' })),
     errors: Type.Optional(
       Type.Array(
         Type.Object(

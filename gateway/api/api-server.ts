@@ -123,11 +123,13 @@ function sendProblem(err: unknown, request: FastifyRequest, reply: FastifyReply)
   }
   const errors = isHispError(err) ? err.details?.errors : undefined;
   if (Array.isArray(errors)) problem.errors = errors;
-  // Blue Button+ transmit: each refused destination's verdict; the latest revocation of a patient's authorizations.
+  // Blue Button+ transmit: each refused destination's verdict; the latest revocation and expiry of a patient's authorizations.
   const destinations = isHispError(err) ? err.details?.destinations : undefined;
   if (Array.isArray(destinations)) problem.destinations = destinations;
   const revokedAt = isHispError(err) ? err.details?.revokedAt : undefined;
   if (typeof revokedAt === 'string') problem.revokedAt = revokedAt;
+  const expiredAt = isHispError(err) ? err.details?.expiredAt : undefined;
+  if (typeof expiredAt === 'string') problem.expiredAt = expiredAt;
   return reply.status(problem.status).type(PROBLEM_MEDIA_TYPE).send(problem);
 }
 

@@ -102,8 +102,8 @@ export const ERROR_CODES = {
   HISP_API_UNAVAILABLE: 'The API is stopping and takes no new request: try again after Retry-After, at this or another node (HTTP 503).',
   HISP_TRANSMIT_UNKNOWN_PATIENT: 'No authorization of this patient reference is visible to the API key: an unknown patient (HTTP 404).',
   HISP_TRANSMIT_UNKNOWN_AUTHORIZATION: 'No authorization with this id for this patient is visible to the API key (HTTP 404).',
-  HISP_TRANSMIT_NOT_AUTHORIZED: 'The patient has no authorization that sends now: each has expired or, sent once, is fulfilled (HTTP 409).',
-  HISP_TRANSMIT_REVOKED: 'Every authorization of the patient is revoked: nothing is sent after a revocation; the problem carries the latest revokedAt (HTTP 409).',
+  HISP_TRANSMIT_NOT_AUTHORIZED: 'The patient has no authorization that sends now: each has expired or, sent once, is fulfilled; the problem carries the latest expiredAt when one has expired (HTTP 409).',
+  HISP_TRANSMIT_REVOKED: 'No authorization of the patient sends now and at least one was revoked: nothing is sent after a revocation; the problem carries the latest revokedAt, and the latest expiredAt when another has expired (HTTP 409).',
   HISP_TRANSMIT_DESTINATION_REFUSED: 'A destination of an authorization is not trusted under the sending domain\'s policy for patient-directed sends, or has no certificate; each destination\'s verdict and reason are in the problem (HTTP 422; 503 when discovery failed for now).',
 } as const;
 

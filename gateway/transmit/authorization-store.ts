@@ -107,7 +107,7 @@ export class AuthorizationStore {
     this.byId = sqlite.prepare<[string], Row>(`SELECT ${COLUMNS} FROM transmit_authorizations WHERE id = ?`);
     this.byPatient = sqlite.prepare<[string], Row>(`SELECT ${COLUMNS} FROM transmit_authorizations WHERE patient_key = ? ORDER BY created_at, id`);
     this.revokeRow = sqlite.prepare<[number, string, string]>('UPDATE transmit_authorizations SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL');
-    this.fulfilRow = sqlite.prepare<[number, string, string]>('UPDATE transmit_authorizations SET fulfilled_at = ?, fulfilled_sha256 = ? WHERE id = ? AND fulfilled_at IS NULL');
+    this.fulfilRow = sqlite.prepare<[number, string, string]>('UPDATE transmit_authorizations SET fulfilled_at = ?, fulfilled_sha256 = ? WHERE id = ? AND fulfilled_at IS NULL AND revoked_at IS NULL');
   }
 
   insert(a: Authorization): void {
@@ -152,7 +152,7 @@ export class AuthorizationStore {
     return this.revokeRow.run(at, by, id).changes === 1;
   }
 
-  /** Marks a once-authorization sent (by the document of `sha256`); false when it was already. */
+  /** Marks a once-authorization sent (by the document of `sha256`); false when it was already, or is revoked. */
   fulfil(id: string, at: number, sha256: string): boolean {
     return this.fulfilRow.run(at, sha256, id).changes === 1;
   }

@@ -19,8 +19,14 @@ export interface TransmitRecord {
   receivedBy: string;
 }
 
-/** Why a destination got nothing from a push. */
-export type SkipReason = 'duplicate' | 'interval';
+/**
+ * Why a destination got nothing from a push: it had the document (duplicate); it was sent to
+ * within its authorization's interval; the authorization was revoked or expired while the push
+ * ran (checked again in the message's commit: nothing goes after a revocation, R-BB-1); a
+ * once-authorization another push fulfilled first with another document.
+ */
+export const SKIP_REASONS = ['duplicate', 'interval', 'revoked', 'expired', 'fulfilled'] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number];
 
 /** One destination of one push. */
 export interface Transmission {

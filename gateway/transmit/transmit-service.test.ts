@@ -12,11 +12,11 @@ import { createLogger } from '../core/logger.js';
 import { EventOutbox } from '../events/event-outbox.js';
 import { MessageTracker } from '../events/message-tracker.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
-import { MessageSender, type DocumentTools, type XdmSubmission } from '../flows/send-message.js';
+import { MessageSender, type DocumentTools, type SendRequest, type SendResult, type XdmSubmission } from '../flows/send-message.js';
 import type { RecipientVerdict, validateRecipients } from '../flows/validate-recipients.js';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
 import { HispDatabase } from '../store/database.js';
-import { TransmitService, type AuthorizationInput, type RecordInput, type TransmitActor } from './transmit-service.js';
+import { PUSH_CONCURRENCY, TransmitService, type AuthorizationInput, type RecordInput, type TransmitActor } from './transmit-service.js';
 
 const T0 = Date.UTC(2026, 11, 7, 12);
 const log = createLogger({ level: 'silent' });
@@ -29,6 +29,8 @@ let service: TransmitService;
 let verdicts: Map<string, RecipientVerdict>;
 let renderFails: Set<number>;
 let renders: number;
+/** Runs around each message the service sends (the real MessageSender inside): how a test lands a revocation mid-push. */
+let around: ((request: SendRequest, send: () => Promise<SendResult>) => Promise<SendResult>) | undefined;
 /** What each XDM package was asked to say of its SubmissionSet (the real packing: gateway/documents/document-tools.test.ts). */
 const packed: (XdmSubmission | undefined)[] = [];
 
@@ -60,6 +62,7 @@ beforeEach(() => {
   verdicts = new Map();
   renderFails = new Set();
   renders = 0;
+  around = undefined;
   const ctx = {
     config: { hostname: 'hisp.hospital.example' },
     registry: { isLocalDomain: (d: string) => d === 'hospital.example', domainConfig: () => ({ mdn: { requestFinalDelivery: true } }) },
@@ -69,7 +72,8 @@ beforeEach(() => {
     now: () => clock,
     wake: () => undefined,
   };
-  const sender = new MessageSender(ctx as unknown as GatewayContext, tools, join(dir, 'incoming'));
+  const real = new MessageSender(ctx as unknown as GatewayContext, tools, join(dir, 'incoming'));
+  const sender = { send: (...args: Parameters<MessageSender['send']>) => (around ? around(args[0], () => real.send(...args)) : real.send(...args)) } as unknown as MessageSender;
   audit = new AuditLog(db.sqlite, () => clock);
   service = new TransmitService({
     db,
@@ -187,7 +191,13 @@ describe('pushing records', () => {
     const backup = await simpleParser(await queue.body(toBackup!));
     expect(backup.attachments.map((p) => p.filename)).toEqual(['XDM.zip', 'metadata.txt']);
     // The XDM package's SubmissionSet names the patient (the authority is an OID), the title and the recipient.
-    expect(packed.at(-1)).toEqual({ patientId: 'MRN-1^^^&2.16.840.1.113883.19.5&ISO', title: 'Health information from Example Hospital', intendedRecipients: ['jane.backup@phr2.example'] });
+    expect(packed.at(-1)).toEqual({
+      patientId: 'MRN-1^^^&2.16.840.1.113883.19.5&ISO',
+      title: 'Health information from Example Hospital',
+      intendedRecipients: ['jane.backup@phr2.example'],
+      // The DocumentEntries' sourcePatientInfo: the date of birth the authorization gave (its Direct Context).
+      patient: { dateOfBirth: '1970-01-02' },
+    });
 
     clock += 60_000;
     const again = await service.push(jane, record(), ehr, log);
@@ -287,6 +297,154 @@ describe('pushing records', () => {
       ['jane@phr2.example', 'queued'],
     ]);
     expect(messageCount()).toBe(2);
+  });
+});
+
+describe('authorizations changing while a push runs', () => {
+  const two = [{ address: 'jane@phr.example' }, { address: 'jane@phr2.example' }];
+
+  /** The first destination's message goes, then `between` runs; the second's commits only after it (it passed the check before composing). */
+  function betweenDestinations(between: () => Promise<unknown>): void {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    around = async (request, send) => {
+      if (request.to?.[0] !== 'jane@phr.example') {
+        await gate;
+        return send();
+      }
+      const result = await send();
+      await between();
+      release();
+      return result;
+    };
+  }
+
+  it('a revocation landing mid-push: the destinations not yet committed get nothing (skipped: revoked), on record; the next push is 409', async () => {
+    const a = await service.authorize(jane, grant({ destinations: two }), ehr);
+    clock += 1000;
+    betweenDestinations(() => service.revoke(jane, a.id, ehr));
+    const pushed = await service.push(jane, record(), ehr, log);
+    expect(pushed.transmissions.map((t) => [t.destination, t.status, t.reason, t.authorizationId])).toEqual([
+      ['jane@phr.example', 'queued', null, a.id],
+      ['jane@phr2.example', 'skipped', 'revoked', a.id],
+    ]);
+    expect(pushed.transmissions[1]!.queueId).toBeNull();
+    expect(messageCount()).toBe(1);
+    // What went before the revocation stays on record; what did not go says why.
+    expect((await service.history(jane, ehr, 0, 10)).transmissions.map((t) => [t.destination, t.status, t.reason])).toEqual([
+      ['jane@phr.example', 'queued', null],
+      ['jane@phr2.example', 'skipped', 'revoked'],
+    ]);
+    expect(actions(a.patientKey)).toEqual([
+      ['authorization.granted', 'success'],
+      ['record.received', 'success'],
+      ['transmission.queued', 'success'],
+      ['authorization.revoked', 'success'],
+      ['transmission.skipped', 'success'],
+    ]);
+    around = undefined;
+    expect((await hispRejection(service.push(jane, record('next'), ehr, log))).code).toBe('HISP_TRANSMIT_REVOKED');
+  });
+
+  it('revoked before any message commits: nothing goes, and the destinations beyond those composing at once are not even composed', async () => {
+    const many = Array.from({ length: PUSH_CONCURRENCY + 1 }, (_, i) => ({ address: `jane${i}@phr.example` }));
+    const a = await service.authorize(jane, grant({ destinations: many }), ehr);
+    let revoked = false;
+    around = async (_request, send) => {
+      if (!revoked) {
+        revoked = true;
+        await service.revoke(jane, a.id, ehr);
+      }
+      return send();
+    };
+    const pushed = await service.push(jane, record(), ehr, log);
+    expect(pushed.transmissions.map((t) => t.reason)).toEqual(many.map(() => 'revoked'));
+    expect(messageCount()).toBe(0);
+    // Those composed at once are rolled back in their commits; the last saw the revocation before composing.
+    expect(renders).toBe(PUSH_CONCURRENCY);
+  });
+
+  it('an authorization that expires mid-push sends nothing more: skipped, expired', async () => {
+    await service.authorize(jane, grant({ destinations: two, expiresAt: T0 + 60_000 }), ehr);
+    betweenDestinations(() => {
+      clock = T0 + 60_000;
+      return Promise.resolve();
+    });
+    const pushed = await service.push(jane, record(), ehr, log);
+    expect(pushed.transmissions.map((t) => [t.status, t.reason])).toEqual([
+      ['queued', null],
+      ['skipped', 'expired'],
+    ]);
+    expect(messageCount()).toBe(1);
+  });
+
+  it('a once-authorization under two pushes of different documents at once: one document goes, to every destination; the other push is skipped: fulfilled', async () => {
+    const o = await service.authorize(jane, grant({ frequency: 'once', destinations: two }), ehr);
+    const [x, y] = await Promise.all([service.push(jane, record('one'), ehr, log), service.push(jane, record('two'), ehr, log)]);
+    const outcomes = [x, y].map((p) => p.transmissions.map((t) => `${t.status}:${t.reason ?? ''}`));
+    expect(outcomes.sort()).toEqual([
+      ['queued:', 'queued:'],
+      ['skipped:fulfilled', 'skipped:fulfilled'],
+    ]);
+    const winner = x.transmissions[0]!.status === 'queued' ? x : y;
+    expect(messageCount()).toBe(2);
+    expect(service.get(jane, o.id, ehr)).toMatchObject({ fulfilledSha256: winner.sha256 });
+    const queued = db.sqlite.prepare<[], { sha256: string }>("SELECT sha256 FROM transmissions WHERE status = 'queued'").all();
+    expect(queued.map((r) => r.sha256)).toEqual([winner.sha256, winner.sha256]);
+  });
+
+  it('a once-authorization is fulfilled only by a message sent: held back under an older authorization’s interval, the destination gets it under the once one', async () => {
+    const a = await service.authorize(jane, grant({ intervalMinutes: 60, destinations: [{ address: 'jane@phr.example' }] }), ehr);
+    expect((await service.push(jane, record('a'), ehr, log)).transmissions).toMatchObject([{ status: 'queued', authorizationId: a.id }]);
+    clock += 60_000;
+    const o = await service.authorize(jane, grant({ frequency: 'once', destinations: [{ address: 'jane@phr.example' }] }), ehr);
+    clock += 9 * 60_000;
+    const b = await service.push(jane, record('b'), ehr, log);
+    expect(b.transmissions).toMatchObject([{ status: 'queued', authorizationId: o.id }]);
+    expect(messageCount()).toBe(2);
+    expect(service.get(jane, o.id, ehr)).toMatchObject({ fulfilledAt: clock, fulfilledSha256: b.sha256 });
+    // Still within the interval, the once-authorization spent: held back, under the older one.
+    clock += 60_000;
+    expect((await service.push(jane, record('c'), ehr, log)).transmissions).toMatchObject([{ status: 'skipped', reason: 'interval', authorizationId: a.id }]);
+    expect(messageCount()).toBe(2);
+  });
+
+  it('a once-authorization whose destination already had the document is fulfilled; one revoked mid-push is not', async () => {
+    await service.authorize(jane, grant({ destinations: [{ address: 'jane@phr.example' }] }), ehr);
+    const first = await service.push(jane, record(), ehr, log);
+    const o = await service.authorize(jane, grant({ frequency: 'once', destinations: [{ address: 'jane@phr.example' }] }), ehr);
+    expect((await service.push(jane, record(), ehr, log)).transmissions).toMatchObject([{ status: 'skipped', reason: 'duplicate' }]);
+    expect(service.get(jane, o.id, ehr)).toMatchObject({ fulfilledSha256: first.sha256 });
+
+    const bob = { patientRef: 'MRN-2' };
+    const ob = await service.authorize(bob, grant({ frequency: 'once', destinations: [{ address: 'bob@phr.example' }] }), ehr);
+    around = async (_request, send) => {
+      await service.revoke(bob, ob.id, ehr);
+      return send();
+    };
+    expect((await service.push(bob, record(), ehr, log)).transmissions).toMatchObject([{ status: 'skipped', reason: 'revoked' }]);
+    expect(service.get(bob, ob.id, ehr)).toMatchObject({ fulfilledAt: null, revokedAt: T0 });
+  });
+
+  it('the 409 after a revocation holds when the others have expired or are fulfilled, with the latest revocation and expiry', async () => {
+    const a = await service.authorize(jane, grant({ destinations: [{ address: 'jane@phr.example' }] }), ehr);
+    await service.authorize(jane, grant({ destinations: [{ address: 'jane@phr2.example' }], expiresAt: T0 + 60_000 }), ehr);
+    await service.authorize(jane, grant({ frequency: 'once', destinations: [{ address: 'jane@phr3.example' }] }), ehr);
+    await service.push(jane, record(), ehr, log);
+    clock = T0 + 30_000;
+    await service.revoke(jane, a.id, ehr);
+    clock = T0 + 90_000;
+    const err = await hispRejection(service.push(jane, record('later'), ehr, log));
+    expect(err.code).toBe('HISP_TRANSMIT_REVOKED');
+    expect(err.details).toEqual({ revokedAt: new Date(T0 + 30_000).toISOString(), expiredAt: new Date(T0 + 60_000).toISOString() });
+    expect(err.message).toMatch(/1 revoked .*1 expired .*1 sent once/);
+    expect(audit.list({ patientRef: a.patientKey, limit: 100 }).entries.at(-1)).toMatchObject({ action: 'record.refused', detail: { code: 'HISP_TRANSMIT_REVOKED', expiredAt: new Date(T0 + 60_000).toISOString() } });
+
+    const bob = { patientRef: 'MRN-2' };
+    await service.authorize(bob, grant({ expiresAt: T0 + 120_000 }), ehr);
+    clock = T0 + 120_000;
+    const expired = await hispRejection(service.push(bob, record(), ehr, log));
+    expect([expired.code, expired.details]).toEqual(['HISP_TRANSMIT_NOT_AUTHORIZED', { expiredAt: new Date(T0 + 120_000).toISOString() }]);
   });
 });
 

@@ -12,12 +12,12 @@ import type { MessageSender } from '../flows/send-message.js';
 import { validateRecipients } from '../flows/validate-recipients.js';
 import type { DocumentKind } from '../mime/message-composer.js';
 import type { HispDatabase } from '../store/database.js';
-import { AuthorizationStore, authorizationStatus, patientKey, type Authorization, type GrantedBy, type TransmitDestination, type TransmitFrequency } from './authorization-store.js';
+import { AuthorizationStore, authorizationStatus, patientKey, type Authorization, type AuthorizationStatus, type GrantedBy, type TransmitDestination, type TransmitFrequency } from './authorization-store.js';
 import { contextSentence, requestTxt, transmissionContext } from './bluebutton-payload.js';
-import { TransmissionStore, type RecordTrigger, type Transmission } from './transmission-store.js';
+import { TransmissionStore, type RecordTrigger, type SkipReason, type Transmission } from './transmission-store.js';
 
 /** Destinations a push sends to at once (see push). */
-const PUSH_CONCURRENCY = 16;
+export const PUSH_CONCURRENCY = 16;
 
 /** Who asks: the API key (its id and its send-as scopes: it sees the authorizations sent from them) and its client. */
 export interface TransmitActor {
@@ -93,7 +93,9 @@ const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`
  * their transmission and the others with nothing: the EHR, which had no 202, pushes again, and the
  * same document then goes to those others only (the de-duplication by SHA-256 skips the rest). The
  * check is made again inside each send's commit (and the unique index `transmissions_sent_once`
- * backs it), so that "never twice" holds under concurrent pushes too.
+ * backs it), so that "never twice" holds under concurrent pushes too; so is the authorization
+ * (notSending), so that a revocation landing mid-push stops what is not yet committed (R-BB-1:
+ * "revoke prospectively") and a once-authorization sends one document under concurrent pushes.
  */
 export class TransmitService {
   readonly authorizations: AuthorizationStore;
@@ -212,9 +214,11 @@ export class TransmitService {
   /**
    * Sends a record to every destination of every authorization that sends now: active on-update
    * ones, and once-authorizations not yet fulfilled (or fulfilled by this very document, so that a
-   * retried push reaches the destinations a crash left out). One message per destination; a
-   * destination that had this document (SHA-256 of its octets) is `skipped: duplicate`, one sent to
-   * within its authorization's interval `skipped: interval`.
+   * retried push reaches the destinations a crash left out). One message per destination, under
+   * the first of its authorizations that may send to it now (see notSending); a destination that
+   * had this document (SHA-256 of its octets) is `skipped: duplicate`; one that none of its
+   * authorizations may send to is skipped with the first one's reason (`interval`, or `revoked`,
+   * `expired`, `fulfilled` when that changed while the push ran).
    */
   async push(patient: PatientId, input: RecordInput, actor: TransmitActor, log: Pick<Logger, 'info'>): Promise<PushOutcome> {
     const key = patientKey(patient.patientRef, patient.assigningAuthority);
@@ -243,9 +247,15 @@ export class TransmitService {
       if (!this.transmissions.insertRecord(record)) return;
       this.deps.audit.append(patientEntry(actor.keyId, 'record.received', record.id, key, now, { sha256, trigger: input.trigger, kind: input.document.kind, contentType: input.document.contentType, madeAt: new Date(input.madeAt).toISOString() }));
     };
-    // Each destination once, under the first authorization that names it.
-    const targets = new Map<string, { authorization: Authorization; destination: TransmitDestination }>();
-    for (const a of sending) for (const d of a.destinations) if (!targets.has(d.address)) targets.set(d.address, { authorization: a, destination: d });
+    // Each destination once: the authorizations naming it, oldest first (the first that may send now sends).
+    const targets = new Map<string, Target[]>();
+    for (const a of sending) {
+      for (const d of a.destinations) {
+        const named = targets.get(d.address);
+        if (named) named.push({ authorization: a, destination: d });
+        else targets.set(d.address, [{ authorization: a, destination: d }]);
+      }
+    }
     const onceFor = (address: string) => sending.filter((a) => a.frequency === 'once' && a.destinations.some((d) => d.address === address));
 
     // Up to PUSH_CONCURRENCY destinations at once: each message commits on its own (with its
@@ -256,67 +266,37 @@ export class TransmitService {
     const skipped: Transmission[] = [];
     let recordStored = false;
     const toOne = async (i: number): Promise<void> => {
-      const { authorization: a, destination: d } = list[i]!;
-      const base = { id: newId('tx'), patientKey: key, recordId: record.id, authorizationId: a.id, destination: d.address, sha256, trigger: input.trigger, createdAt: now };
-      const skip = (reason: 'duplicate' | 'interval') => {
-        const t: Transmission = { ...base, status: 'skipped', reason, queueId: null, messageId: null };
+      const named = list[i]!;
+      const address = named[0]!.destination.address;
+      const base = { id: newId('tx'), patientKey: key, recordId: record.id, destination: address, sha256, trigger: input.trigger, createdAt: now };
+      const skip = (a: Authorization, reason: SkipReason) => {
+        const t: Transmission = { ...base, authorizationId: a.id, status: 'skipped', reason, queueId: null, messageId: null };
         skipped.push(t);
         slots[i] = t;
       };
-      if (this.transmissions.sentBefore(key, d.address, sha256)) {
-        skip('duplicate');
+      if (this.transmissions.sentBefore(key, address, sha256)) {
+        skip(named[0]!.authorization, 'duplicate');
         return;
       }
-      const last = a.intervalMinutes === null ? undefined : this.transmissions.lastSent(a.id, d.address);
-      if (last !== undefined && a.intervalMinutes !== null && now - last < a.intervalMinutes * 60_000) {
-        skip('interval');
-        return;
-      }
-      let sent: Transmission | undefined;
-      try {
-        await this.deps.sender.send(
-          {
-            from: a.from,
-            to: [d.address],
-            subject: input.subject ?? `Health information from ${a.dataHolder.name}`,
-            text: contextSentence(a.dataHolder.name, a.patient.name),
-            documents: [input.document],
-            package: d.package,
-            humanReadable: d.humanReadable,
-            clientRef: base.id,
-            parts: d.requestTxt
-              ? [{ filename: 'request.txt', contentType: 'text/plain; charset=utf-8', kind: 'other', content: requestTxt({ destination: d.address, patient: a.patient.name, dataHolder: a.dataHolder.name, recurring: a.frequency === 'on-update' }) }]
-              : undefined,
-            // The relay's Blue Button+ trust exception (decision 5, gateway/policy/trust-decision.ts).
-            meta: { patientDirected: true, transmission: base.id, authorization: a.id },
-            context: transmissionContext({ patientRef: a.patientRef, assigningAuthority: a.assigningAuthority, birthDate: a.patient.birthDate }, input.trigger),
-            // The XDM package (a destination that asked for one) names the patient when the authority is an OID.
-            xdm: { patientId: a.assigningAuthority === null ? undefined : patientCx(a.patientRef, a.assigningAuthority), title: input.subject ?? `Health information from ${a.dataHolder.name}` },
-          },
-          { apiKeyId: actor.keyId, client: actor.client },
-          log,
-          undefined,
-          (queueId, messageId) => {
-            // Checked again in the commit: another push of the same document may have reached it while this one composed.
-            if (this.transmissions.sentBefore(key, d.address, sha256)) throw new AlreadySent();
-            storeRecord();
-            sent = { ...base, status: 'queued', reason: null, queueId, messageId };
-            this.transmissions.insert(sent);
-            this.deps.audit.append(patientEntry(actor.keyId, 'transmission.queued', base.id, key, now, { authorization: a.id, record: record.id, destination: d.address, sha256, trigger: input.trigger, queueId, messageId }));
-            for (const once of onceFor(d.address)) this.authorizations.fulfil(once.id, now, sha256);
-          },
-        );
-      } catch (err) {
-        // Another push of the same document reached this destination first: its message is rolled back.
-        if (err instanceof AlreadySent) {
-          skip('duplicate');
+      let heldBack: { authorization: Authorization; reason: SkipReason } | undefined;
+      for (const { authorization: a, destination: d } of named) {
+        // Checked before composing (a revocation since the push began stops what is not yet sent),
+        // then again in the commit (one landing while this message composed).
+        const reason = this.notSending(a.id, address, sha256, now) ?? (await this.sendOne(a, d, { ...base, authorizationId: a.id }, input, actor, log, storeRecord, onceFor(address)));
+        if (typeof reason === 'object') {
+          slots[i] = reason;
+          // That commit stored the record too (storeRecord in withinCommit).
+          recordStored = true;
           return;
         }
-        throw err;
+        // Another push of the same document reached this destination first: its message was rolled back.
+        if (reason === 'duplicate') {
+          skip(a, 'duplicate');
+          return;
+        }
+        heldBack ??= { authorization: a, reason };
       }
-      slots[i] = sent!;
-      // That commit stored the record too (storeRecord in withinCommit).
-      recordStored = true;
+      skip(heldBack!.authorization, heldBack!.reason);
     };
     let failure: { err: unknown } | undefined;
     let next = 0;
@@ -338,19 +318,105 @@ export class TransmitService {
     const results = slots.filter((t): t is Transmission => t !== undefined);
 
     // What is left to write: the record if no message stored it, the skipped destinations, the
-    // once-authorizations. Nothing, for the usual push whose messages all went: no commit more.
-    const onceAuthorizations = sending.filter((a) => a.frequency === 'once');
-    if (recordStored && skipped.length === 0 && onceAuthorizations.length === 0) return { recordId: record.id, sha256, transmissions: results };
+    // once-authorizations not yet fulfilled. Nothing, for the usual push whose messages all went: no commit more.
+    const onceLeft = sending.filter((a) => a.frequency === 'once' && this.authorizations.get(a.id)?.fulfilledAt === null);
+    if (recordStored && skipped.length === 0 && onceLeft.length === 0) return { recordId: record.id, sha256, transmissions: results };
     await this.deps.db.batch(() => {
       storeRecord();
       for (const t of skipped) {
         this.transmissions.insert(t);
         this.deps.audit.append(patientEntry(actor.keyId, 'transmission.skipped', t.id, key, now, { authorization: t.authorizationId, record: record.id, destination: t.destination, sha256, reason: t.reason }));
       }
-      // A once-authorization whose destinations all had the document is fulfilled all the same.
-      for (const a of onceAuthorizations) this.authorizations.fulfil(a.id, now, sha256);
+      // A once-authorization whose destinations all have the document (each had it before: a
+      // duplicate) is fulfilled all the same; one with a destination that did not get it (held back
+      // under another authorization, or revoked meanwhile) is not: it waits for a push that sends.
+      for (const a of onceLeft) {
+        if (authorizationStatus(this.authorizations.get(a.id)!, this.deps.now()) !== 'active') continue;
+        if (a.destinations.every((d) => this.transmissions.sentBefore(key, d.address, sha256))) this.authorizations.fulfil(a.id, now, sha256);
+      }
     });
     return { recordId: record.id, sha256, transmissions: results };
+  }
+
+  /**
+   * Why authorization `id` may not send this document to `address` now, read from the store (so
+   * that a revocation, an expiry, or another push's fulfilment since the push began is seen), or
+   * undefined when it may. Run before composing and again inside the message's commit, where
+   * commits are serialized: what it answers there holds for the commit.
+   */
+  private notSending(id: string, address: string, sha256: string, pushedAt: number): Exclude<SkipReason, 'duplicate'> | undefined {
+    const a = this.authorizations.get(id)!;
+    const status = authorizationStatus(a, this.deps.now());
+    if (status === 'revoked' || status === 'expired') return status;
+    // A once-authorization sends one document: the first commit that fulfils it wins (issue 16).
+    if (status === 'fulfilled' && a.fulfilledSha256 !== sha256) return 'fulfilled';
+    if (a.intervalMinutes !== null) {
+      const last = this.transmissions.lastSent(a.id, address);
+      if (last !== undefined && pushedAt - last < a.intervalMinutes * 60_000) return 'interval';
+    }
+    return undefined;
+  }
+
+  /**
+   * One destination's message under authorization `a`: the transmission queued, or why its commit
+   * was rolled back (the destination had the document by then, or `a` may no longer send to it).
+   */
+  private async sendOne(
+    a: Authorization,
+    d: TransmitDestination,
+    base: Omit<Transmission, 'status' | 'reason' | 'queueId' | 'messageId'>,
+    input: RecordInput,
+    actor: TransmitActor,
+    log: Pick<Logger, 'info'>,
+    storeRecord: () => void,
+    once: readonly Authorization[],
+  ): Promise<Transmission | SkipReason> {
+    const { patientKey: key, sha256, createdAt: now } = base;
+    let sent: Transmission | undefined;
+    try {
+      await this.deps.sender.send(
+        {
+          from: a.from,
+          to: [d.address],
+          subject: input.subject ?? `Health information from ${a.dataHolder.name}`,
+          text: contextSentence(a.dataHolder.name, a.patient.name),
+          documents: [input.document],
+          package: d.package,
+          humanReadable: d.humanReadable,
+          clientRef: base.id,
+          parts: d.requestTxt
+            ? [{ filename: 'request.txt', contentType: 'text/plain; charset=utf-8', kind: 'other', content: requestTxt({ destination: d.address, patient: a.patient.name, dataHolder: a.dataHolder.name, recurring: a.frequency === 'on-update' }) }]
+            : undefined,
+          // The relay's Blue Button+ trust exception (decision 5, gateway/policy/trust-decision.ts).
+          meta: { patientDirected: true, transmission: base.id, authorization: a.id },
+          context: transmissionContext({ patientRef: a.patientRef, assigningAuthority: a.assigningAuthority, birthDate: a.patient.birthDate }, input.trigger),
+          // The XDM package (a destination that asked for one) names the patient when the authority is an OID.
+          xdm: { patientId: a.assigningAuthority === null ? undefined : patientCx(a.patientRef, a.assigningAuthority), title: input.subject ?? `Health information from ${a.dataHolder.name}` },
+        },
+        { apiKeyId: actor.keyId, client: actor.client },
+        log,
+        undefined,
+        (queueId, messageId) => {
+          // Checked again in the commit: another push of the same document may have reached the
+          // destination, or a revocation (R-BB-1: nothing is sent after it), an expiry or another
+          // push's fulfilment may have landed, while this one composed. Throwing rolls the message back.
+          if (this.transmissions.sentBefore(key, d.address, sha256)) throw new NotSent('duplicate');
+          const reason = this.notSending(a.id, d.address, sha256, now);
+          if (reason !== undefined) throw new NotSent(reason);
+          storeRecord();
+          sent = { ...base, status: 'queued', reason: null, queueId, messageId };
+          this.transmissions.insert(sent);
+          this.deps.audit.append(patientEntry(actor.keyId, 'transmission.queued', base.id, key, now, { authorization: a.id, record: base.recordId, destination: d.address, sha256, trigger: input.trigger, queueId, messageId }));
+          // The once-authorizations naming this destination have had their send (a itself, or
+          // others sent under an older authorization): fulfilled by this document if not yet.
+          for (const o of once) this.authorizations.fulfil(o.id, now, sha256);
+        },
+      );
+    } catch (err) {
+      if (err instanceof NotSent) return err.reason;
+      throw err;
+    }
+    return sent!;
   }
 
   /** The patient's transmissions (under the authorizations the key sees), each with its delivery as tracked now. */
@@ -381,25 +447,51 @@ export class TransmitService {
     return this.authorizations.listByPatient(patientKey(patient.patientRef, patient.assigningAuthority)).filter((a) => addressInScopes(actor.sendAs, a.from));
   }
 
-  /** A push nothing may send: audited as a failure, then refused (404 unknown patient, 409 revoked, 409 none sending). */
+  /**
+   * A push nothing may send: audited as a failure, then refused. 404 unknown patient; 409
+   * HISP_TRANSMIT_REVOKED as soon as one of the authorizations was revoked (the patient said stop:
+   * what the EHR must show), with the latest revocation and, when some other one has expired, the
+   * latest expiry; 409 HISP_TRANSMIT_NOT_AUTHORIZED when each has expired or is fulfilled (with the
+   * latest expiry when one has).
+   */
   private async refuse(key: string, visible: readonly Authorization[], sha256: string, input: RecordInput, actor: TransmitActor, now: number): Promise<never> {
-    const revokedAt = visible.length > 0 && visible.every((a) => a.revokedAt !== null) ? Math.max(...visible.map((a) => a.revokedAt!)) : undefined;
+    const byStatus = (status: AuthorizationStatus) => visible.filter((a) => authorizationStatus(a, now) === status);
+    const latest = (times: readonly number[]) => (times.length === 0 ? undefined : new Date(Math.max(...times)).toISOString());
+    const revoked = byStatus('revoked');
+    const expired = byStatus('expired');
+    const fulfilled = byStatus('fulfilled');
+    const revokedAt = latest(revoked.map((a) => a.revokedAt!));
+    const expiredAt = latest(expired.map((a) => a.expiresAt!));
+    const times = { ...(revokedAt !== undefined ? { revokedAt } : {}), ...(expiredAt !== undefined ? { expiredAt } : {}) };
+    const why = [
+      revoked.length > 0 ? `${revoked.length} revoked (the latest at ${revokedAt})` : '',
+      expired.length > 0 ? `${expired.length} expired (the latest at ${expiredAt})` : '',
+      fulfilled.length > 0 ? `${fulfilled.length} sent once already (fulfilled)` : '',
+    ].filter(Boolean).join(', ');
     const err =
       visible.length === 0
         ? unknownPatient()
-        : revokedAt !== undefined
-          ? new HispError('HISP_TRANSMIT_REVOKED', `every authorization of this patient is revoked, the latest at ${new Date(revokedAt).toISOString()}: nothing is sent`, {
-              details: { revokedAt: new Date(revokedAt).toISOString() },
-            })
-          : new HispError('HISP_TRANSMIT_NOT_AUTHORIZED', 'no authorization of this patient sends now: each has expired or, sent once, is fulfilled');
-    const detail = { code: err.code, sha256, trigger: input.trigger, ...(revokedAt !== undefined ? { revokedAt: new Date(revokedAt).toISOString() } : {}) };
+        : revoked.length > 0
+          ? new HispError('HISP_TRANSMIT_REVOKED', `no authorization of this patient sends now: ${why}; nothing is sent after a revocation`, { details: times })
+          : new HispError('HISP_TRANSMIT_NOT_AUTHORIZED', `no authorization of this patient sends now: ${why}`, { details: times });
+    const detail = { code: err.code, sha256, trigger: input.trigger, ...times };
     await this.deps.db.batch(() => this.deps.audit.append(patientEntry(actor.keyId, 'record.refused', sha256, key, now, detail, 'failure')));
     throw err;
   }
 }
 
-/** Thrown in a send's commit when the destination has the document already: the message is not stored. */
-class AlreadySent extends Error {}
+/** Thrown in a send's commit when the message may not go (see push): it is not stored. */
+class NotSent extends Error {
+  constructor(readonly reason: SkipReason) {
+    super(`not sent: ${reason}`);
+  }
+}
+
+/** A destination as one authorization names it. */
+interface Target {
+  authorization: Authorization;
+  destination: TransmitDestination;
+}
 
 function unknownPatient(): HispError {
   return new HispError('HISP_TRANSMIT_UNKNOWN_PATIENT', 'no authorization of this patient: an unknown patient for this API key');

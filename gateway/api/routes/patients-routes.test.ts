@@ -6,6 +6,7 @@ import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
 import { apiServerPerTest, TEST_DOMAIN, type ApiTestContext } from '../../../test/helpers/api-context.js';
 import type { ApiClient } from '../../../test/helpers/api-client.js';
+import { cdaDocument, section } from '../../../test/helpers/ccda-documents.js';
 import { credentialPaths } from '../../../test/helpers/pki.js';
 import { pkixRecord, scriptedDns } from '../../../test/helpers/scripted-dns.js';
 import { Certificate } from '../../core/certificate.js';
@@ -179,6 +180,65 @@ describe('/v1/patients/{patientRef}/records and /transmissions', () => {
     clock += 60_000;
     expect((await client.request('GET', `/v1/patients/MRN-3/authorizations/${a.id}`, { key: token })).body).toMatchObject({ status: 'expired' });
     expect((await client.request('POST', '/v1/patients/MRN-3/records', { key: token, json: push() })).body).toMatchObject({ status: 409, code: 'HISP_TRANSMIT_NOT_AUTHORIZED' });
+    expect(t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get()).toBe(0);
+  });
+
+  it('the history shows a failed delivery with its reason and the reply', async () => {
+    const { client, t, token } = await start();
+    await client.request('POST', '/v1/patients/MRN-1/authorizations', { key: token, json: authorization() });
+    const pushed = (await client.request('POST', '/v1/patients/MRN-1/records', { key: token, json: push() })).body as Pushed;
+    // The relay's answer for it: refused at the destination (what a worker records, gateway/queue/).
+    const [delivery] = await t.queue.lease(10, 'w1', 60_000);
+    expect(delivery?.queueId).toBe(pushed.transmissions[0]!.queueId);
+    await t.queue.fail(delivery!, { code: 554, enhanced: '5.7.5', text: 'no certificate [HISP_DISCOVERY_NO_CERT]', reason: 'no-certificate' });
+    const history = (await client.request('GET', '/v1/patients/MRN-1/transmissions', { key: token })).body as { transmissions: { id: string; status: string; delivery: unknown }[] };
+    expect(history.transmissions).toMatchObject([
+      { id: pushed.transmissions[0]!.id, status: 'queued', delivery: { state: 'failed', reason: 'no-certificate', detail: '554 5.7.5 no certificate [HISP_DISCOVERY_NO_CERT]' } },
+    ]);
+  });
+
+  it('humanReadable false: a C-CDA goes without its rendering; true (the default) with it', async () => {
+    const { client, t, token } = await start();
+    const ccda = { filename: 'summary.xml', contentType: 'application/xml', kind: 'ccda', content: Buffer.from(cdaDocument({ sections: [section('Discharged home.')] })).toString('base64') };
+    const attachments = async (patient: string, destination: Record<string, unknown>) => {
+      await client.request('POST', `/v1/patients/${patient}/authorizations`, { key: token, json: authorization({ destinations: [destination] }) });
+      const pushed = (await client.request('POST', `/v1/patients/${patient}/records`, { key: token, json: push({ document: ccda }) })).body as Pushed;
+      const mail = await simpleParser(await t.queue.body(pushed.transmissions[0]!.queueId!));
+      return mail.attachments.map((p) => [p.filename, p.contentType]);
+    };
+    expect(await attachments('MRN-1', { address: PHR, package: 'mime', humanReadable: false })).toEqual([
+      ['summary.xml', 'application/xml'],
+      ['metadata.txt', 'text/plain'],
+    ]);
+    expect(await attachments('MRN-2', { address: PHR, package: 'mime' })).toEqual([
+      ['summary.xml', 'application/xml'],
+      ['summary.html', 'text/html'],
+      ['metadata.txt', 'text/plain'],
+    ]);
+  });
+
+  it('a once-authorization under two pushes of different documents at once: one goes, the other is skipped: fulfilled', async () => {
+    const { client, t, token } = await start();
+    await client.request('POST', '/v1/patients/MRN-1/authorizations', { key: token, json: authorization({ frequency: 'once' }) });
+    const both = await Promise.all(['result 1', 'result 2'].map((text) => client.request('POST', '/v1/patients/MRN-1/records', { key: token, json: push({ document: document(text) }) })));
+    expect(both.map((r) => r.status)).toEqual([202, 202]);
+    expect(both.map((r) => (r.body as Pushed).transmissions.map((x) => `${x.status}:${x.reason ?? ''}`)[0]).sort()).toEqual(['queued:', 'skipped:fulfilled']);
+    expect(t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get()).toBe(1);
+  });
+
+  it('409 HISP_TRANSMIT_REVOKED when one authorization is revoked and the other expired: the latest revokedAt and expiredAt', async () => {
+    let clock = Date.UTC(2026, 11, 7, 12);
+    const { client, t } = await server.start({ dns, now: () => clock });
+    const token = (await t.key()).token;
+    const expiresAt = new Date(clock + 60_000).toISOString();
+    const a = (await client.request('POST', '/v1/patients/MRN-1/authorizations', { key: token, json: authorization() })).body as AuthorizationJson;
+    await client.request('POST', '/v1/patients/MRN-1/authorizations', { key: token, json: authorization({ expiresAt }) });
+    clock += 1000;
+    const revoked = (await client.request('DELETE', `/v1/patients/MRN-1/authorizations/${a.id}`, { key: token })).body as AuthorizationJson;
+    clock += 60_000;
+    const refused = await client.request('POST', '/v1/patients/MRN-1/records', { key: token, json: push() });
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ code: 'HISP_TRANSMIT_REVOKED', revokedAt: revoked.revokedAt, expiredAt: expiresAt });
     expect(t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get()).toBe(0);
   });
 

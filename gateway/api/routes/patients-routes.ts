@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { HispError } from '../../core/errors.js';
 import { FAILURE_REASONS } from '../../events/failure-reason.js';
 import { authorizationStatus, type Authorization } from '../../transmit/authorization-store.js';
-import { RECORD_TRIGGERS } from '../../transmit/transmission-store.js';
+import { RECORD_TRIGGERS, SKIP_REASONS } from '../../transmit/transmission-store.js';
 import type { PatientId, TransmissionView, TransmitActor } from '../../transmit/transmit-service.js';
 import { requireAction, requireSendAs } from '../api-authorization.js';
 import { Closed, decodeBase64Member, DirectAddressSchema } from '../api-schemas.js';
@@ -99,7 +99,12 @@ const TransmissionSummary = {
   authorizationId: Type.String(),
   destination: Type.String(),
   status: Type.Union([Type.Literal('queued'), Type.Literal('skipped')]),
-  reason: Type.Optional(Type.Union([Type.Literal('duplicate'), Type.Literal('interval')])),
+  reason: Type.Optional(
+    Type.Union(
+      SKIP_REASONS.map((r) => Type.Literal(r)),
+      { description: 'Why a skipped destination got nothing: duplicate, interval; revoked, expired or fulfilled when its authorization changed while the push ran.' },
+    ),
+  ),
   queueId: Type.Optional(Type.String({ description: 'GET /v1/messages/{queueId}.' })),
   messageId: Type.Optional(Type.String()),
 };
@@ -279,7 +284,7 @@ export function patientsRoutes(app: ApiApp, ctx: ApiContext): void {
       schema: {
         summary: 'Push a new document of the patient: sent to every destination of every authorization that sends now, each as its own Direct message',
         description:
-          'The same document (SHA-256 of its octets) never goes twice to a destination: skipped, reason duplicate. 404 for a patient without authorization, 409 when none sends now (HISP_TRANSMIT_REVOKED with revokedAt when all are revoked).',
+          'The same document (SHA-256 of its octets) never goes twice to a destination: skipped, reason duplicate; revoked, expired or fulfilled when the authorization changed while the push ran. 404 for a patient without authorization, 409 when none sends now (HISP_TRANSMIT_REVOKED with the latest revokedAt when one is revoked; expiredAt when one has expired).',
         params: PatientParams,
         body: RecordBody,
         response: { 202: PushResponse },
