@@ -11,7 +11,7 @@ import { ApiKeyStore } from '../store/api-key-store.js';
 import { HispDatabase, openDatabase } from '../store/database.js';
 import { HISP_MIGRATIONS } from '../store/schema.js';
 import { TrackingStore } from '../store/tracking-store.js';
-import { AuthorizationStore, type Authorization } from '../transmit/authorization-store.js';
+import { AuthorizationStore, patientKey, type Authorization } from '../transmit/authorization-store.js';
 import { TransmissionStore } from '../transmit/transmission-store.js';
 import { GENESIS_HASH } from './audit-chain.js';
 import { AuditLog, type AuditRecord } from './audit-log.js';
@@ -163,7 +163,8 @@ describe('the message entries of a Blue Button+ transmission carry its patient (
 
   const authorization = (id: string, patientRef: string, assigningAuthority: string | null): Authorization => ({
     id,
-    patientKey: assigningAuthority ? `${assigningAuthority}|${patientRef}` : patientRef,
+    // The form the application's entries take (TransmitService): the trigger must write the same.
+    patientKey: patientKey(patientRef, assigningAuthority),
     patientRef,
     assigningAuthority,
     patient: { name: 'Isabella Jones', birthDate: null },
