@@ -8,7 +8,11 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
 import { ApiKeyStore } from '../store/api-key-store.js';
-import { openDatabase, type HispDatabase } from '../store/database.js';
+import { HispDatabase, openDatabase } from '../store/database.js';
+import { HISP_MIGRATIONS } from '../store/schema.js';
+import { TrackingStore } from '../store/tracking-store.js';
+import { AuthorizationStore, patientKey, type Authorization } from '../transmit/authorization-store.js';
+import { TransmissionStore } from '../transmit/transmission-store.js';
 import { GENESIS_HASH } from './audit-chain.js';
 import { AuditLog, type AuditRecord } from './audit-log.js';
 
@@ -150,5 +154,162 @@ describe('AuditLog', () => {
     } finally {
       other.sqlite.close();
     }
+  });
+});
+
+describe('the message entries of a Blue Button+ transmission carry its patient (migration 13)', () => {
+  const body = Buffer.from('From: records@hospital.example\r\nTo: phr@phr.example\r\nSubject: x\r\n\r\nbody\r\n');
+  const MINUTE = 60_000;
+
+  const authorization = (id: string, patientRef: string, assigningAuthority: string | null): Authorization => ({
+    id,
+    // The form the application's entries take (TransmitService): the trigger must write the same.
+    patientKey: patientKey(patientRef, assigningAuthority),
+    patientRef,
+    assigningAuthority,
+    patient: { name: 'Isabella Jones', birthDate: null },
+    from: 'records@hospital.example',
+    dataHolder: { name: 'Example Hospital' },
+    destinations: [{ address: 'phr@phr.example', package: 'mime', humanReadable: true, requestTxt: false }],
+    frequency: 'on-update',
+    intervalMinutes: null,
+    grantedBy: { kind: 'patient', name: null },
+    method: 'portal',
+    consent: { version: '1', sha256: 'ab'.repeat(32) },
+    expiresAt: null,
+    createdAt: T0,
+    createdBy: 'k1',
+    revokedAt: null,
+    revokedBy: null,
+    fulfilledAt: null,
+    fulfilledSha256: null,
+  });
+
+  /** A message queued as TransmitService.push queues one: the meta naming the transmission, its row in the message's commit. */
+  async function transmit(queue: SqliteQueue, a: Authorization, txId: string, messageId: string): Promise<string> {
+    const transmissions = new TransmissionStore(db.sqlite);
+    return queue.enqueue(
+      {
+        direction: 'outbound',
+        mailFrom: a.from,
+        recipients: ['phr@phr.example'],
+        submittedBy: 'api:k1',
+        messageId: `<${messageId}>`,
+        meta: { patientDirected: true, transmission: txId, authorization: a.id },
+      },
+      body,
+      {
+        withinCommit: (m) =>
+          transmissions.insert({
+            id: txId,
+            patientKey: a.patientKey,
+            recordId: 'rec_1',
+            authorizationId: a.id,
+            destination: 'phr@phr.example',
+            sha256: txId.padEnd(64, '0'),
+            trigger: 'discharge',
+            status: 'queued',
+            reason: null,
+            queueId: m.queueId,
+            messageId,
+            createdAt: T0,
+          }),
+      },
+    );
+  }
+
+  it('queued, relayed, processed, dispatched and failed list under the patient as `authority|ref` (or the ref alone), with the transmission; other messages have none; the chain verifies', async () => {
+    let clock = T0;
+    const queue = new SqliteQueue(db, { now: () => clock });
+    const tracking = new TrackingStore(db);
+    const withAuthority = authorization('auth_a', 'MRN-7', '2.16.840.1.113883.19.5');
+    const plain = authorization('auth_b', 'MRN-8', null);
+    await db.batch(() => {
+      new AuthorizationStore(db.sqlite).insert(withAuthority);
+      new AuthorizationStore(db.sqlite).insert(plain);
+    });
+    const sent = await transmit(queue, withAuthority, 'tx_1', 'm1@hospital.example');
+    const failing = await transmit(queue, plain, 'tx_2', 'm2@hospital.example');
+    const other = await queue.enqueue({ direction: 'outbound', mailFrom: 'doctor@hospital.example', recipients: ['phr@phr.example'], submittedBy: 'api:k1', messageId: '<m3@hospital.example>' }, body);
+
+    const leased = await queue.lease(10, 'w1', MINUTE);
+    clock += MINUTE;
+    await db.batch(() => {
+      for (const d of leased.filter((l) => l.queueId !== failing)) {
+        queue.deliveries.complete(d, { code: 250, text: 'queued' }, clock);
+        tracking.track({ queueId: d.queueId, messageId: d.queueId === sent ? '<m1@hospital.example>' : '<m3@hospital.example>', recipient: d.recipient, sender: 'records@hospital.example', sentAt: new Date(clock), processedTimeoutMs: MINUTE, dispatchedTimeoutMs: MINUTE, dispatchedRequested: true });
+      }
+      queue.deliveries.fail(leased.find((l) => l.queueId === failing)!, { code: 550, enhanced: '5.7.1', text: 'untrusted' }, clock);
+    });
+    for (const [kind, id] of [['processed', 'm1'], ['dispatched', 'm1'], ['dispatched', 'm3']] as const) {
+      clock += MINUTE;
+      await db.batch(() => tracking.record(`${id}@hospital.example`, 'phr@phr.example', kind, new Date(clock), undefined, { messageId: `<${kind}-${id}@phr.example>`, via: 'mdn' }));
+    }
+
+    const patient = audit.list({ patientRef: '2.16.840.1.113883.19.5|MRN-7', limit: 10 }).entries;
+    expect(patient.map((e) => [e.action, e.object, e.outcome, e.detail.transmission])).toEqual([
+      ['message.queued', { kind: 'message', id: sent }, 'success', 'tx_1'],
+      ['message.relayed', { kind: 'message', id: sent }, 'success', 'tx_1'],
+      ['message.processed', { kind: 'message', id: sent }, 'success', 'tx_1'],
+      ['message.dispatched', { kind: 'message', id: sent }, 'success', 'tx_1'],
+    ]);
+    // Only the reference the authorization was given with: MRN-7 alone is another patient.
+    expect(audit.list({ patientRef: 'MRN-7', limit: 10 }).entries).toEqual([]);
+    expect(audit.list({ patientRef: 'MRN-8', limit: 10 }).entries.map((e) => [e.action, e.outcome, e.detail.transmission])).toEqual([
+      ['message.queued', 'success', 'tx_2'],
+      ['message.failed', 'failure', 'tx_2'],
+    ]);
+    const unrelated = audit.list({ objectId: other, limit: 10 }).entries;
+    expect(unrelated.map((e) => [e.action, e.patientRef, 'transmission' in e.detail])).toEqual([
+      ['message.queued', null, false],
+      ['message.relayed', null, false],
+      ['message.dispatched', null, false],
+    ]);
+    expect(audit.verify()).toMatchObject({ ok: true, entries: 9 });
+  });
+
+  it('a message naming an authorization in its meta that does not exist gets no patient', async () => {
+    const queue = new SqliteQueue(db);
+    const id = await queue.enqueue({ direction: 'outbound', mailFrom: 'a@hospital.example', recipients: ['p@phr.example'], submittedBy: 'api:k1', meta: { transmission: 'tx_9', authorization: 'auth_gone' } }, body);
+    expect(audit.list({ objectId: id, limit: 10 }).entries.map((e) => [e.patientRef, e.detail.transmission])).toEqual([[null, undefined]]);
+  });
+
+  it('a database of migration 12 upgrades with its chain whole, and appends on it', async () => {
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+    dir = mkdtempSync(join(tmpdir(), 'hisp-audit-'));
+    const old = HispDatabase.open({ dataDir: dir, migrations: HISP_MIGRATIONS.slice(0, 12) });
+    const before = await new SqliteQueue(old).enqueue({ direction: 'outbound', mailFrom: 'a@hospital.example', recipients: ['p@phr.example'], submittedBy: 'api:k1' }, body);
+    new AuditLog(old.sqlite, () => T0).append(granted(1));
+    await old.close();
+    db = openDatabase({ dataDir: dir });
+    audit = new AuditLog(db.sqlite, () => T0);
+    expect(db.schemaVersion).toBe(HISP_MIGRATIONS.length);
+    expect(audit.verify()).toMatchObject({ ok: true, entries: 2 });
+    const a = authorization('auth_a', 'MRN-7', null);
+    await db.batch(() => new AuthorizationStore(db.sqlite).insert(a));
+    const after = await transmit(new SqliteQueue(db), a, 'tx_1', 'm1@hospital.example');
+    expect(audit.list({ action: 'message.', limit: 10 }).entries.map((e) => [e.object.id, e.patientRef])).toEqual([
+      [before, null],
+      [after, 'MRN-7'],
+    ]);
+    expect(audit.verify()).toMatchObject({ ok: true, entries: 3 });
+  });
+});
+
+describe('a message received is an entry', () => {
+  it('message.received: by the remote sender (lowercased), of the message, success, without a patient; the chain verifies', async () => {
+    const queue = new SqliteQueue(db);
+    const id = await queue.enqueue({ direction: 'inbound', mailFrom: 'Doctor@Hospital.example', recipients: ['Patient@PHR.example'], messageId: '<in1@hospital.example>' }, Buffer.from('Subject: x\r\n\r\nbody\r\n'));
+    // Queued inbound: no entry yet (the outbox announces the delivery to the mailbox).
+    expect(audit.list({ objectId: id, limit: 10 }).entries).toEqual([]);
+    const [d] = await queue.lease(1, 'r1', 60_000, 'inbound');
+    await db.batch(() => queue.deliveries.complete(d!, { code: 250, text: 'delivered' }, T0));
+    const entries = audit.list({ objectId: id, limit: 10 }).entries;
+    expect(entries.map((e) => [e.action, e.actor, e.object, e.outcome, e.patientRef, e.at])).toEqual([
+      ['message.received', { kind: 'remote', id: 'doctor@hospital.example' }, { kind: 'message', id }, 'success', null, T0],
+    ]);
+    expect(entries[0]!.detail).toMatchObject({ recipient: 'Patient@PHR.example', address: 'patient@phr.example', data: { state: 'received', messageId: 'in1@hospital.example', from: 'Doctor@Hospital.example' } });
+    expect(audit.verify()).toMatchObject({ ok: true, entries: 1 });
   });
 });

@@ -576,4 +576,71 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX fhir_tasks_by_submission ON fhir_tasks (submission_id, queue_id);
     `,
   },
+  {
+    version: 13,
+    description: "the audit entries of a transmission's message carry the patient: the patient's audit shows its deliveries' outcomes",
+    up: `
+      -- Issue 16, "Audit": "every transmission and its outcome", and GET /v1/audit?patientRef= for
+      -- the patient's history. The outcomes (relayed, processed, dispatched, failed) are audit
+      -- entries of the message, written by the trigger below, which had no patient (migration 10).
+      -- A message sent for a Blue Button+ transmission is its row in transmissions (queue_id, in the
+      -- message's own commit), whose patient_key is the form the application's entries take:
+      -- '<assigning authority>|<patientRef>', or the reference alone (gateway/transmit/).
+      CREATE INDEX transmissions_by_queue_id ON transmissions (queue_id) WHERE queue_id IS NOT NULL;
+
+      -- The same trigger as migration 10's (same actors, outcome, seq and chain), plus patient_ref,
+      -- and the transmission's id in the detail. message.queued fires when the deliveries are
+      -- inserted, before the send's commit writes the transmission row: the message's meta names
+      -- the transmission and its authorization then (TransmitService.push), and the authorization's
+      -- patient_key is the transmission's. The hash covers patient_ref like every column.
+      DROP TRIGGER audit_events;
+      CREATE TRIGGER audit_events AFTER INSERT ON events
+      BEGIN
+        INSERT INTO audit_log (seq, id, at, actor_kind, actor_id, action, object_kind, object_id, outcome, patient_ref, detail, prev_hash, hash)
+        SELECT s.seq, s.id, NEW.at, s.actor_kind, s.actor_id, NEW.type, 'message', NEW.queue_id, s.outcome, s.patient_ref, s.detail, s.prev,
+               hisp_audit_hash(s.prev, s.seq, s.id, NEW.at, s.actor_kind, s.actor_id, NEW.type, 'message', NEW.queue_id, s.outcome, s.patient_ref, s.detail)
+        FROM (
+          SELECT r.seq, r.id, r.prev, r.actor_kind, r.actor_id, r.outcome, r.patient_ref,
+                 CASE WHEN r.transmission IS NULL THEN r.detail ELSE json_set(r.detail, '$.transmission', r.transmission) END AS detail
+          FROM (
+            SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), COALESCE((SELECT max(seq) FROM audit_log), 0)) + 1 AS seq,
+                   'aud_' || substr(NEW.id, 5) AS id,
+                   COALESCE((SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), '0000000000000000000000000000000000000000000000000000000000000000') AS prev,
+                   CASE
+                     WHEN NEW.type = 'message.queued' THEN
+                       CASE WHEN m.submitted_by LIKE 'api:%' THEN 'api-key' WHEN COALESCE(m.submitted_by, '') <> '' THEN 'smtp-user' ELSE 'system' END
+                     WHEN NEW.type IN ('message.received', 'message.processed', 'message.dispatched') THEN 'remote'
+                     ELSE 'system'
+                   END AS actor_kind,
+                   CASE
+                     WHEN NEW.type = 'message.queued' THEN
+                       CASE WHEN m.submitted_by LIKE 'api:%' THEN substr(m.submitted_by, 5) WHEN COALESCE(m.submitted_by, '') <> '' THEN m.submitted_by ELSE 'hisp' END
+                     WHEN NEW.type = 'message.received' THEN lower(COALESCE(m.mail_from, ''))
+                     WHEN NEW.type IN ('message.processed', 'message.dispatched') THEN lower(NEW.recipient)
+                     ELSE 'hisp'
+                   END AS actor_id,
+                   CASE NEW.type WHEN 'message.failed' THEN 'failure' ELSE 'success' END AS outcome,
+                   json_object('event', NEW.id, 'recipient', NEW.recipient, 'address', NEW.address, 'data', json(NEW.data)) AS detail,
+                   -- Scalar subqueries (LIMIT 1), never a join: one event is one entry whatever the
+                   -- rows say. The meta is hisp's own JSON (message-store.ts), read only for a
+                   -- queued outbound message.
+                   COALESCE(
+                     (SELECT t.patient_key FROM transmissions AS t WHERE t.queue_id = NEW.queue_id LIMIT 1),
+                     CASE WHEN NEW.type = 'message.queued' AND json_valid(m.meta) THEN
+                       (SELECT a.patient_key FROM transmit_authorizations AS a WHERE a.id = json_extract(m.meta, '$.authorization'))
+                     END
+                   ) AS patient_ref,
+                   COALESCE(
+                     (SELECT t.id FROM transmissions AS t WHERE t.queue_id = NEW.queue_id LIMIT 1),
+                     CASE WHEN NEW.type = 'message.queued' AND json_valid(m.meta)
+                       AND EXISTS (SELECT 1 FROM transmit_authorizations AS a WHERE a.id = json_extract(m.meta, '$.authorization'))
+                       THEN json_extract(m.meta, '$.transmission')
+                     END
+                   ) AS transmission
+            FROM (SELECT NULL) LEFT JOIN messages AS m ON m.queue_id = NEW.queue_id
+          ) AS r
+        ) AS s;
+      END;
+    `,
+  },
 ];

@@ -3,15 +3,22 @@
  * a patient's ongoing authorization at the data holder's gateway A (a.test) to the PHR address
  * phr@b.test, kept in B's API mailbox; a discharge C-CDA pushed reaches the mailbox with the BB+
  * sentence, its rendering and request.txt; the same C-CDA pushed again is not sent; a new result
- * is; after revocation a push is 409 and nothing goes; the patient's history and the audit log show
- * all of it, in order. Real peers on loopback: knotd publishes both domains' certificates and MX.
+ * is; after revocation a push is 409 and nothing goes; the patient's history and the audit log
+ * (GET /v1/audit, a compliance key) show all of it, in order, the deliveries' outcomes among it;
+ * and once the gateway has stopped, `hisp audit verify` (the built CLI on A's data folder) finds the
+ * chain intact, then an entry edited in the database file. Real peers on loopback: knotd publishes
+ * both domains' certificates and MX.
  */
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
 import { startApiGatewayPair } from '../helpers/api-gateway-pair.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../gateway/audit/audit-log.js';
 import type { HispGateway } from '../../gateway/flows/hisp-gateway.js';
+import { ApiKeyStore } from '../../gateway/store/api-key-store.js';
 import type { ApiClient } from '../helpers/api-client.js';
 import { waitFor, type DirectNetwork } from '../helpers/direct-network.js';
+import { runHisp } from '../helpers/hisp-cli.js';
+import { ensureBuilt } from '../helpers/openssl.js';
 import { missingExecutable, requirePeer } from '../helpers/require-peer.js';
 import { vectorGroup } from '../helpers/vectors.js';
 
@@ -27,6 +34,10 @@ interface Pushed {
   sha256: string;
   transmissions: { id: string; destination: string; status: string; reason?: string; queueId?: string }[];
 }
+interface AuditPage {
+  entries: { seq: number; action: string; outcome: string; patientRef: string | null; object: { kind: string; id: string }; detail: { transmission?: string } }[];
+  nextCursor: string | null;
+}
 
 describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('Blue Button+ transmit on two gateways (issue 16)')), () => {
   let net: DirectNetwork;
@@ -36,10 +47,15 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('Blue Button+ tr
   let phr: ApiClient;
   let ehrKey = '';
   let phrKey = '';
+  let complianceKey = '';
 
   beforeAll(async () => {
+    // The CLI the story ends with runs built (bin/hisp.js), as an operator runs it.
+    ensureBuilt();
     ({ net, a, b, ehr, phr, ehrKey, phrKey } = await startApiGatewayPair());
-  }, 60_000);
+    // A's compliance staff: a key with the `audit` action only (created as the operator creates one).
+    complianceKey = (await new ApiKeyStore(a.ctx.db).create({ name: 'compliance', actions: ['audit'], sendAs: [], mailboxes: [] }, Date.now())).token;
+  }, 240_000);
 
   afterAll(async () => {
     await a?.stop();
@@ -115,7 +131,7 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('Blue Button+ tr
       'both transmissions dispatched',
       async () => {
         const h = (await ehr.request('GET', '/v1/patients/MRN-7/transmissions', { key: ehrKey })).body as {
-          transmissions: { status: string; trigger: string; reason?: string; sha256: string; authorizationId: string; delivery: { state: string } | null }[];
+          transmissions: { id: string; queueId: string | null; status: string; trigger: string; reason?: string; sha256: string; authorizationId: string; delivery: { state: string } | null }[];
         };
         return h.transmissions.filter((t) => t.delivery?.state === 'dispatched').length === 2 ? h.transmissions : undefined;
       },
@@ -129,9 +145,12 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('Blue Button+ tr
     expect(history[0]!.sha256).toBe(firstBody.sha256);
     expect(await mailbox()).toEqual([]);
 
-    // The audit log of the patient, in order, and its chain intact.
-    const audit = new AuditLog(a.ctx.db.sqlite);
-    expect(audit.list({ patientRef: 'MRN-7', limit: 100 }).entries.map((e) => [e.action, e.outcome])).toEqual([
+    // The audit log of the patient, through the API: what the application did, in order…
+    const audit = await ehr.request('GET', '/v1/audit?patientRef=MRN-7&limit=500', { key: complianceKey });
+    expect(audit.status).toBe(200);
+    const entries = (audit.body as AuditPage).entries;
+    expect(entries.every((e) => e.patientRef === 'MRN-7')).toBe(true);
+    expect(entries.filter((e) => !e.action.startsWith('message.')).map((e) => [e.action, e.outcome])).toEqual([
       ['authorization.granted', 'success'],
       ['record.received', 'success'],
       ['transmission.queued', 'success'],
@@ -142,6 +161,41 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('Blue Button+ tr
       ['authorization.revoked', 'success'],
       ['record.refused', 'failure'],
     ]);
-    expect(audit.verify().ok).toBe(true);
-  }, 120_000);
+    // …and each message sent, from its queueing to the PHR's dispatched MDN, under the transmission
+    // it went for (the MDNs come back at their own pace: processed and dispatched in either order).
+    const sent = history.filter((t) => t.status === 'queued');
+    expect(sent).toHaveLength(2);
+    for (const t of sent) {
+      const outcomes = entries.filter((e) => e.object.kind === 'message' && e.object.id === t.queueId);
+      expect(outcomes.every((e) => e.detail.transmission === t.id && e.outcome === 'success')).toBe(true);
+      expect(outcomes.map((e) => e.action).slice(0, 2)).toEqual(['message.queued', 'message.relayed']);
+      expect(outcomes.map((e) => e.action).sort()).toEqual(['message.dispatched', 'message.processed', 'message.queued', 'message.relayed']);
+    }
+    expect(entries.filter((e) => e.action.startsWith('message.'))).toHaveLength(8);
+    // Only the `audit` action reads it.
+    expect((await ehr.request('GET', '/v1/audit?patientRef=MRN-7', { key: ehrKey })).status).toBe(403);
+
+    // `hisp audit verify` on A's data folder once A has stopped: intact; then the revocation
+    // backdated in the database file, as someone with the file would (past the append-only
+    // trigger): exit 1, HISP_AUDIT_BROKEN naming that entry.
+    const dataDir = a.ctx.config.dataDir;
+    await a.stop();
+    const verify = (...args: string[]) => runHisp(['audit', 'verify', '--data-dir', dataDir, ...args], { cwd: dataDir });
+    const intact = await verify('--json');
+    expect(intact.status, intact.stderr).toBe(0);
+    // Every entry, the patient's and the others (the keys, the MDNs received as messages).
+    const chain = JSON.parse(intact.stdout) as { ok: boolean; entries: number; head: { seq: number } };
+    expect(chain).toMatchObject({ ok: true, head: { seq: chain.entries } });
+    expect(chain.entries).toBeGreaterThanOrEqual(entries[entries.length - 1]!.seq);
+    const revokedSeq = entries.find((e) => e.action === 'authorization.revoked')!.seq;
+    const raw = new BetterSqlite3(join(dataDir, 'hisp.sqlite'));
+    try {
+      raw.exec(`DROP TRIGGER audit_log_append_only_update; UPDATE audit_log SET at = at - 86400000 WHERE seq = ${revokedSeq}`);
+    } finally {
+      raw.close();
+    }
+    const broken = await verify();
+    expect(broken.status).toBe(1);
+    expect(broken.stderr).toMatch(new RegExp(`HISP_AUDIT_BROKEN: entry ${revokedSeq}: its content does not match its hash`));
+  }, 180_000);
 });
