@@ -3,6 +3,7 @@
 // /openapi.json by the test client.
 import { describe, expect, it } from 'vitest';
 import { apiServerPerTest, TEST_DOMAIN } from '../../../test/helpers/api-context.js';
+import { AuditLog } from '../../audit/audit-log.js';
 
 const server = apiServerPerTest();
 
@@ -42,12 +43,25 @@ describe('GET /v1/audit', () => {
     expect(((await client.request('GET', `/v1/audit?actor=${sender.id}`, { key: compliance.token })).body as Page).entries).toHaveLength(2);
   });
 
+  it('patientRef with its assigningAuthority: the patient as their authorizations name them, another authority’s patient not', async () => {
+    const { client, t } = await server.start();
+    const compliance = await t.key({ actions: ['audit'], sendAs: [] });
+    const log = new AuditLog(t.db.sqlite);
+    const entry = (patientRef: string) => log.append({ actor: { kind: 'system', id: 'hisp' }, action: 'record.received', object: { kind: 'record', id: patientRef }, outcome: 'success', patientRef });
+    entry('2.16.840.1.113883.19.5|MRN-7');
+    entry('MRN-7');
+    const objects = async (q: string) => ((await client.request('GET', `/v1/audit?${q}`, { key: compliance.token })).body as Page).entries.map((e) => e.object.id);
+    expect(await objects('patientRef=MRN-7&assigningAuthority=2.16.840.1.113883.19.5')).toEqual(['2.16.840.1.113883.19.5|MRN-7']);
+    expect(await objects('patientRef=MRN-7')).toEqual(['MRN-7']);
+    expect(await objects('patientRef=MRN-7&assigningAuthority=1.2.3')).toEqual([]);
+  });
+
   it('a key without the audit action is 403; a bad filter is 400', async () => {
     const { client, t } = await server.start();
     const sender = await t.key({ actions: ['send', 'status'] });
     expect((await client.request('GET', '/v1/audit', { key: sender.token })).body).toMatchObject({ status: 403, code: 'HISP_API_FORBIDDEN' });
     const compliance = await t.key({ actions: ['audit'], sendAs: [] });
-    for (const q of ['after=x', 'since=yesterday', 'action=DROP TABLE', 'limit=5000', 'other=1']) {
+    for (const q of ['after=x', 'since=yesterday', 'action=DROP TABLE', 'limit=5000', 'other=1', 'assigningAuthority=2.16.840.1.113883.19.5']) {
       expect((await client.request('GET', `/v1/audit?${q}`, { key: compliance.token })).status, q).toBe(400);
     }
   });

@@ -1,5 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { AUDIT_ACTOR_KINDS, type AuditEntry } from '../../audit/audit-log.js';
+import { HispError } from '../../core/errors.js';
+import { patientKey } from '../../transmit/authorization-store.js';
 import { requireAction } from '../api-authorization.js';
 import { Closed } from '../api-schemas.js';
 import type { ApiApp, ApiContext } from '../api-server.js';
@@ -47,6 +49,9 @@ export function auditRoutes(app: ApiApp, ctx: ApiContext): void {
           objectKind: Type.Optional(Type.String({ maxLength: 40, pattern: '^[a-z-]+$' })),
           objectId: Type.Optional(Type.String({ maxLength: 200 })),
           patientRef: Type.Optional(Type.String({ maxLength: 200 })),
+          assigningAuthority: Type.Optional(
+            Type.String({ minLength: 1, maxLength: 200, description: 'The assigning authority of patientRef, as the patient’s authorizations name it (/v1/patients/…?assigningAuthority=).' }),
+          ),
           limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$', description: '1–500, default 100.' })),
         }),
         response: { 200: Type.Object({ entries: Type.Array(AuditEntrySchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }, { additionalProperties: false }) },
@@ -55,6 +60,10 @@ export function auditRoutes(app: ApiApp, ctx: ApiContext): void {
     async (request) => {
       requireAction(request, 'audit');
       const q = request.query;
+      if (q.assigningAuthority !== undefined && q.patientRef === undefined) {
+        const error = { in: 'querystring', path: '/assigningAuthority', message: 'is the authority of a patientRef: give patientRef too' };
+        throw new HispError('HISP_API_INVALID_REQUEST', `querystring ${error.path}: ${error.message}`, { details: { errors: [error] } });
+      }
       const page = log.list({
         after: q.after === undefined ? undefined : Number(q.after),
         since: q.since === undefined ? undefined : Date.parse(q.since),
@@ -63,7 +72,8 @@ export function auditRoutes(app: ApiApp, ctx: ApiContext): void {
         actorId: q.actor,
         objectKind: q.objectKind,
         objectId: q.objectId,
-        patientRef: q.patientRef,
+        // The patient as the transmit service keys them (an assigning authority scopes the reference).
+        patientRef: q.patientRef === undefined ? undefined : patientKey(q.patientRef, q.assigningAuthority),
         limit: Math.min(500, Math.max(1, Number(q.limit ?? '100'))),
       });
       return Promise.resolve({ entries: page.entries.map(view), nextCursor: page.nextCursor === null ? null : String(page.nextCursor) });
