@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DomainRegistry } from '../../gateway/admin/domain-registry.js';
-import { afterEach } from 'vitest';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createApiServices } from '../../gateway/api/api-services.js';
 import type { GatewayContext } from '../../gateway/flows/gateway-context.js';
 import { SqliteQueue } from '../../gateway/queue/sqlite-queue.js';
@@ -100,6 +100,51 @@ export function apiTestContext(options: ApiTestContextOptions = {}): Promise<Api
       rmSync(dataDir, { recursive: true, force: true });
     },
   });
+}
+
+/** One server for a whole test file (property tests: thousands of requests), built before its tests and closed after them. */
+export interface ApiFileServer {
+  readonly t: ApiTestContext;
+  readonly app: ApiApp;
+  readonly client: ApiClient;
+  /** A key with every action, for the test domain. */
+  readonly token: string;
+}
+
+/**
+ * A server per test file: the returned object's members are there once the file's tests run (the
+ * beforeAll this registers builds them; the afterAll closes them).
+ */
+export function apiServerPerFile(options: ApiTestContextOptions = {}): ApiFileServer {
+  let state: { t: ApiTestContext; app: ApiApp; client: ApiClient; token: string } | undefined;
+  beforeAll(async () => {
+    const t = await apiTestContext(options);
+    const app = await buildApiServer(t.ctx);
+    state = { t, app, client: await ApiClient.forApp(app), token: (await t.key()).token };
+  });
+  afterAll(async () => {
+    await state?.app.close();
+    await state?.t.close();
+    state = undefined;
+  });
+  const get = () => {
+    if (!state) throw new Error('apiServerPerFile: its server exists only while the file’s tests run');
+    return state;
+  };
+  return {
+    get t() {
+      return get().t;
+    },
+    get app() {
+      return get().app;
+    },
+    get client() {
+      return get().client;
+    },
+    get token() {
+      return get().token;
+    },
+  };
 }
 
 /**

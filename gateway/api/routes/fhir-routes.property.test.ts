@@ -3,35 +3,18 @@
 // bytes that are no JSON. Every answer is application/fhir+json: a transaction-response (200, one
 // message per recipient queued) or an OperationOutcome with a 4xx; nothing is queued for a 4xx.
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiTestContext, type ApiTestContext } from '../../../test/helpers/api-context.js';
-import { ApiClient } from '../../../test/helpers/api-client.js';
+import { describe, expect, it } from 'vitest';
+import { apiServerPerFile } from '../../../test/helpers/api-context.js';
 import { mhdBundle } from '../../../test/helpers/mhd-bundles.js';
-import { buildApiServer, type ApiApp } from '../api-server.js';
 
-let t: ApiTestContext;
-let app: ApiApp;
-let client: ApiClient;
-let token: string;
+const server = apiServerPerFile({ api: { rateLimit: { perKeyPerMinute: 1_000_000 } } });
 
-beforeAll(async () => {
-  t = await apiTestContext({ api: { rateLimit: { perKeyPerMinute: 1_000_000 } } });
-  app = await buildApiServer(t.ctx);
-  client = await ApiClient.forApp(app);
-  token = (await t.key()).token;
-});
-
-afterAll(async () => {
-  await app.close();
-  await t.close();
-});
-
-const stored = () => t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get() as number;
+const stored = () => server.t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get() as number;
 
 async function expectFhirAnswer(body: string): Promise<number> {
   const before = stored();
   // The ApiClient checks the answer against /openapi.json: the status declared, fhir+json, the schema.
-  const r = await client.request('POST', '/fhir/Bundle', { key: token, body, contentType: 'application/fhir+json' });
+  const r = await server.client.request('POST', '/fhir/Bundle', { key: server.token, body, contentType: 'application/fhir+json' });
   expect(r.headers['content-type']).toMatch(/^application\/fhir\+json/);
   if (r.status === 200) {
     expect((r.body as { type: string }).type).toBe('transaction-response');
@@ -96,13 +79,13 @@ describe('POST /fhir/Bundle under hostile input', () => {
   it('a Bundle nested a million deep is refused as an OperationOutcome; a body over 16 MiB is 413', async () => {
     const deep = `{"resourceType":"Bundle","type":"transaction","entry":[${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}]}`;
     expect(await expectFhirAnswer(deep)).toBe(422);
-    const big = await app.inject({ method: 'POST', url: '/fhir/Bundle', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, payload: `"${'x'.repeat(16 * 1024 * 1024)}"` });
+    const big = await server.app.inject({ method: 'POST', url: '/fhir/Bundle', headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/fhir+json' }, payload: `"${'x'.repeat(16 * 1024 * 1024)}"` });
     expect(big.statusCode).toBe(413);
     expect(big.json()).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'too-costly' }] });
   });
 
   it('an unknown FHIR interaction is a 404 OperationOutcome, not a problem', async () => {
-    const r = await app.inject({ method: 'GET', url: '/fhir/Patient/1', headers: { authorization: `Bearer ${token}` } });
+    const r = await server.app.inject({ method: 'GET', url: '/fhir/Patient/1', headers: { authorization: `Bearer ${server.token}` } });
     expect(r.statusCode).toBe(404);
     expect(r.headers['content-type']).toMatch(/^application\/fhir\+json/);
     expect(r.json()).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'not-found' }] });

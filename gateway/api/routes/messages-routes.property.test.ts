@@ -10,33 +10,17 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiTestContext, TEST_DOMAIN, type ApiTestContext } from '../../../test/helpers/api-context.js';
-import { ApiClient, type ApiResponse } from '../../../test/helpers/api-client.js';
+import { describe, expect, it } from 'vitest';
+import { apiServerPerFile, TEST_DOMAIN } from '../../../test/helpers/api-context.js';
+import type { ApiResponse } from '../../../test/helpers/api-client.js';
 import { SEND_LIMITS } from '../../flows/send-message.js';
-import { buildApiServer, type ApiApp } from '../api-server.js';
 import { SEND_BODY_LIMITS } from './messages-routes.js';
 
-let t: ApiTestContext;
-let app: ApiApp;
-let client: ApiClient;
-let token: string;
-let incoming: string;
-
-beforeAll(async () => {
-  t = await apiTestContext({ api: { rateLimit: { perKeyPerMinute: 1_000_000 } } });
-  app = await buildApiServer(t.ctx);
-  client = await ApiClient.forApp(app);
-  token = (await t.key()).token;
-  incoming = join(t.ctx.config.dataDir, 'incoming');
-});
-afterAll(async () => {
-  await app.close();
-  await t.close();
-});
+const server = apiServerPerFile({ api: { rateLimit: { perKeyPerMinute: 1_000_000 } } });
+const incoming = () => join(server.t.ctx.config.dataDir, 'incoming');
 
 const FROM = `doctor@${TEST_DOMAIN}`;
-const storedMessages = () => t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get() as number;
+const storedMessages = () => server.t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get() as number;
 
 /**
  * Waits (at most 2 s) for the incoming folder to be empty: an upload is removed as its request
@@ -44,8 +28,8 @@ const storedMessages = () => t.db.sqlite.prepare('SELECT count(*) FROM messages'
  */
 async function incomingEmpty(): Promise<void> {
   const deadline = Date.now() + 2_000;
-  while (readdirSync(incoming).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  expect(readdirSync(incoming)).toEqual([]);
+  while (readdirSync(incoming()).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  expect(readdirSync(incoming())).toEqual([]);
 }
 
 /** One request, which must be answered within 10 s by a 202 or a 4xx problem, as /openapi.json says; no upload stays behind. */
@@ -53,7 +37,7 @@ async function post(body: string | Buffer, contentType: string): Promise<ApiResp
   let timer: NodeJS.Timeout | undefined;
   const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 10 s')), 10_000)));
   try {
-    const r = await Promise.race([client.request('POST', '/v1/messages', { key: token, body, contentType }), hang]);
+    const r = await Promise.race([server.client.request('POST', '/v1/messages', { key: server.token, body, contentType }), hang]);
     expect(r.status === 202 || (r.status >= 400 && r.status < 500), `${r.status} ${r.text.slice(0, 300)}`).toBe(true);
     if (r.status >= 400) expect((r.body as { status: number }).status).toBe(r.status);
     await incomingEmpty();
@@ -134,7 +118,7 @@ describe('POST /v1/messages: the JSON intake under hostile input', () => {
           const id = (r.body as { id: string }).id;
           // One delivery per recipient (the same address twice, in any case, is one).
           const lower = (list: readonly string[]) => [...new Set(list.map((a) => a.toLowerCase()))].sort();
-          const deliveries = (await t.queue.get(id))?.deliveries.map((d) => d.recipient) ?? [];
+          const deliveries = (await server.t.queue.get(id))?.deliveries.map((d) => d.recipient) ?? [];
           expect(lower(deliveries)).toEqual(lower([...(sent.to as string[]), ...((sent.cc as string[] | undefined) ?? [])]));
           expect(storedMessages()).toBe(before + 1);
         } else {
@@ -317,9 +301,9 @@ describe('POST /v1/messages: the multipart intake under hostile input', () => {
       yield Buffer.from(`\r\n--${BOUNDARY}--\r\n`);
     }
     const before = storedMessages();
-    const res = await app.inject({ method: 'POST', url: '/v1/messages', headers: { authorization: `Bearer ${token}`, 'content-type': MULTIPART }, payload: Readable.from(body()) });
+    const res = await server.app.inject({ method: 'POST', url: '/v1/messages', headers: { authorization: `Bearer ${server.token}`, 'content-type': MULTIPART }, payload: Readable.from(body()) });
     const r = { status: res.statusCode, headers: Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)])), text: res.body, body: JSON.parse(res.body) as unknown };
-    client.check('POST', '/v1/messages', r);
+    server.client.check('POST', '/v1/messages', r);
     expect(r.body).toMatchObject({ status: 413, code: 'HISP_API_PAYLOAD_TOO_LARGE', detail: `a document is larger than ${SEND_BODY_LIMITS.fileBytes} octets` });
     await incomingEmpty();
     expect(storedMessages()).toBe(before);
@@ -338,7 +322,7 @@ describe('POST /v1/messages: the multipart intake under hostile input', () => {
     for (const parts of forms) {
       const r = await post(multipartBody(parts), MULTIPART);
       if (r.status !== 202) continue;
-      const stored = (await t.queue.body((r.body as { id: string }).id)).toString('latin1');
+      const stored = (await server.t.queue.body((r.body as { id: string }).id)).toString('latin1');
       const headers = stored.slice(0, stored.indexOf('\r\n\r\n'));
       expect(headers).not.toMatch(bcc);
       // No part's own headers carry it either: each part's header block is what the composer wrote.
@@ -347,7 +331,7 @@ describe('POST /v1/messages: the multipart intake under hostile input', () => {
     // The same Subject through JSON: encoded, never a header line of its own.
     const r = await postJson(JSON.stringify({ from: FROM, to: ['patient@phr.example'], subject: 'Records\r\nBcc: spy@evil.example', text: 'x' }));
     expect(r.status).toBe(202);
-    const stored = (await t.queue.body((r.body as { id: string }).id)).toString('latin1');
+    const stored = (await server.t.queue.body((r.body as { id: string }).id)).toString('latin1');
     expect(stored.slice(0, stored.indexOf('\r\n\r\n'))).not.toMatch(bcc);
   });
 });

@@ -4,40 +4,27 @@
 // never a hang; a refused authorization stores nothing, a refused record sends nothing.
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiTestContext, TEST_DOMAIN, type ApiTestContext } from '../../../test/helpers/api-context.js';
-import { ApiClient, type ApiResponse } from '../../../test/helpers/api-client.js';
+import { describe, expect, it } from 'vitest';
+import { apiServerPerFile, TEST_DOMAIN } from '../../../test/helpers/api-context.js';
+import type { ApiResponse } from '../../../test/helpers/api-client.js';
 import { credentialPaths } from '../../../test/helpers/pki.js';
 import { pkixRecord, scriptedDns } from '../../../test/helpers/scripted-dns.js';
 import { Certificate } from '../../core/certificate.js';
-import { buildApiServer, type ApiApp } from '../api-server.js';
-
-let t: ApiTestContext;
-let app: ApiApp;
-let client: ApiClient;
-let token: string;
 
 const PHR = 'patient@recipient.test';
-beforeAll(async () => {
-  const cert = Certificate.fromDer(readFileSync(credentialPaths('recipient-rsa').certDer));
-  t = await apiTestContext({ api: { rateLimit: { perKeyPerMinute: 1_000_000 } }, dns: scriptedDns({ 'patient.recipient.test': [pkixRecord(cert)] }) });
-  app = await buildApiServer(t.ctx);
-  client = await ApiClient.forApp(app);
-  token = (await t.key()).token;
-});
-afterAll(async () => {
-  await app.close();
-  await t.close();
+const server = apiServerPerFile({
+  api: { rateLimit: { perKeyPerMinute: 1_000_000 } },
+  dns: scriptedDns({ 'patient.recipient.test': [pkixRecord(Certificate.fromDer(readFileSync(credentialPaths('recipient-rsa').certDer)))] }),
 });
 
-const count = (table: string) => t.db.sqlite.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+const count = (table: string) => server.t.db.sqlite.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
 
 /** One request, answered within 10 s by a 2xx or a 4xx problem, as /openapi.json says. */
 async function post(path: string, body: string | Buffer): Promise<ApiResponse> {
   let timer: NodeJS.Timeout | undefined;
   const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 10 s')), 10_000)));
   try {
-    const r = await Promise.race([client.request('POST', path, { key: token, body, contentType: 'application/json' }), hang]);
+    const r = await Promise.race([server.client.request('POST', path, { key: server.token, body, contentType: 'application/json' }), hang]);
     expect((r.status >= 200 && r.status < 300) || (r.status >= 400 && r.status < 500), `${r.status} ${r.text.slice(0, 300)}`).toBe(true);
     if (r.status >= 400) expect((r.body as { status: number }).status).toBe(r.status);
     return r;

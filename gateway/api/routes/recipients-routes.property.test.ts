@@ -3,33 +3,18 @@
 // application/json. Every answer is a 4xx problem or a 200, each matching /openapi.json (the
 // ApiClient checks), never a 500, never a hang.
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiTestContext, TEST_DOMAIN, type ApiTestContext } from '../../../test/helpers/api-context.js';
-import { ApiClient, type ApiResponse } from '../../../test/helpers/api-client.js';
-import { buildApiServer, type ApiApp } from '../api-server.js';
+import { describe, expect, it } from 'vitest';
+import { apiServerPerFile, TEST_DOMAIN } from '../../../test/helpers/api-context.js';
+import type { ApiResponse } from '../../../test/helpers/api-client.js';
 
-let t: ApiTestContext;
-let app: ApiApp;
-let client: ApiClient;
-let token: string;
-
-beforeAll(async () => {
-  t = await apiTestContext({ api: { rateLimit: { perKeyPerMinute: 1_000_000 } } });
-  app = await buildApiServer(t.ctx);
-  client = await ApiClient.forApp(app);
-  token = (await t.key()).token;
-});
-afterAll(async () => {
-  await app.close();
-  await t.close();
-});
+const server = apiServerPerFile({ api: { rateLimit: { perKeyPerMinute: 1_000_000 } } });
 
 /** One request, which must be answered (within 10 s) by a 200 or a 4xx, as the document says. */
 async function send(body: string | Buffer): Promise<ApiResponse> {
   let timer: NodeJS.Timeout | undefined;
   const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 10 s')), 10_000)));
   try {
-    const r = await Promise.race([client.request('POST', '/v1/recipients/validate', { key: token, body, contentType: 'application/json' }), hang]);
+    const r = await Promise.race([server.client.request('POST', '/v1/recipients/validate', { key: server.token, body, contentType: 'application/json' }), hang]);
     expect(r.status === 200 || (r.status >= 400 && r.status < 500), `${r.status} ${r.text.slice(0, 300)}`).toBe(true);
     return r;
   } finally {
