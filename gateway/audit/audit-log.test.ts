@@ -213,6 +213,7 @@ describe('the message entries of a Blue Button+ transmission carry its patient (
             queueId: m.queueId,
             messageId,
             createdAt: T0,
+            resentBy: null,
           }),
       },
     );

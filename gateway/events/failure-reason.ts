@@ -52,3 +52,13 @@ function reasonOfCode(code: HispErrorCode): FailureReason {
   if (code === 'HISP_RELAY_NO_ROUTE') return 'no-route';
   return 'rejected';
 }
+
+/**
+ * The failures that prove the message did not reach the recipient: nothing left hisp for it (no
+ * certificate, untrusted, no mail exchanger, the remote HISP refused it with a 5xx, the queue gave
+ * up), or the recipient's HISP said it could not deliver it (a failed MDN or a failure DSN:
+ * R-MDN-5, Implementation Guide for Delivery Notification; RFC 3464 §2.3.3 Action "failed"). Not the two time-outs: the message was relayed and may well
+ * have arrived, only its MDN did not come in time (R-MDN-7). Not `bounced`: the operator ended
+ * that message on purpose (`hisp queue bounce`), a decision hisp does not undo on its own.
+ */
+export const NON_DELIVERY_REASONS: readonly FailureReason[] = ['no-certificate', 'untrusted', 'no-route', 'rejected', 'expired', 'failure-mdn', 'dsn'];

@@ -1,5 +1,5 @@
 import type { DeliveryStatus } from '../queue/outbound-queue.js';
-import type { FailureReason } from './failure-reason.js';
+import { NON_DELIVERY_REASONS, type FailureReason } from './failure-reason.js';
 import type { EventData, HispEvent } from './event-outbox.js';
 
 /** A recipient's state (issue 15): `queued → relayed → processed → dispatched`, or `failed` with a reason. */
@@ -50,6 +50,15 @@ export function recipientStatuses(envelopeRecipients: readonly string[], events:
     if (own && own.length > 0) return fold(address, own);
     return fromDelivery(address, deliveries.find((d) => d.recipient.toLowerCase() === address.toLowerCase()));
   });
+}
+
+/**
+ * The recipient surely did not get the message: its state is failed for a reason that proves it
+ * (NON_DELIVERY_REASONS), and no dispatched MDN ever came for it, not even a late one (a
+ * dispatched MDN says the message reached the recipient, whatever else was reported).
+ */
+export function provesNonDelivery(status: RecipientStatus): boolean {
+  return status.state === 'failed' && status.reason !== undefined && NON_DELIVERY_REASONS.includes(status.reason) && !status.transitions.some((t) => t.state === 'dispatched');
 }
 
 function fold(address: string, events: readonly HispEvent[]): RecipientStatus {

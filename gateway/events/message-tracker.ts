@@ -68,6 +68,16 @@ export class MessageTracker {
   }
 
   /**
+   * One recipient's state now, read synchronously (for a check inside a caller's commit), with no
+   * scope: undefined when the message is no longer stored (purged after its retention). The time
+   * given to the delivery rows only tells a leased delivery from a waiting one: both are `queued`.
+   */
+  recipientNow(id: string, recipient: string): RecipientStatus | undefined {
+    if (!this.queue.messages.has(id)) return undefined;
+    return recipientStatuses([recipient], this.outbox.forMessage(id), this.queue.deliveries.statuses(id, Date.now()))[0];
+  }
+
+  /**
    * Messages oldest first after the cursor, at most `limit`; `nextCursor` is null at the end. With
    * a state filter a page may hold fewer than `limit` and still have a next cursor: at most 2,000
    * messages are looked at per page.

@@ -643,4 +643,21 @@ export const HISP_MIGRATIONS: readonly Migration[] = [
       END;
     `,
   },
+  {
+    version: 14,
+    description: 'a transmission whose delivery surely failed no longer counts as sent: the same document goes again, superseding it',
+    up: `
+      -- Issue 16, "Sending on updates": the same document is never sent twice to the same
+      -- destination, but one whose message surely did not arrive (its delivery failed for a reason
+      -- that proves it: gateway/events/failure-reason.ts NON_DELIVERY_REASONS) goes again on the
+      -- next push of it. The re-send is a new queued row; the old one keeps its history and names
+      -- the row that superseded it (resent_by, set in the re-send's own commit). The rule "sent
+      -- once" then holds among the rows not superseded: two pushes re-sending at once still cannot
+      -- both commit. Each row keeps its own queue_id: the audit trigger of migration 13 finds a
+      -- message's transmission by it as before.
+      ALTER TABLE transmissions ADD COLUMN resent_by TEXT;
+      DROP INDEX transmissions_sent_once;
+      CREATE UNIQUE INDEX transmissions_sent_once ON transmissions (patient_key, destination, sha256) WHERE status = 'queued' AND resent_by IS NULL;
+    `,
+  },
 ];

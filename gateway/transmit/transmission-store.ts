@@ -43,6 +43,8 @@ export interface Transmission {
   queueId: string | null;
   messageId: string | null;
   createdAt: number;
+  /** A queued transmission whose delivery surely failed, sent again: the transmission that re-sent it (migration 14). */
+  resentBy: string | null;
 }
 
 interface Row {
@@ -59,9 +61,10 @@ interface Row {
   queue_id: string | null;
   message_id: string | null;
   created_at: number;
+  resent_by: string | null;
 }
 
-const COLUMNS = 'seq, id, patient_key, record_id, authorization_id, destination, sha256, trigger, status, reason, queue_id, message_id, created_at';
+const COLUMNS = 'seq, id, patient_key, record_id, authorization_id, destination, sha256, trigger, status, reason, queue_id, message_id, created_at, resent_by';
 
 /**
  * Records pushed and their transmissions (schema.ts migration 11). Destinations are stored as
@@ -71,7 +74,8 @@ const COLUMNS = 'seq, id, patient_key, record_id, authorization_id, destination,
 export class TransmissionStore {
   private readonly insertRecordRow;
   private readonly insertRow;
-  private readonly sent;
+  private readonly current;
+  private readonly supersedeRow;
   private readonly lastSentAt;
   private readonly page;
 
@@ -84,7 +88,10 @@ export class TransmissionStore {
       `INSERT INTO transmissions (id, patient_key, record_id, authorization_id, destination, sha256, trigger, status, reason, queue_id, message_id, created_at)
        VALUES (@id, @patientKey, @recordId, @authorizationId, @destination, @sha256, @trigger, @status, @reason, @queueId, @messageId, @createdAt)`,
     );
-    this.sent = sqlite.prepare<[string, string, string], { n: number }>("SELECT 1 AS n FROM transmissions WHERE patient_key = ? AND destination = ? AND sha256 = ? AND status = 'queued'");
+    this.current = sqlite.prepare<[string, string, string], { id: string; queue_id: string | null }>(
+      "SELECT id, queue_id FROM transmissions WHERE patient_key = ? AND destination = ? AND sha256 = ? AND status = 'queued' AND resent_by IS NULL",
+    );
+    this.supersedeRow = sqlite.prepare<[string, string], unknown>("UPDATE transmissions SET resent_by = ? WHERE id = ? AND status = 'queued' AND resent_by IS NULL");
     this.lastSentAt = sqlite.prepare<[string, string], { at: number | null }>("SELECT max(created_at) AS at FROM transmissions WHERE authorization_id = ? AND destination = ? AND status = 'queued'");
     this.page = sqlite.prepare<[string, string, number, number], Row>(
       `SELECT ${COLUMNS} FROM transmissions WHERE patient_key = ? AND authorization_id IN (SELECT value FROM json_each(?)) AND seq > ? ORDER BY seq LIMIT ?`,
@@ -96,14 +103,20 @@ export class TransmissionStore {
     return this.insertRecordRow.run({ ...r }).changes === 1;
   }
 
-  /** Throws SQLITE_CONSTRAINT_UNIQUE for a second queued transmission of a document to a destination. */
+  /** Throws SQLITE_CONSTRAINT_UNIQUE for a second queued transmission of a document to a destination (none superseded). */
   insert(t: Transmission): void {
     this.insertRow.run({ ...t, seq: undefined });
   }
 
-  /** This document went to this destination of the patient before. */
-  sentBefore(patientKey: string, destination: string, sha256: string): boolean {
-    return this.sent.get(patientKey, destination, sha256) !== undefined;
+  /** The queued transmission of this document to this destination of the patient not superseded by a re-send, if any (at most one: the unique index). */
+  lastQueued(patientKey: string, destination: string, sha256: string): { id: string; queueId: string | null } | undefined {
+    const row = this.current.get(patientKey, destination, sha256);
+    return row === undefined ? undefined : { id: row.id, queueId: row.queue_id };
+  }
+
+  /** Marks queued transmission `id` as re-sent by `by` (before `by` is inserted: the unique index); false when it was superseded already. */
+  supersede(id: string, by: string): boolean {
+    return this.supersedeRow.run(by, id).changes === 1;
   }
 
   /** When this authorization last sent to this destination (ms), if ever. */
@@ -134,5 +147,6 @@ function toTransmission(r: Row): Transmission {
     queueId: r.queue_id,
     messageId: r.message_id,
     createdAt: r.created_at,
+    resentBy: r.resent_by,
   };
 }

@@ -6,7 +6,7 @@ import { addressInScopes } from '../core/address-scope.js';
 import { DirectAddress } from '../core/direct-address.js';
 import { HispError } from '../core/errors.js';
 import type { MessageTracker } from '../events/message-tracker.js';
-import type { RecipientStatus } from '../events/message-status.js';
+import { provesNonDelivery, type RecipientStatus } from '../events/message-status.js';
 import type { RecipientCheckServices } from '../flows/recipient-check.js';
 import type { MessageSender } from '../flows/send-message.js';
 import { validateRecipients } from '../flows/validate-recipients.js';
@@ -270,11 +270,11 @@ export class TransmitService {
       const address = named[0]!.destination.address;
       const base = { id: newId('tx'), patientKey: key, recordId: record.id, destination: address, sha256, trigger: input.trigger, createdAt: now };
       const skip = (a: Authorization, reason: SkipReason) => {
-        const t: Transmission = { ...base, authorizationId: a.id, status: 'skipped', reason, queueId: null, messageId: null };
+        const t: Transmission = { ...base, authorizationId: a.id, status: 'skipped', reason, queueId: null, messageId: null, resentBy: null };
         skipped.push(t);
         slots[i] = t;
       };
-      if (this.transmissions.sentBefore(key, address, sha256)) {
+      if (this.sentBefore(key, address, sha256)) {
         skip(named[0]!.authorization, 'duplicate');
         return;
       }
@@ -332,10 +332,30 @@ export class TransmitService {
       // under another authorization, or revoked meanwhile) is not: it waits for a push that sends.
       for (const a of onceLeft) {
         if (authorizationStatus(this.authorizations.get(a.id)!, this.deps.now()) !== 'active') continue;
-        if (a.destinations.every((d) => this.transmissions.sentBefore(key, d.address, sha256))) this.authorizations.fulfil(a.id, now, sha256);
+        if (a.destinations.every((d) => this.sentBefore(key, d.address, sha256))) this.authorizations.fulfil(a.id, now, sha256);
       }
     });
     return { recordId: record.id, sha256, transmissions: results };
+  }
+
+  /**
+   * The transmission that gave this destination this document, not superseded: `sent` when its
+   * message may have arrived; `failed` (with its id, for the re-send to supersede) when its
+   * delivery to the destination surely failed (events/message-status.ts provesNonDelivery: no
+   * certificate, untrusted, refused, expired, a failed MDN or DSN; never after a time-out, when the
+   * message was relayed and may be there); undefined when it never had it. A message purged since
+   * has no state any more: sent. Synchronous: run again inside each send's commit.
+   */
+  private priorSend(key: string, address: string, sha256: string): { sent: true } | { sent: false; id: string } | undefined {
+    const prior = this.transmissions.lastQueued(key, address, sha256);
+    if (prior === undefined) return undefined;
+    const delivery = prior.queueId === null ? undefined : this.deps.tracker.recipientNow(prior.queueId, address);
+    return delivery !== undefined && provesNonDelivery(delivery) ? { sent: false, id: prior.id } : { sent: true };
+  }
+
+  /** This destination had this document, or may have (see priorSend). */
+  private sentBefore(key: string, address: string, sha256: string): boolean {
+    return this.priorSend(key, address, sha256)?.sent === true;
   }
 
   /**
@@ -364,7 +384,7 @@ export class TransmitService {
   private async sendOne(
     a: Authorization,
     d: TransmitDestination,
-    base: Omit<Transmission, 'status' | 'reason' | 'queueId' | 'messageId'>,
+    base: Omit<Transmission, 'status' | 'reason' | 'queueId' | 'messageId' | 'resentBy'>,
     input: RecordInput,
     actor: TransmitActor,
     log: Pick<Logger, 'info'>,
@@ -400,13 +420,28 @@ export class TransmitService {
           // Checked again in the commit: another push of the same document may have reached the
           // destination, or a revocation (R-BB-1: nothing is sent after it), an expiry or another
           // push's fulfilment may have landed, while this one composed. Throwing rolls the message back.
-          if (this.transmissions.sentBefore(key, d.address, sha256)) throw new NotSent('duplicate');
+          const prior = this.priorSend(key, d.address, sha256);
+          if (prior?.sent === true) throw new NotSent('duplicate');
           const reason = this.notSending(a.id, d.address, sha256, now);
           if (reason !== undefined) throw new NotSent(reason);
           storeRecord();
-          sent = { ...base, status: 'queued', reason: null, queueId, messageId };
+          sent = { ...base, status: 'queued', reason: null, queueId, messageId, resentBy: null };
+          // A re-send after a failed delivery: the old row is superseded first (the unique index
+          // covers the rows not superseded), in this commit, and stays in the history.
+          if (prior !== undefined) this.transmissions.supersede(prior.id, base.id);
           this.transmissions.insert(sent);
-          this.deps.audit.append(patientEntry(actor.keyId, 'transmission.queued', base.id, key, now, { authorization: a.id, record: base.recordId, destination: d.address, sha256, trigger: input.trigger, queueId, messageId }));
+          this.deps.audit.append(
+            patientEntry(actor.keyId, 'transmission.queued', base.id, key, now, {
+              authorization: a.id,
+              record: base.recordId,
+              destination: d.address,
+              sha256,
+              trigger: input.trigger,
+              queueId,
+              messageId,
+              ...(prior !== undefined ? { resends: prior.id } : {}),
+            }),
+          );
           // The once-authorizations naming this destination have had their send (a itself, or
           // others sent under an older authorization): fulfilled by this document if not yet.
           for (const o of once) this.authorizations.fulfil(o.id, now, sha256);

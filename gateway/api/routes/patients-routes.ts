@@ -130,6 +130,9 @@ const HistoryEntry = Type.Object(
     trigger: Type.String(),
     createdAt: InstantSchema,
     delivery: Type.Union([DeliverySchema, Type.Null()], { description: 'The message to this destination as tracked now; null when skipped (or purged).' }),
+    resentBy: Type.Optional(
+      Type.String({ description: 'Its delivery surely failed (no-certificate, untrusted, no-route, rejected, expired, failure-mdn, dsn) and a later push of the same document sent it again: the id of that transmission.' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -333,6 +336,7 @@ export function patientsRoutes(app: ApiApp, ctx: ApiContext): void {
           sha256: t.sha256,
           trigger: t.trigger,
           createdAt: new Date(t.createdAt).toISOString(),
+          ...(t.resentBy !== null ? { resentBy: t.resentBy } : {}),
           delivery: t.delivery
             ? { state: t.delivery.state, ...(t.delivery.reason ? { reason: t.delivery.reason } : {}), ...(t.delivery.detail ? { detail: t.delivery.detail } : {}), updatedAt: t.delivery.updatedAt }
             : null,
