@@ -14,9 +14,12 @@ import { MessageTracker } from '../events/message-tracker.js';
 import type { GatewayContext } from '../flows/gateway-context.js';
 import { MessageSender, type DocumentTools, type SendRequest, type SendResult, type XdmSubmission } from '../flows/send-message.js';
 import type { RecipientVerdict, validateRecipients } from '../flows/validate-recipients.js';
+import type { FailureReason } from '../events/failure-reason.js';
 import { SqliteQueue } from '../queue/sqlite-queue.js';
 import { HispDatabase } from '../store/database.js';
+import { TrackingStore } from '../store/tracking-store.js';
 import { PUSH_CONCURRENCY, TransmitService, type AuthorizationInput, type RecordInput, type TransmitActor } from './transmit-service.js';
+import type { Transmission } from './transmission-store.js';
 
 const T0 = Date.UTC(2026, 11, 7, 12);
 const log = createLogger({ level: 'silent' });
@@ -451,6 +454,112 @@ describe('authorizations changing while a push runs', () => {
     clock = T0 + 120_000;
     const expired = await hispRejection(service.push(bob, record(), ehr, log));
     expect([expired.code, expired.details]).toEqual(['HISP_TRANSMIT_NOT_AUTHORIZED', { expiredAt: new Date(T0 + 120_000).toISOString() }]);
+  });
+});
+
+describe('sending again after a delivery that surely failed', () => {
+  const HOUR = 3_600_000;
+  const phr = [{ address: 'jane@phr.example' }];
+
+  /** The relay's answer for transmission t's message (what a worker records, gateway/queue/): failed with a reason, or relayed and tracked for its MDNs. */
+  async function relay(t: Transmission, outcome: FailureReason | 'relayed'): Promise<void> {
+    const leased = await queue.lease(100, 'w1', 60_000);
+    const d = leased.find((x) => x.queueId === t.queueId)!;
+    for (const x of leased) if (x !== d) await queue.release(x);
+    if (outcome !== 'relayed') {
+      await queue.fail(d, { code: 554, enhanced: '5.7.1', text: `refused in this test (${outcome})`, reason: outcome });
+      return;
+    }
+    await db.batch(() => {
+      queue.deliveries.complete(d, { code: 250, text: 'ok' }, clock);
+      new TrackingStore(db).track({ queueId: d.queueId, messageId: t.messageId!, recipient: t.destination, sender: 'records@hospital.example', sentAt: new Date(clock), processedTimeoutMs: HOUR, dispatchedTimeoutMs: HOUR, dispatchedRequested: true });
+    });
+  }
+
+  /** An MDN (or DSN) for transmission t's message, or its pending time-out firing. */
+  async function notify(t: Transmission, what: 'processed' | 'dispatched' | 'failure-mdn' | 'dsn' | 'timeout'): Promise<void> {
+    const tracking = new TrackingStore(db);
+    if (what === 'timeout') {
+      clock += 2 * HOUR;
+      const due = tracking.dueTimeouts(new Date(clock)).find((x) => x.entry.queueId === t.queueId)!;
+      await db.batch(() => tracking.markTimedOut(due.id, new Date(clock)));
+      return;
+    }
+    const kind = what === 'failure-mdn' || what === 'dsn' ? 'failed' : what;
+    await db.batch(() => tracking.record(t.messageId!, t.destination, kind, new Date(clock), undefined, { messageId: `<${what}-${t.id}@phr.example>`, via: what === 'dsn' ? 'dsn' : 'mdn' }));
+  }
+
+  it('no certificate: the same document pushed again goes as a new message; the history keeps both, the old one failed and superseded', async () => {
+    const a = await service.authorize(jane, grant({ destinations: phr }), ehr);
+    const [first] = (await service.push(jane, record(), ehr, log)).transmissions;
+    await relay(first!, 'no-certificate');
+    const [again] = (await service.push(jane, record(), ehr, log)).transmissions;
+    expect(again).toMatchObject({ status: 'queued', reason: null, destination: 'jane@phr.example' });
+    expect(again!.queueId).not.toBe(first!.queueId);
+    expect(messageCount()).toBe(2);
+    // The new message is on its way: a third push of it is a duplicate.
+    expect((await service.push(jane, record(), ehr, log)).transmissions[0]).toMatchObject({ status: 'skipped', reason: 'duplicate' });
+    expect(messageCount()).toBe(2);
+
+    const history = (await service.history(jane, ehr, 0, 10)).transmissions;
+    expect(history.map((t) => [t.id, t.status, t.reason, t.delivery?.state ?? null, t.delivery?.reason ?? null, t.resentBy])).toEqual([
+      [first!.id, 'queued', null, 'failed', 'no-certificate', again!.id],
+      [again!.id, 'queued', null, 'queued', null, null],
+      [expect.any(String), 'skipped', 'duplicate', null, null, null],
+    ]);
+    // The re-send is a transmission.queued entry like any other, naming the one it re-sends.
+    const queued = audit.list({ patientRef: a.patientKey, limit: 100 }).entries.filter((e) => e.action === 'transmission.queued');
+    expect(queued.map((e) => [e.object.id, e.detail.resends ?? null])).toEqual([
+      [first!.id, null],
+      [again!.id, first!.id],
+    ]);
+  });
+
+  it('every reason that proves non-delivery sends again; an operator bounce, the time-outs and a dispatched MDN do not', async () => {
+    const cases: [string, (t: Transmission) => Promise<void>, 'queued' | 'skipped'][] = [
+      ['untrusted', (t) => relay(t, 'untrusted'), 'queued'],
+      ['no-route', (t) => relay(t, 'no-route'), 'queued'],
+      ['rejected', (t) => relay(t, 'rejected'), 'queued'],
+      ['expired', (t) => relay(t, 'expired'), 'queued'],
+      ['failure-mdn', async (t) => (await relay(t, 'relayed'), await notify(t, 'processed'), await notify(t, 'failure-mdn')), 'queued'],
+      ['dsn', async (t) => (await relay(t, 'relayed'), await notify(t, 'dsn')), 'queued'],
+      ['bounced', async (t) => void (await queue.bounce(t.queueId!, 'wrong patient')), 'skipped'],
+      ['processed-timeout', async (t) => (await relay(t, 'relayed'), await notify(t, 'timeout')), 'skipped'],
+      ['dispatched-timeout', async (t) => (await relay(t, 'relayed'), await notify(t, 'processed'), await notify(t, 'timeout')), 'skipped'],
+      // A late dispatched MDN after the time-out: it arrived after all.
+      ['processed-timeout', async (t) => (await relay(t, 'relayed'), await notify(t, 'timeout'), await notify(t, 'dispatched')), 'skipped'],
+      // A failed MDN after the dispatched one contradicts a final answer: it changes nothing.
+      ['dispatched', async (t) => (await relay(t, 'relayed'), await notify(t, 'dispatched'), await notify(t, 'failure-mdn')), 'skipped'],
+    ];
+    for (const [i, [reason, fail, expected]] of cases.entries()) {
+      const patient = { patientRef: `MRN-${i}` };
+      await service.authorize(patient, grant({ destinations: phr }), ehr);
+      const [first] = (await service.push(patient, record(), ehr, log)).transmissions;
+      await fail(first!);
+      const [before] = (await service.history(patient, ehr, 0, 1)).transmissions;
+      expect([i, before!.delivery?.reason ?? before!.delivery?.state]).toEqual([i, reason]);
+      const [again] = (await service.push(patient, record(), ehr, log)).transmissions;
+      expect([i, reason, again!.status, again!.reason]).toEqual([i, reason, expected, expected === 'queued' ? null : 'duplicate']);
+    }
+  });
+
+  it('two pushes re-sending at once: one message goes, the other is a duplicate', async () => {
+    await service.authorize(jane, grant({ destinations: phr }), ehr);
+    const [first] = (await service.push(jane, record(), ehr, log)).transmissions;
+    await relay(first!, 'no-certificate');
+    const both = await Promise.all([service.push(jane, record(), ehr, log), service.push(jane, record(), ehr, log)]);
+    expect(both.map((p) => `${p.transmissions[0]!.status}:${p.transmissions[0]!.reason ?? ''}`).sort()).toEqual(['queued:', 'skipped:duplicate']);
+    expect(messageCount()).toBe(2);
+    expect(db.sqlite.prepare("SELECT count(*) FROM transmissions WHERE status = 'queued' AND resent_by IS NULL").pluck().get()).toBe(1);
+  });
+
+  it('a once-authorization fulfilled by a document that never arrived sends that document again, and no other', async () => {
+    await service.authorize(jane, grant({ frequency: 'once', destinations: phr }), ehr);
+    const [first] = (await service.push(jane, record(), ehr, log)).transmissions;
+    await relay(first!, 'expired');
+    expect((await service.push(jane, record(), ehr, log)).transmissions[0]).toMatchObject({ status: 'queued' });
+    expect((await hispRejection(service.push(jane, record('later'), ehr, log))).code).toBe('HISP_TRANSMIT_NOT_AUTHORIZED');
+    expect(messageCount()).toBe(2);
   });
 });
 
