@@ -197,6 +197,30 @@ describe('/v1/patients/{patientRef}/records and /transmissions', () => {
     ]);
   });
 
+  it('a document whose delivery failed (no certificate) goes again on its next push; the history shows both, the old one resentBy the new', async () => {
+    const { client, t, token } = await start();
+    await client.request('POST', '/v1/patients/MRN-1/authorizations', { key: token, json: authorization() });
+    const first = ((await client.request('POST', '/v1/patients/MRN-1/records', { key: token, json: push() })).body as Pushed).transmissions[0]!;
+    const [delivery] = await t.queue.lease(10, 'w1', 60_000);
+    await t.queue.fail(delivery!, { code: 554, enhanced: '5.7.5', text: 'no certificate [HISP_DISCOVERY_NO_CERT]', reason: 'no-certificate' });
+    const again = await client.request('POST', '/v1/patients/MRN-1/records', { key: token, json: push() });
+    expect(again.status).toBe(202);
+    const second = (again.body as Pushed).transmissions[0]!;
+    expect(second).toMatchObject({ status: 'queued', destination: PHR });
+    expect(second.queueId).not.toBe(first.queueId);
+    // On its way now: the same document once more is a duplicate.
+    const third = ((await client.request('POST', '/v1/patients/MRN-1/records', { key: token, json: push() })).body as Pushed).transmissions[0]!;
+    expect(third).toMatchObject({ status: 'skipped', reason: 'duplicate' });
+    const history = (await client.request('GET', '/v1/patients/MRN-1/transmissions', { key: token })).body as { transmissions: Record<string, unknown>[] };
+    expect(history.transmissions).toMatchObject([
+      { id: first.id, status: 'queued', queueId: first.queueId, delivery: { state: 'failed', reason: 'no-certificate' }, resentBy: second.id },
+      { id: second.id, status: 'queued', queueId: second.queueId, delivery: { state: 'queued' } },
+      { id: third.id, status: 'skipped', reason: 'duplicate', delivery: null },
+    ]);
+    expect(history.transmissions.slice(1).map((x) => 'resentBy' in x)).toEqual([false, false]);
+    expect(t.db.sqlite.prepare('SELECT count(*) FROM messages').pluck().get()).toBe(2);
+  });
+
   it('humanReadable false: a C-CDA goes without its rendering; true (the default) with it', async () => {
     const { client, t, token } = await start();
     const ccda = { filename: 'summary.xml', contentType: 'application/xml', kind: 'ccda', content: Buffer.from(cdaDocument({ sections: [section('Discharged home.')] })).toString('base64') };
