@@ -96,6 +96,8 @@ const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`
  * backs it), so that "never twice" holds under concurrent pushes too; so is the authorization
  * (notSending), so that a revocation landing mid-push stops what is not yet committed (R-BB-1:
  * "revoke prospectively") and a once-authorization sends one document under concurrent pushes.
+ * A destination whose message surely did not arrive (priorSend) has not had the document: the next
+ * push sends it again, superseding the old transmission (migration 14).
  */
 export class TransmitService {
   readonly authorizations: AuthorizationStore;
