@@ -102,14 +102,14 @@ interface RoundResult {
 }
 
 /** One round: a fresh gateway for each of the four measurements (warm-up first). */
-async function round(bench: E2eBench, ccda: Buffer, log: (line: string) => void): Promise<RoundResult> {
+async function round(bench: E2eBench, ccda: Buffer, log: (line: string) => void, cpuProfileDir?: string): Promise<RoundResult> {
   const measure = async (label: string, prepare: (agent: Agent, port: number, key: string) => Promise<Load>): Promise<number> => {
     const dir = bench.runDir(`transmit-${label}`);
     const sink = await startSmtpSink();
     const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
     let gateway: GatewayProcess | undefined;
     try {
-      const started = await startApiGateway(bench, dir, sink, `a.test-${label}`);
+      const started = await startApiGateway(bench, dir, sink, `a.test-${label}`, cpuProfileDir === undefined ? undefined : join(cpuProfileDir, label));
       gateway = started.gateway;
       const { port, key } = started;
       // The authorizations first, then the warm-up: what their writes leave to do (the WAL's
@@ -147,7 +147,7 @@ async function round(bench: E2eBench, ccda: Buffer, log: (line: string) => void)
   return { fanOut: { transmit: fanOutTransmit, plain: fanOutPlain }, patients: { transmit: patientsTransmit, plain: patientsPlain } };
 }
 
-export async function benchTransmit(options: { rounds?: number; verbose?: boolean } = {}): Promise<E2eFigure[] | { skipped: string }> {
+export async function benchTransmit(options: { rounds?: number; verbose?: boolean; cpuProfileDir?: string } = {}): Promise<E2eFigure[] | { skipped: string }> {
   const why = e2eUnavailableReason();
   if (why) return { skipped: why };
   const log = (line: string) => options.verbose && process.stderr.write(`transmit: ${line}\n`);
@@ -157,7 +157,7 @@ export async function benchTransmit(options: { rounds?: number; verbose?: boolea
   const figures: E2eFigure[] = [];
   try {
     const rounds: RoundResult[] = [];
-    for (let i = 0; i < (options.rounds ?? ROUNDS); i++) rounds.push(await round(bench, ccda, log));
+    for (let i = 0; i < (options.rounds ?? ROUNDS); i++) rounds.push(await round(bench, ccda, log, options.cpuProfileDir === undefined ? undefined : join(options.cpuProfileDir, `round${i + 1}`)));
     for (const [id, pick, perRecord] of [
       [`transmit.fan_out_${FAN_OUT.destinations}`, (r: RoundResult) => r.fanOut, FAN_OUT.destinations],
       [`transmit.patients_${PATIENTS}`, (r: RoundResult) => r.patients, 1],
@@ -178,10 +178,11 @@ export async function benchTransmit(options: { rounds?: number; verbose?: boolea
   return figures;
 }
 
-// `node dist/bench/transmit-bench.js [--rounds N]`: this bench alone; `npm run bench` runs it too.
+// `node dist/bench/transmit-bench.js [--rounds N] [--cpu-prof DIR]`: this bench alone (the gateways
+// profiled with node --cpu-prof, one folder per round and measurement); `npm run bench` runs it too.
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { values } = parseArgs({ options: { rounds: { type: 'string' } } });
-  const result = await benchTransmit({ rounds: values.rounds === undefined ? undefined : Number(values.rounds), verbose: true });
+  const { values } = parseArgs({ options: { rounds: { type: 'string' }, 'cpu-prof': { type: 'string' } } });
+  const result = await benchTransmit({ rounds: values.rounds === undefined ? undefined : Number(values.rounds), verbose: true, ...(values['cpu-prof'] !== undefined ? { cpuProfileDir: values['cpu-prof'] } : {}) });
   if ('skipped' in result) console.log(`transmit: skipped: ${result.skipped}`);
   else for (const f of result) console.log(`${f.name.padEnd(44)} ${f.value.toFixed(2).padStart(10)} ${f.unit}${f.reference === null ? '' : `  (plain ${f.reference.toFixed(2)}, ratio ${(f.value / f.reference).toFixed(3)})`}${f.target ? `  ${f.pass ? 'met' : 'MISSED'}` : ''}`);
 }

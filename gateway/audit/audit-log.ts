@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { userInfo } from 'node:os';
 import type { SqliteConnection } from '../store/database.js';
 import { auditHash, GENESIS_HASH } from './audit-chain.js';
+import { randomHexId } from '../core/random-id.js';
 
 /** Who did it: an API key (its id), an SMTP user, an operator at the command line (the OS user), the remote side of a message, or hisp itself. */
 export const AUDIT_ACTOR_KINDS = ['api-key', 'smtp-user', 'operator', 'remote', 'system'] as const;
@@ -120,7 +120,7 @@ export class AuditLog {
   append(record: AuditRecord): AuditEntry {
     const run = () =>
       this.insert.get({
-        id: `aud_${randomBytes(12).toString('hex')}`,
+        id: `aud_${randomHexId(24)}`,
         at: record.at ?? this.now(),
         actorKind: record.actor.kind,
         actorId: record.actor.id,

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HispError } from '../core/errors.js';
 import type { HispDatabase } from '../store/database.js';
 import { fsyncDirectory } from '../store/directory-sync.js';
+import { randomHexId } from '../core/random-id.js';
 
 /** A received message as it is delivered to an API mailbox. */
 export interface MailboxDelivery {
@@ -103,7 +103,7 @@ export class MailboxStore {
   async deliver(item: MailboxDelivery): Promise<MailboxEntry> {
     const existing = this.byDeliveryStmt.get(item.deliveryId);
     if (existing) return toEntry(existing);
-    const id = `msg_${randomBytes(12).toString('hex')}`;
+    const id = `msg_${randomHexId(24)}`;
     const name = `${id}.eml`;
     const path = join(this.dir, name);
     const temp = `${path}.tmp`;

@@ -1,4 +1,3 @@
-import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
@@ -7,6 +6,7 @@ import { HispError } from '../core/errors.js';
 import { FINAL_DELIVERY_REQUEST } from '../mdn/notification-options.js';
 import { DIRECT_CONTEXT_FILENAME, DIRECT_CONTEXT_HEADER, formatDirectContext, type DirectContext } from '../documents/direct-context.js';
 import { COMPOSED_BOUNDARY_PREFIX, isSevenBit } from './seven-bit.js';
+import { randomHexId } from '../core/random-id.js';
 
 /** What a document is (issue 15, `documents[].kind`): it decides its media type and what goes with it. */
 export type DocumentKind = 'ccda' | 'pdf' | 'xdm' | 'fhir' | 'other';
@@ -81,7 +81,7 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
   // Direct Context §2: the header names the metadata part by its Content-ID (RFC 2392 msg-id form);
   // the part is an attachment (a reader without support sees it), text/plain, US-ASCII.
   // Short, so that the header stays on one line for most domains (a folded one is as valid).
-  const contextCid = input.directContext ? `<ctx.${randomBytes(8).toString('hex')}@${input.messageId.slice(input.messageId.lastIndexOf('@') + 1).replace(/>$/, '')}>` : undefined;
+  const contextCid = input.directContext ? `<ctx.${randomHexId(16)}@${input.messageId.slice(input.messageId.lastIndexOf('@') + 1).replace(/>$/, '')}>` : undefined;
   const options: Mail.Options & { baseBoundary: string } = {
     from: input.from,
     to: [...input.to],
@@ -95,10 +95,10 @@ export function composeMessage(input: ComposeInput): NodeJS.ReadableStream {
     xMailer: false,
     // Delimiters no 7bit document can hold (seven-bit.ts); its own prefix would name the library too.
     boundaryPrefix: COMPOSED_BOUNDARY_PREFIX,
-    // The random part of every boundary (each part's is this and its number): drawn once here from
-    // the pooled randomUUID (122 random bits), where MailComposer would draw 8 octets for each of
-    // the message's parts, one synchronous call to the system's generator each (50 µs a send).
-    baseBoundary: randomUUID().replace(/-/g, ''),
+    // The random part of every boundary (each part's is this and its number): drawn once here
+    // (core/random-id.ts), where MailComposer would draw 8 octets from the system generator for the
+    // message and each of its parts, one synchronous call each.
+    baseBoundary: randomHexId(30),
     headers: {
       'Disposition-Notification-To': input.notifyTo ?? input.from,
       ...(input.finalDelivery ? { 'Disposition-Notification-Options': FINAL_DELIVERY_REQUEST } : {}),

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { SMTPServerSession } from 'smtp-server';
 import { MimeEntity } from '../mime/mime-entity.js';
 import libmime from 'libmime';
@@ -16,6 +15,7 @@ import { receivedField, withProtocol } from './received-field.js';
 import { headerOf } from './mail-data.js';
 import { PasswordVerifier } from './password-verifier.js';
 import type { SmtpEdgeHandlers, SmtpTransaction } from './smtp-listener.js';
+import { randomHexId } from '../core/random-id.js';
 
 /** True when `user` may send as `address`: listed as such, or `@domain` of its domain (case-insensitive). */
 export function mayUse(user: SubmissionUser, address: string): boolean {
@@ -74,7 +74,7 @@ export function submissionHandlers(ctx: GatewayContext): SmtpEdgeHandlers {
       let added = '';
       let messageId = entity.header('message-id')?.trim();
       if (!messageId) {
-        messageId = `<${randomBytes(16).toString('hex')}@${ctx.config.hostname}>`;
+        messageId = `<${randomHexId(30)}@${ctx.config.hostname}>`;
         added += `Message-ID: ${messageId}\r\n`;
       }
       if (!entity.header('date')) added += `Date: ${rfc5322Date(now)}\r\n`;

@@ -1,5 +1,5 @@
 import { patientCx } from '../documents/xdm-pack.js';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuditLog, AuditOutcome, AuditRecord } from '../audit/audit-log.js';
 import { addressInScopes } from '../core/address-scope.js';
@@ -15,6 +15,7 @@ import type { HispDatabase } from '../store/database.js';
 import { AuthorizationStore, authorizationStatus, patientKey, type Authorization, type AuthorizationStatus, type GrantedBy, type TransmitDestination, type TransmitFrequency } from './authorization-store.js';
 import { contextSentence, requestTxt, transmissionContext } from './bluebutton-payload.js';
 import { TransmissionStore, type RecordTrigger, type SkipReason, type Transmission } from './transmission-store.js';
+import { randomHexId } from '../core/random-id.js';
 
 /** Destinations a push sends to at once (see push). */
 export const PUSH_CONCURRENCY = 16;
@@ -79,7 +80,7 @@ export const DESTINATION_RETRY_AFTER_S = 60;
 /** The recipient check of an authorization's destinations, all at once. */
 const CHECK_TIMEOUT_MS = 30_000;
 
-const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`;
+const newId = (prefix: string) => `${prefix}_${randomHexId(24)}`;
 
 /**
  * Blue Button+ transmit (issue 16; BB+ "Transmitting Data Using the Direct Protocol", requirements
