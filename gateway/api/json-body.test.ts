@@ -82,6 +82,13 @@ describe('readJsonBody (issue 15, "Speed": a send body’s long base64 never a J
     }
   });
 
+  it('reads bodies of very long arrays as JSON.parse does (no stack overflow, no pair per element)', () => {
+    for (const body of [{ documents: new Array(200_000).fill(0), text: 'a'.repeat(2000) }, { x: new Array(200_000).fill(0), text: 'a'.repeat(2000) }]) {
+      const text = JSON.stringify(body);
+      expect(read(text)).toEqual(JSON.parse(text));
+    }
+  });
+
   it(`looks at no more than ${MAX_STRINGS} strings, and still reads the body whole`, () => {
     const text = JSON.stringify({ many: Array.from({ length: MAX_STRINGS }, () => 's'), documents: [{ content: b64(3000) }] });
     const value = read(text);

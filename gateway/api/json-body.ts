@@ -231,7 +231,8 @@ function members(value: unknown, pointer: string): { owner: Record<string, unkno
     const next: unknown[] = [];
     for (const h of holders) {
       if (segment === '*') {
-        if (Array.isArray(h)) next.push(...(h as unknown[]));
+        // One at a time: spreading an array of 150,000 elements into push() overflows the stack.
+        if (Array.isArray(h)) for (const element of h as unknown[]) next.push(element);
       } else if (isRecord(h) && Object.hasOwn(h, segment)) next.push(h[segment]);
     }
     holders = next;
@@ -239,23 +240,29 @@ function members(value: unknown, pointer: string): { owner: Record<string, unkno
   return holders.filter((h): h is Record<string, unknown> => isRecord(h) && Object.hasOwn(h, key)).map((owner) => ({ owner, key }));
 }
 
-/** Every placeholder left in `value` replaced by its string (an explicit stack: the nesting is the client's). */
+/**
+ * Every placeholder left in `value` replaced by its string (an explicit stack: the nesting is the
+ * client's), visiting members in place (no list of pairs: a body may hold millions of elements) and
+ * stopping once every placeholder is found.
+ */
 function restore(value: unknown, placeholders: ReadonlyMap<string, { start: number; end: number }>, stringOf: (region: { start: number; end: number }) => unknown): Set<string> {
   const restored = new Set<string>();
   const stack: unknown[] = [value];
-  while (stack.length > 0) {
+  const visit = (holder: Record<string | number, unknown>, k: string | number): void => {
+    const v = holder[k];
+    if (typeof v === 'string') {
+      const region = placeholders.get(v);
+      if (region) {
+        holder[k] = stringOf(region);
+        restored.add(v);
+      }
+    } else if (v !== null && typeof v === 'object') stack.push(v);
+  };
+  while (stack.length > 0 && restored.size < placeholders.size) {
     const node = stack.pop();
     if (node === null || typeof node !== 'object') continue;
-    const entries: [string | number, unknown][] = Array.isArray(node) ? node.map((v, i) => [i, v]) : Object.entries(node);
-    for (const [k, v] of entries) {
-      if (typeof v === 'string') {
-        const region = placeholders.get(v);
-        if (region) {
-          (node as Record<string | number, unknown>)[k] = stringOf(region);
-          restored.add(v);
-        }
-      } else if (v !== null && typeof v === 'object') stack.push(v);
-    }
+    if (Array.isArray(node)) for (let i = 0; i < node.length; i++) visit(node as unknown as Record<number, unknown>, i);
+    else for (const k in node) if (Object.hasOwn(node, k)) visit(node as Record<string, unknown>, k);
   }
   return restored;
 }

@@ -272,8 +272,13 @@ function sourcePatientInfo(patientId: string | undefined, patient: XdmPatient | 
   if (!patient) return values;
   const name = [patient.surname, patient.givenName, patient.middleName].map((part) => hl7Text(part ?? ''));
   if (name.some((part) => part !== '')) values.push(`PID-5|${name.join('^').replace(/\^+$/, '')}`);
-  const birth = /^(\d{4})-?(\d{2})-?(\d{2})$/.exec(patient.dateOfBirth ?? '');
-  if (birth) values.push(`PID-7|${birth[1]}${birth[2]}${birth[3]}`);
+  // A calendar date, `YYYY-MM-DD` or `YYYYMMDD` (not a mix), that exists (no 13th month, no 30 February).
+  const birth = /^(\d{4})(-?)(\d{2})\2(\d{2})$/.exec(patient.dateOfBirth ?? '');
+  if (birth) {
+    const [y, m, d] = [Number(birth[1]), Number(birth[3]), Number(birth[4])];
+    const date = new Date(Date.UTC(y, m - 1, d));
+    if (date.getUTCFullYear() === y && date.getUTCMonth() === m - 1 && date.getUTCDate() === d) values.push(`PID-7|${birth[1]}${birth[3]}${birth[4]}`);
+  }
   if (patient.gender !== undefined && /^[MFOUAN]$/.test(patient.gender)) values.push(`PID-8|${patient.gender}`);
   return values;
 }

@@ -109,6 +109,10 @@ describe('packXdm then unpackXdm: the round trip', () => {
     expect(pkg.documents[0]!.entry!.sourcePatientInfo).toEqual([`PID-3|${PATIENT}`, 'PID-5|O\\F\\Brien\\S\\Smith^Ada^B\\T\\C', 'PID-7|19900203', 'PID-8|F']);
     const { zip: partial } = await packToBuffer({ documents: [{ content: NOTE, filename: 'note.txt' }], patient: { givenName: 'Ada', dateOfBirth: 'early 1990', gender: 'female' } });
     expect((await unpackKeeping(partial)).pkg.documents[0]!.entry!.sourcePatientInfo).toEqual(['PID-5|^Ada']);
+    for (const dateOfBirth of ['1970-13-45', '2023-02-29', '2024-0501', '19900203']) {
+      const { zip: one } = await packToBuffer({ documents: [{ content: NOTE, filename: 'note.txt' }], patient: { dateOfBirth } });
+      expect((await unpackKeeping(one)).pkg.documents[0]!.entry!.sourcePatientInfo, dateOfBirth).toEqual(dateOfBirth === '19900203' ? ['PID-7|19900203'] : []);
+    }
   });
 
   it('writes full metadata, without the limited-metadata marks, when the codes, language and content type are given', async () => {

@@ -76,17 +76,39 @@ describe('SevenBitScan', () => {
     );
     fc.assert(
       fc.property(body, fc.array(fc.nat(), { maxLength: 6 }), (b, cuts) => {
-        const points = [...new Set(cuts.map((c) => c % (b.length + 1)))].sort((x, y) => x - y);
-        const scan = new SevenBitScan();
-        let from = 0;
-        for (const p of [...points, b.length]) {
-          scan.update(b.subarray(from, p));
-          from = p;
-        }
-        expect(scan.clean).toBe(oracle(b));
-        expect(isSevenBit(b)).toBe(oracle(b));
+        return check(b, cuts);
       }),
       { numRuns: 3000 },
     );
+    // Bodies over the scan's 64 KiB slice (it splits a long chunk itself): a valid body of short lines
+    // with a stretch of random octets put across the 65,536th octet (a CRLF, a --=_ line start, a
+    // bare CR or LF, a long line, straddling the cut).
+    const SLICE = 64 * 1024;
+    const longBody = fc
+      .tuple(fc.array(octet, { minLength: 1, maxLength: 40 }), fc.integer({ min: -20, max: 20 }), fc.integer({ min: 0, max: 3000 }))
+      .map(([stretch, shift, tail]) => {
+        const lines = Buffer.from('<x>abc</x>\r\n'.repeat(Math.ceil((SLICE + 4000) / 12))).subarray(0, SLICE + shift);
+        return Buffer.concat([lines, Buffer.from(stretch), Buffer.from('\r\n<y/>\r\n'.repeat(Math.ceil(tail / 8)))]);
+      });
+    fc.assert(
+      fc.property(longBody, fc.array(fc.nat(), { maxLength: 2 }), (b, cuts) => {
+        return check(b, cuts);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
+
+/** The scan fed `b` in the pieces `cuts` make, and isSevenBit over it whole, against the oracle. */
+function check(b: Buffer, cuts: number[]): boolean {
+  const points = [...new Set(cuts.map((c) => c % (b.length + 1)))].sort((x, y) => x - y);
+  const scan = new SevenBitScan();
+  let from = 0;
+  for (const p of [...points, b.length]) {
+    scan.update(b.subarray(from, p));
+    from = p;
+  }
+  expect(scan.clean).toBe(oracle(b));
+  expect(isSevenBit(b)).toBe(oracle(b));
+  return true;
+}
