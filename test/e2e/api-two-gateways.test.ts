@@ -6,7 +6,7 @@
  * webhook receives the events in order, each signature verified with the standardwebhooks library.
  * Real peers on loopback: knotd publishes both domains' certificates (DNS CERT) and MX records.
  */
-import { startApiGatewayPair } from '../helpers/api-gateway-pair.js';
+import { phrMailbox, startApiGatewayPair } from '../helpers/api-gateway-pair.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HispGateway } from '../../gateway/flows/hisp-gateway.js';
 import type { ApiClient } from '../helpers/api-client.js';
@@ -74,8 +74,7 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('two gateways th
     const listed = await waitFor(
       'the message in B’s API mailbox',
       async () => {
-        const r = await phr.request('GET', '/v1/mailboxes/phr@b.test/messages', { key: phrKey });
-        const messages = (r.body as { messages: { id: string; from: string }[] }).messages;
+        const messages = await phrMailbox({ phr, phrKey });
         return messages.length > 0 ? messages : undefined;
       },
       WAIT_MS,
@@ -126,7 +125,7 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('two gateways th
     expect(ack.body).toMatchObject({ id: messageId, dispatchedMdn: true });
     const again = await phr.request('POST', `/v1/mailboxes/phr@b.test/messages/${messageId}/ack`, { key: phrKey });
     expect(again.body).toMatchObject({ dispatchedMdn: false });
-    expect(((await phr.request('GET', '/v1/mailboxes/phr@b.test/messages', { key: phrKey })).body as { messages: unknown[] }).messages).toEqual([]);
+    expect(await phrMailbox({ phr, phrKey })).toEqual([]);
 
     const status = await waitFor('dispatched at A', async () => {
       const s = await ehr.request('GET', `/v1/messages/${id}`, { key: ehrKey });

@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { startApiGatewayPair } from '../helpers/api-gateway-pair.js';
+import { phrMailbox, startApiGatewayPair } from '../helpers/api-gateway-pair.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HispGateway } from '../../gateway/flows/hisp-gateway.js';
 import { ApiKeyStore } from '../../gateway/store/api-key-store.js';
@@ -63,7 +63,7 @@ describe.skipIf(knot.skip || !ett.present)(knot.title(ett.title('Blue Button+ tr
     await net?.stop();
   });
 
-  const mailbox = async () => ((await phr.request('GET', '/v1/mailboxes/phr@b.test/messages', { key: phrKey })).body as { messages: MailboxMessage[] }).messages;
+  const mailbox = () => phrMailbox<MailboxMessage>({ phr, phrKey });
   const part = async (messageId: string, partId: string) => (await phr.request('GET', `/v1/mailboxes/phr@b.test/messages/${messageId}/parts/${partId}`, { key: phrKey })).text;
 
   it('authorize → discharge sent with the sentence, rendering and request.txt → duplicate not sent → new result sent → revoked: 409, nothing sent; history and audit', async () => {

@@ -6,7 +6,7 @@
  * requested → in-progress (processed MDN) → completed (dispatched MDN). Real peers on loopback:
  * knotd publishes both domains' certificates (DNS CERT) and MX records.
  */
-import { startApiGatewayPair } from '../helpers/api-gateway-pair.js';
+import { phrMailbox, startApiGatewayPair } from '../helpers/api-gateway-pair.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HispGateway } from '../../gateway/flows/hisp-gateway.js';
 import type { ApiClient } from '../helpers/api-client.js';
@@ -63,8 +63,7 @@ describe.skipIf(knot.skip)(knot.title('FHIR MHD ITI-65 on two gateways (issue 16
     const listed = await waitFor(
       'the message in B’s API mailbox',
       async () => {
-        const r = await phr.request('GET', '/v1/mailboxes/phr@b.test/messages', { key: phrKey });
-        const messages = (r.body as { messages: { id: string; from: string }[] }).messages;
+        const messages = await phrMailbox({ phr, phrKey });
         return messages.length > 0 ? messages : undefined;
       },
       WAIT_MS,

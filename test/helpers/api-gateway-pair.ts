@@ -36,3 +36,9 @@ export async function startApiGatewayPair(options: { aExtra?: Record<string, unk
   const phrKey = (await new ApiKeyStore(b.ctx.db).create({ name: 'phr', actions: ['receive'], sendAs: [], mailboxes: ['phr@b.test'] }, Date.now())).token;
   return { net, a, b, ehr: await ApiClient.forUrl(a.apiUrl!), phr: await ApiClient.forUrl(b.apiUrl!), ehrKey, phrKey };
 }
+
+/** What phr@b.test's API mailbox at B lists now (GET /v1/mailboxes/phr@b.test/messages with the PHR's key). */
+export async function phrMailbox<M = { id: string; from: string }>(pair: Pick<ApiGatewayPair, 'phr' | 'phrKey'>): Promise<M[]> {
+  const r = await pair.phr.request('GET', '/v1/mailboxes/phr@b.test/messages', { key: pair.phrKey });
+  return (r.body as { messages: M[] }).messages;
+}
